@@ -1,0 +1,52 @@
+# gpuprov developer entry points. Every target installs what it needs on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test test-fast test-hosts test-vm lint demo demo-clean system-deps venv bench clean
+
+$(STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages the test bed and the lab need (debootstrap, qemu, sshd, gpg, nginx...).
+system-deps:
+	bash scripts/install-system-deps.sh
+
+## The full suite: fast tier, light hosts and VMs. This is what CI runs.
+test: system-deps $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+## Fast tier: no hosts, no VMs (a minute or two).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not host and not vm"
+
+test-hosts: system-deps $(STAMP)
+	$(PY) -m pytest -m "host and not vm"
+
+test-vm: system-deps $(STAMP)
+	$(PY) -m pytest -m vm
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+## The README's main job on a local lab (see README).
+demo: system-deps $(STAMP)
+	$(PY) -m gpuprov.lab demo
+
+demo-clean: $(STAMP)
+	$(PY) -m gpuprov.lab clean
+
+bench: system-deps $(STAMP)
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

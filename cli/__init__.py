@@ -1,0 +1,64 @@
+"""The `gpuprov` command: a click group whose subcommands load lazily (fast --help)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from gpuprov import __version__
+
+# name -> "module:attribute" (modules relative to gpuprov.cli). One line per command.
+COMMANDS: dict[str, str] = {}
+
+
+class LazyGroup(click.Group):
+    def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module, attr = self.lazy[cmd_name].split(":")
+            return getattr(importlib.import_module(f"gpuprov.cli.{module}"), attr)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="""\b
+Examples:
+  gpuprov inventory check inventories/example.yaml
+  gpuprov hosts trust inventories/lab.yaml
+  gpuprov facts inventories/lab.yaml
+  gpuprov plan inventories/lab.yaml
+  gpuprov apply inventories/lab.yaml --yes
+  gpuprov verify inventories/lab.yaml --output json
+
+Exit codes: 0 ok, 1 a host or check failed, 2 bad input, 3 could not connect,
+4 rollout halted, 5 rollout locked, 130 interrupted (docs/exit-codes.md).""",
+)
+@click.version_option(__version__, prog_name="gpuprov")
+@click.option("--debug", is_flag=True, help="Show tracebacks for unexpected errors.")
+@click.pass_context
+def gpuprov(ctx: click.Context, debug: bool) -> None:
+    """Provision on-prem and air-gapped NVIDIA GPU clusters."""
+    from gpuprov.cli.app import App
+
+    ctx.obj = App(debug=debug)
+
+
+def main() -> None:
+    # gevent must patch before pyinfra/paramiko import sockets, or hosts run one by one.
+    from gevent import monkey
+
+    monkey.patch_all()
+    from gpuprov.cli.app import run
+
+    sys.exit(run(gpuprov))

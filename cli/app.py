@@ -1,0 +1,101 @@
+"""The application object on ctx.obj: one place for terminal output and for aborting.
+
+Commands print through `App` (info/success/warning/error/table/json) and end with
+`app.abort(message, code)`. Only `run()` catches the unexpected.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from gpuprov.errors import ExitCode, GpuprovError, InputError
+
+
+class Abort(click.exceptions.Exit):
+    """Raised by App.abort; carries the exit code through click."""
+
+
+class App:
+    def __init__(self, debug: bool = False):
+        self.debug = debug
+        self.out = Console(highlight=False, soft_wrap=True)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    # ---- messages -------------------------------------------------------------------
+    def info(self, text: str) -> None:
+        self.out.print(text, markup=False)
+
+    def success(self, text: str) -> None:
+        self.out.print(text, style="green", markup=False)
+
+    def warning(self, text: str) -> None:
+        self.err.print(text, style="yellow", markup=False)
+
+    def error(self, text: str) -> None:
+        self.err.print(text, style="red", markup=False)
+
+    def json(self, data: Any) -> None:
+        # Plain stdout (no rich wrapping) so the output is machine-readable.
+        click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+    def table(
+        self, columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None
+    ) -> None:
+        table = Table(title=title, show_lines=False, header_style="bold")
+        for col in columns:
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        self.out.print(table)
+
+    def abort(self, message: str | None = None, code: int = ExitCode.HOSTS_FAILED) -> NoReturn:
+        if message:
+            self.error(message)
+        raise Abort(code)
+
+    def fail(self, error: GpuprovError) -> NoReturn:
+        if isinstance(error, InputError):
+            for problem in error.problems:
+                self.error(str(problem))
+        else:
+            self.error(f"error: {error}")
+        raise Abort(error.exit_code)
+
+
+def run(group: click.Group) -> int:
+    """Invoke the CLI; map expected errors to exit codes and never show a traceback
+    unless --debug was given."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        rv = group.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return ExitCode.BAD_INPUT
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        return ExitCode.INTERRUPTED
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return ExitCode.INTERRUPTED
+    except GpuprovError as exc:
+        if isinstance(exc, InputError):
+            for problem in exc.problems:
+                click.echo(str(problem), err=True)
+        else:
+            click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except Exception as exc:  # the one place the unexpected is caught
+        if debug:
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True)
+        return 70
+    return rv if isinstance(rv, int) else ExitCode.OK

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the Debian packages gpuprov's tests, benchmarks and local lab need, if missing.
+# Safe to run again: it only calls apt-get when something is absent.
+set -euo pipefail
+
+PACKAGES=(
+  debootstrap          # builds the test bed's Debian rootfs
+  qemu-system-x86      # boots test VMs (software emulation)
+  qemu-utils           # qemu-img overlays
+  e2fsprogs            # mke2fs -d: rootfs -> disk image without loop devices
+  openssh-server       # sshd for light hosts
+  openssh-client       # ssh-keygen, ssh-keyscan
+  iproute2             # network namespaces, veth, bridges
+  gnupg                # signing apt repositories
+  apt-utils            # apt-ftparchive (Packages/Release)
+  dpkg-dev             # dpkg-scanpackages
+  fakeroot
+  nginx-light          # baseline server for the mirror benchmark
+  busybox-static
+  zstd
+  xz-utils
+  util-linux
+  procps
+  curl
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "missing Debian packages: ${missing[*]} (run as root or: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
