@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from gpuprov.deploys.preflight_fact import PreflightData, PreflightFact
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
-from gpuprov.deploys.preflight_fact import PreflightData, PreflightFact
 from gpuprov.engine.connect import CLUSTER_DATA_KEY, HOST_DATA_KEY
 from gpuprov.engine.refusal import HostRefused, warn
 from gpuprov.inventory.model import Host

@@ -16,9 +16,13 @@ SCRIPT = r"""
 . /etc/os-release 2>/dev/null
 echo "os_id=${ID:-}"; echo "os_version=${VERSION_ID:-}"; echo "os_name=${PRETTY_NAME:-}"
 k=$(uname -r); echo "kernel=$k"; echo "arch=$(uname -m)"
-if [ -e "/lib/modules/$k/build" ] || [ -d "/usr/src/kernels/$k" ]; then echo headers=1; else echo headers=0; fi
-if command -v apt-cache >/dev/null 2>&1; then
-  echo "headers_candidate=$(apt-cache policy "linux-headers-$k" 2>/dev/null | awk '/Candidate:/{print $2}')"
+if [ -e "/lib/modules/$k/build" ] || [ -d "/usr/src/kernels/$k" ]; then echo headers=1
+else
+  echo headers=0
+  # only when missing: apt-cache loads the whole package cache (seconds without pkgcache.bin)
+  if command -v apt-cache >/dev/null 2>&1; then
+    echo "headers_candidate=$(apt-cache policy "linux-headers-$k" 2>/dev/null | awk '/Candidate:/{print $2}')"
+  fi
 fi
 sb=""
 if command -v mokutil >/dev/null 2>&1; then sb=$(mokutil --sb-state 2>/dev/null | head -n1); fi

@@ -4,6 +4,7 @@ per-operation progress events and a per-host summary."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -91,12 +92,9 @@ def execute(session: Session, plan: Plan, progress: Progress | None = None) -> A
     state = session.state
     if progress is not None:
         state.add_callback_handler(_callbacks(progress))
-    with quiet_pyinfra():
-        try:
-            run_ops(state)
-        except PyinfraError:
-            # "No hosts remaining!" when every host failed: the per-host results say why.
-            pass
+    # "No hosts remaining!" when every host failed: the per-host results say why.
+    with quiet_pyinfra(), suppress(PyinfraError):
+        run_ops(state)
 
     results: dict[str, HostResult] = {}
     for name, host_plan in plan.hosts.items():

@@ -194,7 +194,6 @@ def connect_hosts(session: Session) -> dict[str, ConnectResult]:
     """Connect every host of the session in parallel; never raises for a host."""
     import gevent
     from pyinfra.api.exceptions import ConnectError as PyinfraConnectError
-
     from pyinfra.connectors.sshuserclient.client import get_host_keys
 
     state = session.state

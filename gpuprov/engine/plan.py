@@ -70,8 +70,8 @@ def _describe(session: Session, op_hash: str) -> OpChange:
 
 
 def _add_for_host(session: Session, name: str, deploys: Sequence[Deploy]) -> HostPlan:
-    from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.deploy import add_deploy
+    from pyinfra.api.exceptions import PyinfraError
 
     state = session.state
     host = state.inventory.get_host(name)

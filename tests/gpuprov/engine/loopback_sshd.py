@@ -60,9 +60,8 @@ def start(workdir: Path) -> LoopbackSshd:
         f"PidFile {workdir / 'sshd.pid'}\nStrictModes no\nSubsystem sftp internal-sftp\n"
     )
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
-    proc = subprocess.Popen(
-        ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=open(workdir / "sshd.log", "w")
-    )
+    with open(workdir / "sshd.log", "w") as log:
+        proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=log)
     server = LoopbackSshd(port, proc.pid, client, (workdir / "host_ed25519.pub").read_text())
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
