@@ -10,7 +10,12 @@ import click
 from gpuprov import __version__
 
 # name -> "module:attribute" (modules relative to gpuprov.cli). One line per command.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "apply": "apply:apply",
+    "facts": "facts:facts",
+    "hosts": "hosts:hosts",
+    "plan": "plan:plan",
+}
 
 
 class LazyGroup(click.Group):

@@ -90,6 +90,11 @@ def execute(session: Session, plan: Plan, progress: Progress | None = None) -> A
     from pyinfra.api.operations import run_ops
 
     state = session.state
+    # A host whose plan changes nothing is not run again: executing would re-read every
+    # fact only to yield no commands. This keeps a converged apply at about one round trip.
+    idle = {name for name, p in plan.hosts.items() if p.ready and not p.changes}
+    for name in idle:
+        state.active_hosts.discard(state.inventory.get_host(name))
     if progress is not None:
         state.add_callback_handler(_callbacks(progress))
     # "No hosts remaining!" when every host failed: the per-host results say why.
@@ -103,8 +108,12 @@ def execute(session: Session, plan: Plan, progress: Progress | None = None) -> A
                 name, host_plan.status, error=host_plan.error, warnings=host_plan.warnings
             )
             continue
-        host = state.inventory.get_host(name)
         res = HostResult(name, "ok", warnings=host_plan.warnings)
+        if name in idle:
+            res.ok = host_plan.ops_total
+            results[name] = res
+            continue
+        host = state.inventory.get_host(name)
         for op_hash in state.get_op_order():
             op_data = state.ops[host].get(op_hash)
             if op_data is None:
