@@ -12,8 +12,11 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 
 def free_port() -> int:
@@ -74,3 +77,14 @@ def start(workdir: Path) -> LoopbackSshd:
             time.sleep(0.05)
     server.stop()
     raise RuntimeError("sshd did not start listening")
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSshd]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run sshd")
+    server = start(tmp_path_factory.mktemp("sshd"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,147 @@
+"""`hosts trust`, `facts`, `plan`, `apply` as an operator runs them: the real CLI in a
+subprocess, a YAML inventory, a real sshd (root only).
+
+The preflight change goes under a scratch `gpuprov_root` (this sshd serves this machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from loopback_sshd import LoopbackSshd, free_port
+
+pytest.importorskip("gpuprov.inventory.loader")  # TODO(engine): drop once the loader is on main
+
+pytestmark = pytest.mark.host
+
+
+def gpuprov(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "gpuprov.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+
+
+def host_lines(stderr: str) -> list[str]:
+    """stderr without the static checks' located notes (`lab.yaml:5:5: note: ...`)."""
+    return [ln for ln in stderr.splitlines() if ln.strip() and "lab.yaml:" not in ln]
+
+
+def write_inventory(
+    tmp: Path, sshd: LoopbackSshd, hosts: dict[str, int], ignore: list[str]
+) -> Path:
+    lines = [
+        "cluster:",
+        "  name: clitest",
+        "  stack:",
+        "    os: debian12",
+        '    driver: {branch: "580", version: "580.95.05"}',
+        f"  ssh: {{user: root, key: {sshd.client_key}, known_hosts: known_hosts, connect_timeout: 3}}",
+        "groups:",
+        "  lab:",
+        "    profile: hgx-h100-8",
+        "    vars:",
+        f"      gpuprov_root: {tmp / 'root'}",
+        "      gpuprov_min_free_gb: 0.1",
+        f"      gpuprov_preflight_ignore: {json.dumps(ignore)}",
+        "    hosts:",
+    ]
+    lines += [f"      {name}: {{address: {a}, port: {p}}}" for name, (a, p) in hosts.items()]
+    path = tmp / "lab.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    (tmp / "root").mkdir(exist_ok=True)
+    return path
+
+
+def test_trust_facts_plan_apply(tmp_path: Path, sshd: LoopbackSshd):
+    # this machine has no kernel headers and no GPUs: the lab says so explicitly
+    inv = write_inventory(tmp_path, sshd, {"node1": ("127.0.0.1", sshd.port)}, ["headers", "gpus"])
+    target = tmp_path / "root" / "etc" / "gpuprov" / "host.json"
+
+    # unknown host key: one line, exit 3, nothing changed
+    proc = gpuprov("plan", str(inv), cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    [line] = host_lines(proc.stderr)
+    assert line.startswith("node1 (127.0.0.1:") and "host key not in" in line
+    assert "Traceback" not in proc.stderr
+    proc = gpuprov("apply", str(inv), "--yes", cwd=tmp_path)
+    assert proc.returncode == 3 and not target.exists()
+
+    proc = gpuprov("hosts", "trust", str(inv), "--yes", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    fp = subprocess.run(
+        ["ssh-keygen", "-lf", "-"], input=sshd.host_pub, capture_output=True, text=True
+    ).stdout.split()[1]
+    assert fp in proc.stdout
+    assert (
+        (tmp_path / "known_hosts").read_text().startswith(f"[127.0.0.1]:{sshd.port} ssh-ed25519 ")
+    )
+    assert (
+        gpuprov("hosts", "trust", str(inv), cwd=tmp_path).returncode == 0
+    )  # nothing new: no prompt
+
+    proc = gpuprov("facts", str(inv), "--output", "json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stdout)["node1"]
+    uname = subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.strip()
+    assert facts["ok"] and facts["kernel"] == uname
+    for key in ("os_id", "os_version", "headers_installed", "secure_boot", "nouveau_loaded",
+                "pci", "driver_installed", "free_bytes"):  # fmt: skip
+        assert key in facts
+    assert gpuprov("facts", str(inv), cwd=tmp_path).returncode == 0
+
+    proc = gpuprov("plan", str(inv), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "host.json" in proc.stdout and "Plan: 2 changes" in proc.stdout
+    assert "profile hgx-h100-8 expects 8x" in proc.stderr  # the ignored GPU check, as a warning
+    assert not target.exists()
+
+    proc = gpuprov("apply", str(inv), cwd=tmp_path)  # no terminal, no --yes: refuse
+    assert proc.returncode == 2 and not target.exists()
+
+    proc = gpuprov("apply", str(inv), "--yes", "--output", "json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["summary"] == {"hosts": 1, "failed": 0, "changed": 2}
+    assert json.loads(target.read_text())["cluster"] == "clitest"
+
+    proc = gpuprov("apply", str(inv), "--yes", "--output", "json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["summary"]["changed"] == 0
+
+    proc = gpuprov("plan", str(inv), "--output", "json", cwd=tmp_path)
+    assert json.loads(proc.stdout)["summary"]["changes"] == 0
+
+
+def test_refusal_and_unreachable(tmp_path: Path, sshd: LoopbackSshd):
+    closed = free_port()
+    # nothing listens on 127.0.0.2 (the loader rejects two hosts with one address)
+    hosts = {"node1": ("127.0.0.1", sshd.port), "gone": ("127.0.0.2", closed)}
+    inv = write_inventory(tmp_path, sshd, hosts, ["headers"])
+    proc = gpuprov("hosts", "trust", str(inv), "--yes", cwd=tmp_path)
+    assert proc.returncode == 3  # node1 recorded, gone unreachable
+    assert f"gone ([127.0.0.2]:{closed}): unreachable" in proc.stderr
+
+    proc = gpuprov("apply", str(inv), "--yes", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr  # node1 refused (no GPUs), gone unreachable
+    err = host_lines(proc.stderr)
+    assert any(line.startswith(f"gone (127.0.0.2:{closed}): unreachable") for line in err)
+    assert any("node1: refused: PCI bus shows no NVIDIA GPU" in line for line in err)
+    assert "Traceback" not in proc.stderr
+    assert list((tmp_path / "root").iterdir()) == []
+
+    proc = gpuprov("facts", str(inv), "--limit", "gone", cwd=tmp_path)
+    assert proc.returncode == 3 and len(host_lines(proc.stderr)) == 1
+    proc = gpuprov("plan", str(inv), "--limit", "nosuchhost", cwd=tmp_path)
+    assert proc.returncode == 2
