@@ -27,7 +27,9 @@ def _gpg(home: Path, args: list[str], action: str, *, input: bytes | None = None
         raise GpgError(action, "gpg not found (install the gnupg package)")
     cmd = ["gpg", "--homedir", str(home), "--batch", "--no-tty", "--quiet", *args]
     try:
-        proc = subprocess.run(cmd, input=input, capture_output=True, check=False)
+        proc = subprocess.run(cmd, input=input, capture_output=True, check=False, timeout=300)
+    except subprocess.TimeoutExpired:
+        raise GpgError(action, "timed out after 300 s") from None
     finally:
         _stop_agent(home)
     if proc.returncode != 0:
@@ -59,8 +61,10 @@ class SigningKey:
     passphrase_file: Path | None = None
 
     def _unlock_args(self) -> list[str]:
+        # Loopback always: a protected key without its passphrase then fails at once
+        # instead of gpg-agent waiting for a pinentry nobody can answer.
         if self.passphrase_file is None:
-            return []
+            return ["--pinentry-mode", "loopback"]
         return ["--pinentry-mode", "loopback", "--passphrase-file", str(self.passphrase_file)]
 
     def export_public(self, keyring_out: Path) -> Path:

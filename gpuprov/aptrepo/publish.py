@@ -25,6 +25,7 @@ import hashlib
 import io
 import lzma
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -33,13 +34,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gpuprov.aptrepo.deb822 import format_paragraph
-from gpuprov.aptrepo.debfile import ARCH, CHUNK, PACKAGE_NAME, DebInfo, read_deb
+from gpuprov.aptrepo.debfile import ARCH, CHUNK, DebInfo, read_deb
 from gpuprov.aptrepo.errors import BadPackage, DuplicatePackageError
 from gpuprov.aptrepo.keys import SigningKey
 from gpuprov.errors import InputError
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")  # suites, codenames, components
 HASHES = (("MD5Sum", "md5"), ("SHA256", "sha256"))
 
 
@@ -96,8 +98,8 @@ def _check_names(suite: str, codename: str, components: tuple[str, ...], archs: 
     for label, value in [("suite", suite), ("codename", codename)] + [
         ("component", c) for c in components
     ]:
-        if not value or not PACKAGE_NAME.match(value.lower()) or value.startswith("."):
-            problems.append(f"invalid {label} {value!r} (letters, digits, '.', '+', '-')")
+        if not _NAME.match(value):
+            problems.append(f"invalid {label} {value!r} (letters, digits, '.', '_', '+', '-')")
     problems += [f"invalid architecture {a!r}" for a in archs if not ARCH.match(a)]
     if not components:
         problems.append("no components given")

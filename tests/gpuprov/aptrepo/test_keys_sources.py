@@ -78,3 +78,20 @@ def test_deb822_source_stanza():
 def test_deb822_source_rejects_bad_values(url, suite, comps, keyring, expect):
     with pytest.raises(InputError, match=expect):
         deb822_source(url, suite, comps, keyring)
+
+
+def test_protected_key_signs_only_with_its_passphrase(tmp_path, debs, keyring):
+    from gpuprov.aptrepo import GpgError, publish_repo
+
+    secret = tmp_path / "passphrase"
+    secret.write_text("correct horse battery staple\n")
+    site = generate_key(tmp_path / "site", "site", "site@gpuprov.invalid", passphrase_file=secret)
+    site_keyring = site.export_public(tmp_path / "site.gpg")
+    locked = load_key(site.home)  # no passphrase given
+    with pytest.raises(GpgError, match="signing Release"):
+        publish_repo(debs, tmp_path / "r", suite="s", key=locked)
+    assert not (tmp_path / "r").exists()
+    publish_repo(debs, tmp_path / "r", suite="s", key=site)
+    from gpuprov.aptrepo import verify_repo
+
+    assert verify_repo(tmp_path / "r", site_keyring) == []
