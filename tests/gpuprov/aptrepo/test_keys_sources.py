@@ -85,6 +85,10 @@ def test_protected_key_signs_only_with_its_passphrase(tmp_path, debs, keyring):
 
     secret = tmp_path / "passphrase"
     secret.write_text("correct horse battery staple\n")
+    # Test-only: a cheap S2K count, or gpg-agent spends seconds calibrating on a busy CI
+    # box. Real site keys keep gpg's calibrated default.
+    (tmp_path / "site").mkdir(mode=0o700)
+    (tmp_path / "site" / "gpg-agent.conf").write_text("s2k-count 65536\n")
     site = generate_key(tmp_path / "site", "site", "site@gpuprov.invalid", passphrase_file=secret)
     site_keyring = site.export_public(tmp_path / "site.gpg")
     locked = load_key(site.home)  # no passphrase given
