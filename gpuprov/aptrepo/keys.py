@@ -4,8 +4,8 @@ Every call passes an explicit --homedir, so the user's ~/.gnupg is never read or
 written, and stops the gpg-agent that gpg starts for private-key operations, so no
 daemon outlives a publish. The public half is exported as a *binary* OpenPGP keyring
 (`gpg --export`, extension .gpg): apt's signed-by accepts it on every apt version, and
-gpgv, which apt and verify_repo use, reads it directly (armored .asc needs apt >= 1.4
-and cannot be passed to gpgv).
+gpgv, which apt and verify_repo use, reads it directly (an armored .asc keyring is
+dearmored by newer apt only, and gpgv cannot read it).
 """
 
 from __future__ import annotations

@@ -131,6 +131,10 @@ def _check_suite(root: Path, dist: Path, keyring: Path, now: datetime) -> Iterat
     except (ValueError, IndexError) as exc:
         yield Problem(release_loc, f"unreadable Release: {exc}")
         return
+    if dist.name not in (fields.get("Suite"), fields.get("Codename")):
+        # apt refuses a Release whose Suite/Codename does not match what was asked for;
+        # a renamed or swapped dists/ folder must not pass silently here either.
+        yield Problem(release_loc, f"Suite/Codename in Release do not name {dist.name!r}")
     if "Valid-Until" in fields:
         try:
             valid_until = parsedate_to_datetime(fields["Valid-Until"])

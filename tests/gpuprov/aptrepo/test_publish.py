@@ -166,3 +166,11 @@ def test_verify_reports_unlisted_and_orphan_files(tmp_path, debs, key, keyring):
     (root / "pool/main/x.deb").write_bytes(b"orphan")
     problems = {(Path(p.location.file).name, p.severity) for p in verify_repo(root, keyring)}
     assert problems == {("Packages.bz2", "error"), ("x.deb", "warning")}
+
+
+def test_verify_reports_a_renamed_suite_folder(tmp_path, debs, key, keyring):
+    root = tmp_path / "r"
+    publish_repo(debs, root, suite="stable", key=key, date=DATE)
+    (root / "dists/stable").rename(root / "dists/testing")
+    problems = [p.message for p in verify_repo(root, keyring)]
+    assert problems == ["Suite/Codename in Release do not name 'testing'"]
