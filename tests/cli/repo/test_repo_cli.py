@@ -116,3 +116,31 @@ def test_publish_errors_are_clear(tmp_path):
     assert "does not exist (create one with: gpuprov repo keygen)" in nokey.stderr
     assert "Traceback" not in nokey.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_broken_deb_is_bad_input_naming_the_file(tmp_path):
+    home = tmp_path / "keys"
+    assert (
+        gpuprov(
+            "repo", "keygen", "--home", home, "--name", "t", "--email", "t@t.invalid"
+        ).returncode
+        == 0
+    )
+    (tmp_path / "debs").mkdir()
+    broken = tmp_path / "debs" / "broken.deb"
+    broken.write_bytes(b"this is not an ar archive")
+    pub = gpuprov(
+        "repo",
+        "publish",
+        tmp_path / "debs",
+        "--out",
+        tmp_path / "r",
+        "--suite",
+        "s",
+        "--key-home",
+        home,
+    )
+    assert pub.returncode == 2
+    assert pub.stderr.startswith(f"{broken}: error: not a readable .deb:"), pub.stderr
+    assert "Traceback" not in pub.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["debs", "keys"]
