@@ -130,6 +130,7 @@ class Apt:
             "APT::Architectures": "amd64",
             "Acquire::Languages": "none",
             "Acquire::Retries": "0",
+            "Acquire::http::Proxy::127.0.0.1": "DIRECT",  # a host-wide proxy must not apply
         }
         return [arg for k, v in opts.items() for arg in ("-o", f"{k}={v}")]
 
