@@ -193,7 +193,9 @@ def _services(text: str) -> dict[str, ServiceState]:
         if len(parts) != 3:
             raise ParseError("systemctl is-active/is-enabled", f"unexpected line {line!r}")
         name, active, enabled = parts
-        out[name] = ServiceState(None if active == "-" else active, None if enabled == "-" else enabled)
+        out[name] = ServiceState(
+            None if active == "-" else active, None if enabled == "-" else enabled
+        )
     return out
 
 

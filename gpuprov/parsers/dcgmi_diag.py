@@ -77,7 +77,9 @@ def parse_dcgmi_diag(text: str) -> DcgmDiag:
             continue
         result = next((r for r in RESULTS if value.startswith(r)), None)
         if result is None:
-            raise ParseError(SOURCE, f"test {name!r}: result {value!r} is not one of {RESULTS}", lineno)
+            raise ParseError(
+                SOURCE, f"test {name!r}: result {value!r} is not one of {RESULTS}", lineno
+            )
         tests.append(DiagTest(name, section, result, value[len(result) :].strip(" -")))
         last_key = "test"
     if not saw_table or not tests:

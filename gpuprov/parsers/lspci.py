@@ -1,7 +1,7 @@
 """`lspci -nn` and `lspci -nnmm` -> PCI devices; helpers to pick NVIDIA GPUs and NVSwitches.
 
-    18:00.0 3D controller [0302]: NVIDIA Corporation GH100 [H100 SXM5 80GB] [10de:2330] (rev a1)
-    18:00.0 "3D controller [0302]" "NVIDIA Corporation [10de]" "GH100 [H100 SXM5 80GB] [2330]" -ra1 ...
+18:00.0 3D controller [0302]: NVIDIA Corporation GH100 [H100 SXM5 80GB] [10de:2330] (rev a1)
+18:00.0 "3D controller [0302]" "NVIDIA Corporation [10de]" "GH100 [H100 SXM5 80GB] [2330]" -ra1 ...
 """
 
 from __future__ import annotations
@@ -47,7 +47,11 @@ def parse_lspci(text: str) -> list[PciDevice]:
         line = raw.strip()
         if not line:
             continue
-        dev = _parse_mm(line, lineno) if '"' in line.split(" ", 1)[-1][:1] else _parse_nn(line, lineno)
+        dev = (
+            _parse_mm(line, lineno)
+            if '"' in line.split(" ", 1)[-1][:1]
+            else _parse_nn(line, lineno)
+        )
         devices.append(dev)
     return devices
 
@@ -56,7 +60,9 @@ def _parse_nn(line: str, lineno: int) -> PciDevice:
     m = _NN.match(line)
     if not m:
         raise ParseError(SOURCE, f"not an `lspci -nn` line: {line[:100]!r}", lineno)
-    return PciDevice(m["slot"], m["cls"], m["class_id"], m["vendor"], m["device"], m["name"], m["rev"])
+    return PciDevice(
+        m["slot"], m["cls"], m["class_id"], m["vendor"], m["device"], m["name"], m["rev"]
+    )
 
 
 def _parse_mm(line: str, lineno: int) -> PciDevice:

@@ -28,7 +28,9 @@ def parse_query_csv(text: str, fields: list[str] | None = None) -> list[dict[str
         header, body = rows[0], rows[1:]
         names = [_UNIT.sub("", h.strip()) for h in header]
         if not names or any(not n or " " in n for n in names):
-            raise ParseError(SOURCE, f"first line is not a field header: {','.join(header)[:120]!r}", 1)
+            raise ParseError(
+                SOURCE, f"first line is not a field header: {','.join(header)[:120]!r}", 1
+            )
         first_data = 2
     else:
         names, body, first_data = list(fields), rows, 1

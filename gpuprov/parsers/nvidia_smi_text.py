@@ -131,10 +131,14 @@ def _gpu(index: int, n: Node) -> Gpu:
         uuid=uuid,
         serial=na_str(n.value_of("Serial Number")),
         pci_device_id=pci_id_from_nvsmi(n.value_of("PCI", "Device Id")),
-        persistence_mode=to_bool(SOURCE, f"{where} Persistence Mode", n.value_of("Persistence Mode")),
+        persistence_mode=to_bool(
+            SOURCE, f"{where} Persistence Mode", n.value_of("Persistence Mode")
+        ),
         mig_mode=to_bool(SOURCE, f"{where} MIG Mode", n.value_of("MIG Mode", "Current")),
         mig_devices=len(n.all("MIG Device")),
-        memory_total_mib=to_int(SOURCE, f"{where} FB Memory", n.value_of("FB Memory Usage", "Total")),
+        memory_total_mib=to_int(
+            SOURCE, f"{where} FB Memory", n.value_of("FB Memory Usage", "Total")
+        ),
         ecc=_ecc(where, n.get("ECC Errors")),
         retired_pages=_retired(where, n.get("Retired Pages")),
         remapped_rows=_remapped(where, n.get("Remapped Rows")),
@@ -157,8 +161,9 @@ def _ecc(where: str, n: Node | None) -> EccErrors:
         if s.get("Double Bit") is not None:  # pre-R470 layout
             dram = to_int(SOURCE, label, s.value_of("Double Bit", "Device Memory"))
             total = to_int(SOURCE, label, s.value_of("Double Bit", "Total"))
-            out[f"{scope}_dram"], out[f"{scope}_sram"] = dram, (
-                None if total is None else total - (dram or 0)
+            out[f"{scope}_dram"], out[f"{scope}_sram"] = (
+                dram,
+                (None if total is None else total - (dram or 0)),
             )
             continue
         dram = to_int(SOURCE, label, s.value_of("DRAM Uncorrectable"))
@@ -169,7 +174,9 @@ def _ecc(where: str, n: Node | None) -> EccErrors:
         else:
             sram = to_int(SOURCE, label, s.value_of("SRAM Uncorrectable"))
         out[f"{scope}_dram"], out[f"{scope}_sram"] = dram, sram
-    return EccErrors(out["Volatile_dram"], out["Volatile_sram"], out["Aggregate_dram"], out["Aggregate_sram"])
+    return EccErrors(
+        out["Volatile_dram"], out["Volatile_sram"], out["Aggregate_dram"], out["Aggregate_sram"]
+    )
 
 
 def _retired(where: str, n: Node | None) -> RetiredPages:
@@ -187,7 +194,9 @@ def _retired(where: str, n: Node | None) -> RetiredPages:
         if node is None:
             return None
         # Older drivers nest "Retired Pages/Single Bit ECC/Count"; newer print the value inline.
-        return to_int(SOURCE, label, node.value if node.value is not None else node.value_of("Count"))
+        return to_int(
+            SOURCE, label, node.value if node.value is not None else node.value_of("Count")
+        )
 
     return RetiredPages(
         single_bit_count=count("Single Bit ECC"),

@@ -58,7 +58,8 @@ def parse_nvidia_smi_xml(text: str) -> NvidiaSmiReport:
         )
     gpus = tuple(_gpu(i, g) for i, g in enumerate(gpu_elems))
     return NvidiaSmiReport(
-        driver_version=driver, cuda_version=na_str(_text(root, "cuda_version")),
+        driver_version=driver,
+        cuda_version=na_str(_text(root, "cuda_version")),
         gpus=gpus,
         attached_gpus=attached,
     )
@@ -95,7 +96,9 @@ def _gpu(index: int, g: ET.Element) -> Gpu:
         persistence_mode=to_bool(SOURCE, f"{where} persistence_mode", _text(g, "persistence_mode")),
         mig_mode=to_bool(SOURCE, f"{where} mig_mode", _text(g, "mig_mode/current_mig")),
         mig_devices=0 if mig_devices is None else len(mig_devices.findall("mig_device")),
-        memory_total_mib=to_int(SOURCE, f"{where} fb_memory_usage", _text(g, "fb_memory_usage/total")),
+        memory_total_mib=to_int(
+            SOURCE, f"{where} fb_memory_usage", _text(g, "fb_memory_usage/total")
+        ),
         ecc=_ecc(where, g.find("ecc_errors")),
         retired_pages=_retired(where, g.find("retired_pages")),
         remapped_rows=_remapped(where, g.find("remapped_rows")),
@@ -128,8 +131,10 @@ def _ecc(where: str, ecc: ET.Element | None) -> EccErrors:
             sram = None if parity is None and secded is None else (parity or 0) + (secded or 0)
         else:
             sram = to_int(SOURCE, name, _text(el, "sram_uncorrectable"))
-        if el.find("dram_uncorrectable") is None and el.find("sram_uncorrectable") is None and (
-            el.find("sram_uncorrectable_parity") is None
+        if (
+            el.find("dram_uncorrectable") is None
+            and el.find("sram_uncorrectable") is None
+            and (el.find("sram_uncorrectable_parity") is None)
         ):
             raise ParseError(SOURCE, f"{name}: no known ECC counters (schema changed?)")
         values[f"{scope}_dram"] = dram

@@ -1,8 +1,8 @@
 """`nvidia-smi nvlink --status` (`nvlink -s`) -> per-GPU link speeds.
 
-    GPU 0: NVIDIA A100-SXM4-80GB (UUID: GPU-...)
-             Link 0: 25 GB/s
-             Link 1: <inactive>
+GPU 0: NVIDIA A100-SXM4-80GB (UUID: GPU-...)
+         Link 0: 25 GB/s
+         Link 1: <inactive>
 """
 
 from __future__ import annotations

@@ -86,7 +86,9 @@ def parse_dpkg_query(text: str) -> dict[str, InstalledPackage]:
             continue
         parts = raw.split("\t")
         if len(parts) != 3 or not parts[0]:
-            raise ParseError("dpkg-query -W", f"expected 3 tab-separated fields: {raw[:100]!r}", lineno)
+            raise ParseError(
+                "dpkg-query -W", f"expected 3 tab-separated fields: {raw[:100]!r}", lineno
+            )
         pkg = InstalledPackage(parts[0].split(":")[0], parts[1], parts[2].strip())
         if pkg.installed:
             out[pkg.name] = pkg

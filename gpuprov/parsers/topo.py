@@ -64,13 +64,17 @@ def parse_topo_matrix(text: str) -> Topology:
             raise ParseError(SOURCE, f"row {name!r} is not a device of the header", lineno)
         values = [c.strip() for c in cells[1:]]
         if len(values) < len(devices):
-            raise ParseError(SOURCE, f"row {name} has {len(values)} cells, expected {len(devices)}", lineno)
+            raise ParseError(
+                SOURCE, f"row {name} has {len(values)} cells, expected {len(devices)}", lineno
+            )
         matrix[name] = dict(zip(devices, values[: len(devices)], strict=True))
         extra = dict(zip(header[len(devices) :], values[len(devices) :], strict=False))
         cpu[name] = extra.get("CPU Affinity", "")
         numa[name] = extra.get("NUMA Affinity", "")
         if matrix[name][name] != "X":
-            raise ParseError(SOURCE, f"row {name}: diagonal is {matrix[name][name]!r}, expected X", lineno)
+            raise ParseError(
+                SOURCE, f"row {name}: diagonal is {matrix[name][name]!r}, expected X", lineno
+            )
     missing = [d for d in devices if d not in matrix]
     if missing:
         raise ParseError(SOURCE, f"no rows for {', '.join(missing)}")
