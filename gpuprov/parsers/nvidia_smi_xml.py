@@ -37,8 +37,11 @@ def parse_nvidia_smi_xml(text: str) -> NvidiaSmiReport:
         snippet = text.strip().splitlines()[0][:120] if text.strip() else "empty output"
         raise ParseError(SOURCE, f"no <nvidia_smi_log> document found (got: {snippet!r})")
     # The DOCTYPE names an external DTD; ElementTree ignores it (never fetched).
+    end = text.find("</nvidia_smi_log>", start)
+    # stderr is merged into the captured output: drop anything after the document too.
+    doc = text[start:] if end < 0 else text[start : end + len("</nvidia_smi_log>")]
     try:
-        root = ET.fromstring(text[start:])
+        root = ET.fromstring(doc)
     except ET.ParseError as exc:
         raise ParseError(SOURCE, f"malformed XML: {exc}", exc.position[0]) from None
     if root.tag != "nvidia_smi_log":
