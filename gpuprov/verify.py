@@ -173,3 +173,29 @@ def _dcgm(d: DcgmDiag) -> Check:
         for t in d.failed
     )
     return Check("dcgm-diag", False, f"failed: {failed}")
+
+
+def pci_checks(state: HostStateData, profile: SystemProfile) -> list[Check]:
+    """Preflight from `lspci -nn` (before any driver): the profile's GPUs and NVSwitches are
+    on the bus. Empty when lspci is not installed on the host."""
+    if state.pci_devices is None:
+        return []
+    gpus = [d for d in state.pci_gpus if d.pci_id in profile.gpu_pci_ids]
+    checks = [
+        Check(
+            "pci-gpus",
+            len(gpus) == profile.gpu_count,
+            f"{len(gpus)} GPUs with ids {', '.join(profile.gpu_pci_ids)} on the PCI bus, "
+            f"profile {profile.name} expects {profile.gpu_count}",
+        )
+    ]
+    if profile.nvswitch and profile.nvswitch_count:
+        sw = [d for d in state.pci_nvswitches if d.pci_id in profile.nvswitch_pci_ids]
+        checks.append(
+            Check(
+                "pci-nvswitches",
+                len(sw) == profile.nvswitch_count,
+                f"{len(sw)} NVSwitches on the PCI bus, expected {profile.nvswitch_count}",
+            )
+        )
+    return checks

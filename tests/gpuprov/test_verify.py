@@ -190,3 +190,30 @@ def test_host_state_with_xml(tmp_path, captures):
     xml = captures / "netdata_a100-sxm4-40gb_1gpu_mig_passthrough_510.47.03.xml"
     v = verdict(_host_state(tmp_path, f'cat "{xml}"\n'), A100_40_PCIE_VM, "510.47.03")
     assert v.ok, v.summary()
+
+
+def test_pci_checks_reconstructed_hgx():
+    from gpuprov.parsers.lspci import parse_lspci
+    from gpuprov.verify import pci_checks
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "lspci" / "hgx-h100-8_lspci-nn.txt"
+    devices = parse_lspci(fixture.read_text())
+    checks = pci_checks(HostStateData(pci_devices=devices), HGX_H100_8)
+    assert [(c.name, c.ok) for c in checks] == [("pci-gpus", True), ("pci-nvswitches", True)]
+    missing_switch = [d for d in devices if d.slot != "e6:00.0"]
+    checks = pci_checks(HostStateData(pci_devices=missing_switch), HGX_H100_8)
+    assert [(c.name, c.ok) for c in checks] == [("pci-gpus", True), ("pci-nvswitches", False)]
+    assert pci_checks(HostStateData(pci_devices=None), HGX_H100_8) == []
+
+
+def test_pci_checks_this_machine_has_no_gpu(tmp_path):
+    state = _host_state(tmp_path, None)
+    checks = pci_checks_for(state)
+    if state.pci_devices is not None:
+        assert checks[0].name == "pci-gpus" and not checks[0].ok
+
+
+def pci_checks_for(state):
+    from gpuprov.verify import pci_checks
+
+    return pci_checks(state, HGX_H100_8)

@@ -54,7 +54,11 @@ def test_tab_indented_like_real_output(captures):
 
 
 def test_stderr_noise_before_document(captures):
-    text = "WARNING: infoROM is corrupted at gpu 0000:01:00.0\n" + _telegraf(captures) + "WARNING: again\n"
+    text = (
+        "WARNING: infoROM is corrupted at gpu 0000:01:00.0\n"
+        + _telegraf(captures)
+        + "WARNING: again\n"
+    )
     assert parse_nvidia_smi_xml(text).driver_version == "535.54.03"
 
 
