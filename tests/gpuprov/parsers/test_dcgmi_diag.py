@@ -19,7 +19,9 @@ def test_h200_persistence_failure(captures):
     assert fail.name == "Persistence Mode"
     # The wrapped Error cell is joined back exactly, mid-word breaks included.
     assert fail.details.startswith("Persistence mode for GPU 0 is currently disabled. The DCGM")
-    assert "requires peristence mode to be enabled" in fail.details
+    # Five complete messages (GPU 5's is cut off by dcgmi), each joined across wrap points.
+    assert fail.details.count("The DCGM diagnostic requires peristence mode to be enabled.") == 5
+    assert "  " not in fail.details and "peristencemode" not in fail.details
     assert 'running "nvidia-smi -i <gpuId> -pm 1 " as root.' in fail.details
 
 
