@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "facts": "facts:facts",
     "hosts": "hosts:hosts",
     "plan": "plan:plan",
+    "repo": "repo:repo",
 }
 
 

@@ -1,31 +1,49 @@
 """Preflight: is this host fit for an NVIDIA driver? Refuse it clearly if not.
 
 Runbook:
-1. Read the host's state in one round trip (composite fact).
+1. Read the host's state in one round trip (gpuprov.facts.host_state.HostState).
 2. Refuse: unsupported OS, too little free disk, kernel headers missing and not
-   installable, Secure Boot on with a driver that would need signing, GPUs on the PCI
-   bus that do not match the host's profile.
+   installable, Secure Boot on with a driver that would need signing, GPUs/NVSwitches on
+   the PCI bus that do not match the host's profile.
 3. Warn: headers missing but installable (the driver deploy installs them), nouveau loaded.
 4. Record who this host is in /etc/gpuprov/host.json (the one change preflight makes).
+
+The host var `gpuprov_preflight_ignore` (check names: os, disk, headers, secure_boot,
+gpus) turns those refusals into warnings, for labs and operators who know better.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
-from gpuprov.deploys.preflight_fact import PreflightData, PreflightFact
 from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.api import FactBase, deploy
 from pyinfra.operations import files
 
 from gpuprov.engine.connect import CLUSTER_DATA_KEY, HOST_DATA_KEY
 from gpuprov.engine.refusal import HostRefused, warn
+from gpuprov.facts.host_state import HostState, HostStateData
 from gpuprov.inventory.model import Host
+from gpuprov.tables import SystemProfile
 
 SUPPORTED_OS = ("debian12", "ubuntu2204", "ubuntu2404", "rhel9")
-MIN_FREE_GB = 10  # driver + CUDA toolkits + DKMS builds; override with host var gpuprov_min_free_gb
+MIN_FREE_GB = 10  # driver + CUDA toolkits + DKMS builds; host var gpuprov_min_free_gb
 TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "host.json.j2"
+
+
+class HeadersCandidate(FactBase):
+    """The apt candidate of linux-headers-<running kernel>, or None. Only read when the
+    headers are missing: apt-cache loads the whole package cache (seconds)."""
+
+    def command(self) -> str:
+        return (
+            'apt-cache policy "linux-headers-$(uname -r)" 2>/dev/null '
+            "| awk '/Candidate:/{print $2}'"
+        )
+
+    def process(self, output: list[str]) -> str | None:  # type: ignore[override]
+        value = "".join(output).strip()
+        return value if value and value != "(none)" else None
 
 
 def _profile(name: str):
@@ -37,13 +55,8 @@ def _profile(name: str):
     return get_profile(name)
 
 
-def review(facts: PreflightData, me: Host) -> list[str]:
-    """Refuse (raise HostRefused) or return warnings. Pure: unit-tested on data.
-
-    The host var `gpuprov_preflight_ignore` (a list of check names: os, disk, headers,
-    secure_boot, gpus) turns those refusals into warnings, for labs and for operators who
-    know better; it is never the default.
-    """
+def review(state: HostStateData, me: Host, headers_candidate: str | None = None) -> list[str]:
+    """Refuse (raise HostRefused) or return warnings. Pure: unit-tested on data."""
     warnings: list[str] = []
     ignore = set(me.vars.get("gpuprov_preflight_ignore") or ())
 
@@ -53,75 +66,70 @@ def review(facts: PreflightData, me: Host) -> list[str]:
             return
         raise HostRefused(reason, fix)
 
-    if facts.os_key not in SUPPORTED_OS:
-        refuse(
-            "os",
-            f"unsupported OS {facts.os_name or facts.os_key!r}",
-            f"reinstall with one of {', '.join(SUPPORTED_OS)}",
-        )
+    os_key = state.os.os_key if state.os else "unknown"
+    if os_key not in SUPPORTED_OS:
+        name = state.os.pretty_name if state.os and state.os.pretty_name else os_key
+        refuse("os", f"unsupported OS {name!r}", f"reinstall with one of {', '.join(SUPPORTED_OS)}")
     min_gb = float(me.vars.get("gpuprov_min_free_gb", MIN_FREE_GB))
-    if facts.free_bytes is not None and facts.free_bytes < min_gb * 1e9:
+    free = state.root_free_bytes
+    if free is not None and free < min_gb * 1e9:
         refuse(
             "disk",
-            f"only {facts.free_bytes / 1e9:.1f} GB free on / (need {min_gb:g} GB)",
+            f"only {free / 1e9:.1f} GB free on / (need {min_gb:g} GB)",
             "free disk space or grow the root filesystem",
         )
-    if not facts.headers_installed:
-        pkg = f"linux-headers-{facts.kernel}" if facts.os_key != "rhel9" else "kernel-devel"
-        if facts.headers_candidate or facts.os_key == "rhel9":
+    if not state.headers_present:
+        rhel = os_key.startswith("rhel")
+        pkg = "kernel-devel" if rhel else f"linux-headers-{state.kernel}"
+        if headers_candidate or rhel:
             warnings.append(f"{pkg} not installed; the driver deploy installs it")
         else:
             refuse(
                 "headers",
-                f"no kernel headers for the running kernel {facts.kernel} and none installable",
+                f"no kernel headers for the running kernel {state.kernel} and none installable",
                 f"make {pkg} available in the mirror, or boot a kernel that has them",
             )
-    if facts.secure_boot and me.stack is not None:
+    if state.secure_boot and me.stack is not None:
         refuse(
             "secure_boot",
             "Secure Boot is on and the NVIDIA kernel modules would need signing",
             "disable Secure Boot in the firmware, or enroll a MOK and sign the modules",
         )
-    if facts.nouveau_loaded:
+    if state.nouveau_loaded:
         warnings.append("nouveau is loaded; the driver deploy blacklists it (reboot needed)")
-    if me.profile:
-        try:
-            warnings += _check_gpus(facts, me)
-        except HostRefused as exc:
-            refuse("gpus", exc.reason, exc.fix or "")
+    if me.profile and me.role == "gpu":
+        profile = _profile(me.profile)
+        problem = pci_problem(state, profile) if profile else None
+        if problem:
+            refuse("gpus", *problem)
     return warnings
 
 
-def _check_gpus(facts: PreflightData, me: Host) -> list[str]:
-    profile = _profile(me.profile or "")
-    if profile is None:
-        return [f"profile {me.profile!r}: GPU tables not available, PCI check skipped"]
-    if not facts.lspci_available:
-        raise HostRefused("lspci is not installed", "install pciutils")
-    found = Counter(d.pci_id for d in facts.gpus)
-    wanted = set(profile.gpu_pci_ids)
-    matching = sum(n for pid, n in found.items() if pid in wanted)
-    if matching != profile.gpu_count or sum(found.values()) != matching:
-        seen = ", ".join(f"{n}x {pid}" for pid, n in sorted(found.items())) or "no NVIDIA GPU"
-        raise HostRefused(
-            f"PCI bus shows {seen}; profile {profile.name} expects "
-            f"{profile.gpu_count}x {'/'.join(profile.gpu_pci_ids)}",
-            "fix the host's profile in the inventory or reseat/replace the GPUs",
-        )
-    if profile.nvswitch and len(facts.nvswitches) != profile.nvswitch_count:
-        raise HostRefused(
-            f"{len(facts.nvswitches)} NVSwitches on the PCI bus; profile {profile.name} "
-            f"expects {profile.nvswitch_count}",
-            "check the baseboard (NVSwitch not enumerated) or the host's profile",
-        )
-    return []
+def pci_problem(state: HostStateData, profile: SystemProfile) -> tuple[str, str] | None:
+    """(reason, fix) when the PCI bus does not show the profile's GPUs and NVSwitches."""
+    from gpuprov.verify import pci_checks
+
+    if state.pci_devices is None:
+        return "lspci is not installed: cannot check the GPUs", "install pciutils"
+    failed = [c for c in pci_checks(state, profile) if not c.ok]
+    if not failed:
+        return None
+    seen = ", ".join(f"{d.pci_id} {d.name}" for d in state.pci_gpus) or "no NVIDIA GPU"
+    detail = "; ".join(c.detail for c in failed)
+    return (
+        f"PCI bus shows {seen}: {detail}",
+        "fix the host's profile in the inventory, or reseat/replace the GPUs",
+    )
 
 
 @deploy("Preflight")
 def preflight() -> None:
     me: Host = host.data.get(HOST_DATA_KEY)
-    facts = host.get_fact(PreflightFact)
-    for text in review(facts, me):
+    state = host.get_fact(HostState)
+    candidate = None
+    if not state.headers_present and state.os and state.os.family == "debian":
+        candidate = host.get_fact(HeadersCandidate)
+    for text in review(state, me, candidate):
         warn(text)
 
     root = str(host.data.get("gpuprov_root") or "").rstrip("/")

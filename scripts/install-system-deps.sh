@@ -22,6 +22,7 @@ PACKAGES=(
   util-linux
   procps
   curl
+  pciutils             # lspci: the HostState fact parses `lspci -nn`; tests parse this machine's output
 )
 
 missing=()

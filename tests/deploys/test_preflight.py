@@ -1,35 +1,43 @@
-"""Preflight's decisions on fact data (no host needed) and the fact's parser."""
+"""Preflight's decisions on HostState data (no host needed)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
-from gpuprov.deploys.preflight import review
-from gpuprov.deploys.preflight_fact import PreflightData, parse
+from gpuprov.deploys.preflight import pci_problem, review
 
 from gpuprov.engine.refusal import HostRefused
+from gpuprov.facts.host_state import HostStateData
 from gpuprov.inventory.model import DriverPin, Host, SSHSettings, Stack
+from gpuprov.parsers.lspci import parse_lspci
+from gpuprov.parsers.system import parse_os_release
+from gpuprov.tables import SystemProfile
 
-# As `lspci -Dnn -d 10de:` prints an HGX H100 baseboard (two of eight GPUs, one of four
-# NVSwitches shown) and an unrelated NVIDIA audio function.
-OUTPUT = """\
-os_id=ubuntu
-os_version=22.04
-os_name=Ubuntu 22.04.4 LTS
-kernel=5.15.0-105-generic
-arch=x86_64
-headers=0
-headers_candidate=5.15.0-105.115
-secure_boot=SecureBoot disabled
-nouveau=1
-driver_installed=
-free_kb=52428800
-pci=0000:18:00.0 3D controller [0302]: NVIDIA Corporation GH100 [H100 SXM5 80GB HBM3] [10de:2330] (rev a1)
-pci=0000:2a:00.0 3D controller [0302]: NVIDIA Corporation GH100 [H100 SXM5 80GB HBM3] [10de:2330] (rev a1)
-pci=0000:05:00.0 Bridge [0680]: NVIDIA Corporation GH100 [H100 NVSwitch] [10de:22a3] (rev a1)
-pci=0000:65:00.1 Audio device [0403]: NVIDIA Corporation Device [10de:22ba] (rev a1)
-""".splitlines()
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "lspci"
+HGX = SystemProfile(
+    name="hgx-h100-8",
+    description="HGX H100 8-GPU",
+    gpu_model="NVIDIA H100 80GB HBM3",
+    gpu_pci_ids=("10de:2330",),
+    gpu_count=8,
+    nvswitch=True,
+    nvswitch_pci_ids=("10de:22a3",),
+    nvswitch_count=4,
+)
+
+
+def state(**changes: object) -> HostStateData:
+    base = HostStateData(
+        os=parse_os_release('ID=ubuntu\nVERSION_ID="22.04"\nPRETTY_NAME="Ubuntu 22.04.4 LTS"\n'),
+        kernel="5.15.0-105-generic",
+        headers_present=True,
+        secure_boot=False,
+        pci_devices=parse_lspci((FIXTURES / "hgx-h100-8_lspci-nn.txt").read_text()),
+        root_free_bytes=50 * 10**9,
+    )
+    return replace(base, **changes)
 
 
 def host(**vars: object) -> Host:
@@ -45,52 +53,48 @@ def host(**vars: object) -> Host:
     )
 
 
-def test_parse_reads_every_field():
-    d = parse(OUTPUT)
-    assert (d.os_key, d.kernel, d.headers_installed) == ("ubuntu2204", "5.15.0-105-generic", False)
-    assert d.headers_candidate == "5.15.0-105.115"
-    assert d.secure_boot is False and d.nouveau_loaded is True
-    assert d.driver_installed is None and d.free_bytes == 50 * 1024**3
-    assert [g.pci_id for g in d.gpus] == ["10de:2330", "10de:2330"]
-    assert d.gpus[0].name == "NVIDIA Corporation GH100 [H100 SXM5 80GB HBM3]"
-    assert [s.slot for s in d.nvswitches] == ["0000:05:00.0"]
-    assert d.as_dict()["os_key"] == "ubuntu2204"
-
-
-@pytest.mark.parametrize(
-    ("os_id", "version", "key"),
-    [("rocky", "9.4", "rhel9"), ("rhel", "9.3", "rhel9"), ("debian", "12", "debian12")],
-)
-def test_os_key(os_id, version, key):
-    assert PreflightData(os_id=os_id, os_version=version).os_key == key
+def test_a_healthy_host_passes_quietly():
+    assert review(state(), host()) == []
+    assert pci_problem(state(), HGX) is None
 
 
 def test_installable_headers_and_nouveau_are_warnings():
-    warnings = review(parse(OUTPUT), host())
-    assert any("linux-headers-5.15.0-105-generic" in w for w in warnings)
+    warnings = review(state(headers_present=False, nouveau_loaded=True), host(), "5.15.0-105.115")
+    assert any("linux-headers-5.15.0-105-generic not installed" in w for w in warnings)
     assert any("nouveau" in w for w in warnings)
 
 
 @pytest.mark.parametrize(
     ("change", "reason", "check"),
     [
-        ({"os_id": "centos", "os_version": "7", "os_name": "CentOS 7"}, "unsupported OS", "os"),
-        ({"free_bytes": 2 * 10**9}, "2.0 GB free", "disk"),
-        ({"headers_candidate": None}, "no kernel headers", "headers"),
+        ({"os": parse_os_release("ID=centos\nVERSION_ID=7\n")}, "unsupported OS", "os"),
+        ({"root_free_bytes": 2 * 10**9}, "2.0 GB free", "disk"),
+        ({"headers_present": False}, "no kernel headers", "headers"),
         ({"secure_boot": True}, "Secure Boot is on", "secure_boot"),
     ],
 )
 def test_refusals_are_one_line_with_a_fix(change, reason, check):
-    facts = replace(parse(OUTPUT), **change)
+    facts = state(**change)
     with pytest.raises(HostRefused) as exc:
         review(facts, host())
     assert reason in exc.value.reason and exc.value.fix
     assert "\n" not in str(exc.value)
-    # an operator override turns exactly that refusal into a warning
+    # the operator override turns exactly that refusal into a warning
     warnings = review(facts, host(gpuprov_preflight_ignore=[check]))
     assert any(reason in w and "ignored" in w for w in warnings)
 
 
-def test_secure_boot_is_fine_without_a_driver_to_sign():
-    facts = replace(parse(OUTPUT), secure_boot=True)
-    assert review(facts, replace(host(), stack=None, role="mirror")) is not None
+def test_secure_boot_does_not_matter_without_a_driver():
+    mirror = replace(host(), stack=None, role="mirror")
+    assert review(state(secure_boot=True), mirror) == []
+
+
+def test_gpus_missing_from_the_bus():
+    devices = parse_lspci((FIXTURES / "hgx-h100-8_lspci-nn.txt").read_text())
+    one_gpu_gone = [d for d in devices if d.slot != "18:00.0"]
+    reason, fix = pci_problem(state(pci_devices=one_gpu_gone), HGX)
+    assert "7 GPUs" in reason and "expects 8" in reason and fix
+    reason, _ = pci_problem(state(pci_devices=[]), HGX)
+    assert reason.startswith("PCI bus shows no NVIDIA GPU")
+    reason, fix = pci_problem(state(pci_devices=None), HGX)
+    assert "lspci is not installed" in reason and fix == "install pciutils"

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from clusters import make_cluster
 from gpuprov.deploys.preflight import preflight
-from gpuprov.deploys.preflight_fact import PreflightFact
 from loopback_sshd import LoopbackSshd, free_port
 
 from gpuprov.engine import known_hosts
@@ -22,6 +21,7 @@ from gpuprov.engine.connect import connect
 from gpuprov.engine.gather import gather
 from gpuprov.engine.plan import prepare
 from gpuprov.errors import ConnectError, ExitCode
+from gpuprov.facts.host_state import HostState
 
 pytestmark = pytest.mark.host
 
@@ -92,19 +92,19 @@ def test_facts_plan_apply_idempotent(cluster, tmp_path):
     trust(cluster)
     hosts = cluster.select(None)
     with connect(cluster, hosts) as session:
-        facts = gather(session, PreflightFact)["node1"]
+        facts = gather(session, HostState)["node1"]
     assert facts.ok, facts.error
     os_release = dict(
         line.split("=", 1)
         for line in Path("/etc/os-release").read_text().splitlines()
         if "=" in line
     )
-    assert facts.data.os_id == os_release["ID"].strip('"')
+    assert facts.data.os.id == os_release["ID"].strip('"')
     assert (
         facts.data.kernel
         == subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.strip()
     )
-    assert facts.data.free_bytes > 0
+    assert facts.data.root_free_bytes > 0
 
     target = tmp_path / "root" / "node1" / "etc" / "gpuprov" / "host.json"
     with connect(cluster, hosts) as session:

@@ -1,0 +1,199 @@
+"""Repository signing keys: GnuPG with a private home directory, driven in batch mode.
+
+Every call passes an explicit --homedir, so the user's ~/.gnupg is never read or
+written, and stops the gpg-agent that gpg starts for private-key operations, so no
+daemon outlives a publish. The public half is exported as a *binary* OpenPGP keyring
+(`gpg --export`, extension .gpg): apt's signed-by accepts it on every apt version, and
+gpgv, which apt and verify_repo use, reads it directly (an armored .asc keyring is
+dearmored by newer apt only, and gpgv cannot read it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpuprov.aptrepo.errors import GpgError, KeyNotFound
+from gpuprov.errors import InputError
+
+ALGORITHMS = ("ed25519", "rsa3072")
+
+
+def _gpg(home: Path, args: list[str], action: str, *, input: bytes | None = None) -> bytes:
+    if shutil.which("gpg") is None:
+        raise GpgError(action, "gpg not found (install the gnupg package)")
+    cmd = ["gpg", "--homedir", str(home), "--batch", "--no-tty", "--quiet", *args]
+    try:
+        proc = subprocess.run(cmd, input=input, capture_output=True, check=False, timeout=300)
+    except subprocess.TimeoutExpired:
+        raise GpgError(action, "timed out after 300 s") from None
+    finally:
+        _stop_agent(home)
+    if proc.returncode != 0:
+        raise GpgError(action, proc.stderr.decode(errors="replace"))
+    return proc.stdout
+
+
+def _stop_agent(home: Path) -> None:
+    # gpg starts gpg-agent on demand and leaves it running; stop it by its home.
+    subprocess.run(
+        ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+        capture_output=True,
+        check=False,
+    )
+
+
+def _prepare_home(home: Path) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o700)  # gpg warns about (and agents refuse) group/world-readable homes
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A secret key in a GnuPG home. `passphrase_file` unlocks a protected site key."""
+
+    home: Path
+    fingerprint: str
+    uid: str
+    passphrase_file: Path | None = None
+
+    def _unlock_args(self) -> list[str]:
+        # Loopback always: a protected key without its passphrase then fails at once
+        # instead of gpg-agent waiting for a pinentry nobody can answer.
+        if self.passphrase_file is None:
+            return ["--pinentry-mode", "loopback"]
+        return ["--pinentry-mode", "loopback", "--passphrase-file", str(self.passphrase_file)]
+
+    def export_public(self, keyring_out: Path) -> Path:
+        """Write the public key as a binary keyring for apt's signed-by (atomically)."""
+        data = _gpg(
+            self.home,
+            ["--export-options", "export-minimal", "--export", self.fingerprint],
+            "export",
+        )
+        if not data:
+            raise GpgError("export", f"no public key {self.fingerprint} in {self.home}")
+        keyring_out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = keyring_out.with_name(f".{keyring_out.name}.tmp")
+        tmp.write_bytes(data)
+        os.chmod(tmp, 0o644)
+        tmp.replace(keyring_out)
+        return keyring_out
+
+    def clearsign(self, src: Path, dest: Path) -> None:
+        """InRelease: the file with an inline signature."""
+        self._sign(["--clearsign"], src, dest)
+
+    def detach_sign(self, src: Path, dest: Path) -> None:
+        """Release.gpg: an armored detached signature."""
+        self._sign(["--armor", "--detach-sign"], src, dest)
+
+    def _sign(self, mode: list[str], src: Path, dest: Path) -> None:
+        args = [
+            *self._unlock_args(),
+            "--local-user",
+            f"{self.fingerprint}!",  # '!': exactly this key, not a subkey gpg prefers
+            "--digest-algo",
+            "SHA512",
+            "--yes",
+            "--output",
+            str(dest),
+            *mode,
+            str(src),
+        ]
+        _gpg(self.home, args, f"signing {src.name}")
+
+
+def _secret_keys(home: Path) -> list[tuple[str, str]]:
+    """(fingerprint, first uid) of each secret primary key in home."""
+    out = _gpg(home, ["--with-colons", "--list-secret-keys"], "list-secret-keys").decode()
+    keys: list[tuple[str, str]] = []
+    want_fpr = False
+    for line in out.splitlines():
+        fields = line.split(":")
+        if fields[0] == "sec":
+            want_fpr = True
+        elif fields[0] == "fpr" and want_fpr:
+            keys.append((fields[9], ""))
+            want_fpr = False
+        elif fields[0] == "uid" and keys and not keys[-1][1]:
+            keys[-1] = (keys[-1][0], fields[9])
+    return keys
+
+
+def load_key(
+    home: Path, fingerprint: str | None = None, *, passphrase_file: Path | None = None
+) -> SigningKey:
+    """The secret key in home (the only one, or the one with this fingerprint)."""
+    if not home.is_dir():
+        raise KeyNotFound(f"key home {home} does not exist (create one with: gpuprov repo keygen)")
+    keys = _secret_keys(home)
+    if fingerprint:
+        wanted = fingerprint.replace(" ", "").upper()
+        keys = [k for k in keys if k[0].endswith(wanted)]
+        if not keys:
+            raise KeyNotFound(f"no secret key {fingerprint} in {home}")
+    if not keys:
+        raise KeyNotFound(f"no secret key in {home} (create one with: gpuprov repo keygen)")
+    if len(keys) > 1:
+        listed = ", ".join(k[0] for k in keys)
+        raise KeyNotFound(f"{home} holds several secret keys ({listed}); name one by fingerprint")
+    fpr, uid = keys[0]
+    return SigningKey(home=home, fingerprint=fpr, uid=uid, passphrase_file=passphrase_file)
+
+
+def generate_key(
+    home: Path,
+    name: str,
+    email: str,
+    *,
+    algorithm: str = "ed25519",
+    expire: str = "0",
+    passphrase_file: Path | None = None,
+) -> SigningKey:
+    """Create a signing-only key in a private GnuPG home.
+
+    Without passphrase_file the key is unprotected (throwaway/test keys, or a site key
+    whose home is itself protected); with it, the file's first line protects the key.
+    expire is gpg's syntax: "0" never, "2y", "2027-12-31". Refuses a home that already
+    holds a secret key, so a site key is never silently shadowed by a second one.
+    """
+    if algorithm not in ALGORITHMS:
+        raise InputError(
+            f"unknown key algorithm {algorithm!r} (choose from {', '.join(ALGORITHMS)})"
+        )
+    for label, value in (("name", name), ("email", email)):
+        if not value or any(c in value for c in "<>\n:"):
+            raise InputError(f"invalid key {label} {value!r}")
+    _prepare_home(home)
+    existing = _secret_keys(home)
+    if existing:
+        raise KeyNotFound(
+            f"{home} already holds secret key {existing[0][0]}; use it or another home"
+        )
+    if passphrase_file is None:
+        unlock = ["--passphrase", ""]
+    else:
+        unlock = ["--passphrase-file", str(passphrase_file)]
+    uid = f"{name} <{email}>"
+    _gpg(
+        home,
+        [
+            "--pinentry-mode",
+            "loopback",
+            *unlock,
+            "--quick-generate-key",
+            uid,
+            algorithm,
+            "sign",
+            expire,
+        ],
+        "key generation",
+    )
+    key = load_key(home, passphrase_file=passphrase_file)
+    return SigningKey(
+        home=home, fingerprint=key.fingerprint, uid=uid, passphrase_file=passphrase_file
+    )

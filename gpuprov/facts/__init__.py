@@ -1,0 +1,2 @@
+"""pyinfra facts built on gpuprov.parsers. `HostState` reads everything the deploys and
+`verify` compare against in one SSH round trip."""
