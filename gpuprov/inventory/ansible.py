@@ -18,6 +18,7 @@ parent group vars apply to child groups.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -59,10 +60,8 @@ HOST_ONLY = ("rack", "domains")
 
 
 def _copy_pos(dst: CommentedMap, key: Any, src: Any, srckey: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):
         dst.lc.add_kv_line_col(key, list(src.lc.data[srckey]))
-    except Exception:
-        pass
     try:
         if srckey in src.ca.items:
             dst.ca.items[key] = src.ca.items[srckey]
