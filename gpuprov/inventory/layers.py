@@ -98,7 +98,7 @@ def read_ssh(r: Reader, node: CommentedMap, where: str, base: Path) -> Layer:
                 "name of an environment variable holding the password (default GPUPROV_SUDO_PASSWORD), "
                 "or let gpuprov prompt",
             )
-    r.check_keys(node, [*SSH_KEYS, *SECRET_KEYS], where)
+    r.check_keys(node, SSH_KEYS, where, also_ok=SECRET_KEYS)
     layer: Layer = {"_loc": r.node_loc(node)}
     for key in ("user", "sudo_password_env"):
         v = r.string(node, key, where)

@@ -60,8 +60,11 @@ def parse_yaml(path: Path, r: Reader) -> CommentedMap:
         mark = exc.problem_mark or exc.context_mark
         where = r.loc(mark.line, mark.column) if mark else r.loc()
         what = " ".join(str(p).strip() for p in (exc.context, exc.problem) if p)
-        if "duplicate key" in what:
-            what = re.sub(r"\s+", " ", what.split("\n")[0])
+        if "duplicate key" in what and exc.context_mark is not None:
+            m = re.search(r'found duplicate key "([^"]*)"', what)
+            key = m.group(1) if m else "?"
+            what = f"duplicate key {key!r} (first at line {exc.context_mark.line + 1})"
+            raise InputError([Problem(where, what)]) from None
         raise InputError([Problem(where, f"YAML syntax error: {what}")]) from None
     except (YAMLError, ValueError, TypeError, RecursionError) as exc:
         raise InputError(
@@ -107,6 +110,8 @@ def build(root: CommentedMap, path: Path, r: Reader) -> Cluster | None:
         name = path.stem
     stack_node = r.mapping(cnode, "stack", "cluster")
     cstack = layers.read_stack(r, stack_node, "cluster.stack") if stack_node is not None else {}
+    if cstack:
+        cstack["_loc"] = r.key_loc(cnode, "stack")
     ssh_node = r.mapping(cnode, "ssh", "cluster")
     cssh = layers.read_ssh(r, ssh_node, "cluster.ssh", base) if ssh_node is not None else {}
     rollout = read_rollout(r, r.mapping(cnode, "rollout", "cluster"))
@@ -204,7 +209,11 @@ def _profile(r: Reader, node: CommentedMap, where: str) -> str | None:
 
 def _stack_layer(r: Reader, node: CommentedMap, where: str) -> layers.Layer:
     s = r.mapping(node, "stack", where)
-    return layers.read_stack(r, s, f"{where}.stack") if s is not None else {}
+    if s is None:
+        return {}
+    layer = layers.read_stack(r, s, f"{where}.stack")
+    layer["_loc"] = r.key_loc(node, "stack")
+    return layer
 
 
 def _ssh_layer(r: Reader, node: CommentedMap, where: str, base: Path) -> layers.Layer:

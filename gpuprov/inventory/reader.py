@@ -91,9 +91,16 @@ class Reader:
             raise InputError(ordered)
 
     # ---- typed reads ---------------------------------------------------------------------
-    def check_keys(self, node: CommentedMap, allowed: Iterable[str], where: str) -> None:
+    def check_keys(
+        self, node: CommentedMap, allowed: Iterable[str], where: str, also_ok: Iterable[str] = ()
+    ) -> None:
+        """Report keys not in `allowed` (with a suggestion); `also_ok` keys are reported
+        elsewhere with a better message."""
         allowed = list(allowed)
+        also_ok = set(also_ok)
         for key in node:
+            if key in also_ok:
+                continue
             if not isinstance(key, str):
                 self.error(
                     self.key_loc(node, key), f"{where}: keys must be strings, got {type_name(key)}"
