@@ -8,6 +8,8 @@ node). Severities: "error" (the plan cannot work), "warning" (it works with limi
 
 from __future__ import annotations
 
+import contextlib
+
 from gpuprov.errors import Location, Problem
 from gpuprov.inventory.model import Cluster, Host, Stack
 from gpuprov.tables import (
@@ -94,10 +96,8 @@ def _check_host(out: _Findings, host: Host, stack: Stack, profile: SystemProfile
         if profile.nvswitch:
             fm = "fabric manager"
             if stack.os:
-                try:
+                with contextlib.suppress(TableError):  # reported by the package check below
                     fm = packages_for(stack.os, drv.branch, drv.version, modules).fabricmanager_spec  # type: ignore[arg-type]
-                except TableError:
-                    pass
             extra = f" and {', '.join(profile.extra_packages)}" if profile.extra_packages else ""
             out.add(dloc, f"{profile.name} has NVSwitch: {fm}{extra} will be installed and held "
                     f"at driver {drv.version} (they must match)", "note")  # fmt: skip
