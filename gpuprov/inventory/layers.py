@@ -47,6 +47,7 @@ def read_stack(r: Reader, node: CommentedMap, where: str) -> Layer:
                     r.value_loc(driver, "branch"),
                     f'{dw}.branch: expected a driver branch like "580", got {branch!r}',
                 )
+                d["branch"] = (None, r.value_loc(driver, "branch"))  # reported: no follow-on errors
         version = r.string(driver, "version", dw)
         if version is not Missing:
             if VERSION_RE.match(version):
@@ -56,6 +57,7 @@ def read_stack(r: Reader, node: CommentedMap, where: str) -> Layer:
                     r.value_loc(driver, "version"),
                     f'{dw}.version: expected a full driver version like "580.95.05", got {version!r}',
                 )
+                d["version"] = (None, r.value_loc(driver, "version"))
         modules = r.string(driver, "modules", dw, ("auto", "open", "proprietary"))
         if modules is not Missing:
             d["modules"] = (modules, r.value_loc(driver, "modules"))
@@ -159,6 +161,8 @@ def build_stack(r: Reader, layer: Layer, host_loc: Location, host: str) -> Stack
     if not ok:
         return None
     (branch, _), (version, vloc) = d["branch"], d["version"]
+    if branch is None or version is None:
+        return None  # invalid value, already reported where it is written
     if not version.startswith(f"{branch}."):
         r.error(
             vloc,
