@@ -145,8 +145,10 @@ def merge(*layers: Layer | None) -> Layer:
     return out
 
 
-def build_ssh(layer: Layer) -> SSHSettings:
+def build_ssh(layer: Layer, base: Path) -> SSHSettings:
     kwargs = {k: v[0] for k, v in layer.items() if k in SSH_KEYS}
+    # Default known_hosts sits beside the inventory, like an explicit relative one.
+    kwargs.setdefault("known_hosts", base / "known_hosts")
     return SSHSettings(**kwargs)
 
 

@@ -170,7 +170,7 @@ def build(root: CommentedMap, path: Path, r: Reader) -> Cluster | None:
         path=path,
         stack=_cluster_stack(r, cstack, hosts),
         mirror=mirror,
-        ssh=layers.build_ssh(cssh),
+        ssh=layers.build_ssh(cssh, base),
         rollout=rollout,
         groups=groups,
         hosts=hosts,
@@ -292,7 +292,7 @@ def _host(r, hnode, hname, h, where, gname, role, explicit_role, gprofile, gstac
     hvars = {**gvars, **_vars(r, h, hw)}
     if not explicit_role and hname == mirror_name:
         role = "mirror"  # the host `cluster.mirror.host` names needs no `role: mirror`
-    ssh: SSHSettings = layers.build_ssh(layers.merge(cssh, gssh, hssh))
+    ssh: SSHSettings = layers.build_ssh(layers.merge(cssh, gssh, hssh), base)
     stack: Stack | None = None
     if role == "gpu":
         if profile is None and "profile" not in h and not group_has_profile:

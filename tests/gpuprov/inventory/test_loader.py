@@ -57,6 +57,7 @@ def test_cluster_group_host_override_order(write):
     assert g2.stack.driver.branch == "580" and g2.stack.os == "debian12"
     assert (g1.ssh.user, g1.ssh.port, g2.ssh.port) == ("ops", 2200, 2201)
     assert c.hosts["mirror01"].ssh.user == "root"
+    assert g1.ssh.known_hosts == c.known_hosts_path == c.path.absolute().parent / "known_hosts"
     assert g1.stack.cuda_default == "12.8"
 
 
