@@ -122,13 +122,8 @@ def _place(r: Reader, dst: CommentedMap, vars_node: Any, where: str, level: str)
                 r.warn(kloc, f"all.vars.{key}: gpuprov has no cluster-wide vars; ignored")
                 continue
             path = ("vars", str(key))
-        if (level == "cluster" and path[0] in (*GROUP_ONLY, *HOST_ONLY, "profile")) or (
-            level == "group" and path[0] in HOST_ONLY
-        ):
-            r.error(
-                kloc,
-                f"{where}.{key}: not allowed at this level (set it on the {'host' if path[0] in HOST_ONLY else 'group'})",
-            )
+        if level == "cluster" and path[0] in (*GROUP_ONLY, *HOST_ONLY, "profile"):
+            r.error(kloc, f"{where}.{key}: not allowed in all.vars (set it on a group or host)")
             continue
         node = dst
         for part in path[:-1]:
@@ -235,6 +230,8 @@ def _group(r, groups, name, node, where, gvars: CommentedMap, seen, parent=None,
         return
     group = _new_map(parent, pkey) if parent is not None else _new_map(node, "hosts")
     _merge_into(group, gvars)
+    # rack/domains set on an Ansible group (a "rack" group) apply to each of its hosts.
+    host_defaults = {k: group.pop(k) for k in HOST_ONLY if k in group}
     members = _new_map(node, "hosts")
     for hname, hnode in hosts.items():
         if str(hname) in seen:
@@ -242,6 +239,10 @@ def _group(r, groups, name, node, where, gvars: CommentedMap, seen, parent=None,
         seen.add(str(hname))
         host = _new_map(hosts, hname)
         _place(r, host, hnode, f"{where}.hosts.{hname}", "host")
+        for k, v in host_defaults.items():
+            if k not in host:
+                host[k] = v
+                _copy_pos(host, k, gvars, k)
         members[hname] = host
         _copy_pos(members, hname, hosts, hname)
     if not members:
@@ -272,13 +273,7 @@ def convert_file(src: Path | str, dst: Path | str, force: bool = False) -> Path:
     r = Reader(src)
     root = parse_yaml(src, r)
     if "all" not in root:
-        raise InputError(
-            [
-                r.problems
-                and r.problems[0]
-                or _problem(r, "not an Ansible inventory (no `all:` key)")
-            ]
-        )
+        raise InputError([_problem(r, "not an Ansible inventory (no top-level `all:`)")])
     native = to_native(root, r, default_name=dst.stem)
     build(native, src, r)  # same validation as `load_inventory`, errors located in `src`
     r.raise_if_problems()

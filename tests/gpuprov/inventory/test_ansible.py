@@ -20,6 +20,7 @@ def test_ansible_inventory_loads():
     assert g.profile == "hgx-h200-8" and g.rack == "c01" and g.group == "rack_c01"
     assert g.stack.driver.version == "580.95.05" and g.stack.os == "ubuntu2404"
     assert c.hosts["gpu201"].vars == {"slurm_partition": "big"}
+    assert c.hosts["gpu201"].rack == "c02"  # from the rack group's vars
     assert c.hosts["mirror01"].role == "mirror" and c.mirror.host == "mirror01"
     assert any("ansible_python_interpreter" in w.message for w in c.warnings)
 

@@ -8,12 +8,17 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gpuprov.checks import static_checks
 from gpuprov.errors import InputError
 from gpuprov.inventory.loader import load_inventory
 
 from .conftest import MINIMAL
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+SETTINGS = settings(
+    max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 yaml_scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 70000), st.floats(allow_nan=False, width=16),
@@ -33,7 +38,7 @@ def _load(text: str) -> None:
         path = Path(d) / "inv.yaml"
         path.write_text(text, encoding="utf-8")
         try:
-            load_inventory(path)
+            static_checks(load_inventory(path))  # a loadable file never crashes the checks
         except InputError as exc:
             assert exc.problems
             for p in exc.problems:
@@ -90,7 +95,7 @@ def test_value_replacement_gives_located_problems(data):
         path = Path(d) / "inv.yaml"
         path.write_text(text, encoding="utf-8")
         try:
-            load_inventory(path)
+            static_checks(load_inventory(path))
         except InputError as exc:
             nlines = text.count("\n") + 1
             for p in exc.problems:
