@@ -8,7 +8,13 @@ from gpuprov.cli.inventory.import_ import import_
 from gpuprov.cli.inventory.show import show
 
 
-@click.group()
+@click.group(
+    epilog="""\b
+Examples:
+  gpuprov inventory check inventories/example.yaml
+  gpuprov inventory show inventories/lab.yaml --limit 'lab-gpu0*' --output json
+  gpuprov inventory import hosts.yaml -o inventories/site.yaml"""
+)
 def inventory() -> None:
     """Check, show and import cluster inventories (docs/inventory.md)."""
 
