@@ -122,7 +122,9 @@ def _place(r: Reader, dst: CommentedMap, vars_node: Any, where: str, level: str)
                 r.warn(kloc, f"all.vars.{key}: gpuprov has no cluster-wide vars; ignored")
                 continue
             path = ("vars", str(key))
-        if level == "cluster" and path[0] in (*GROUP_ONLY, *HOST_ONLY, "profile"):
+        if level == "cluster" and path[0] == "profile":
+            continue  # a default for every group: see to_native
+        if level == "cluster" and path[0] in (*GROUP_ONLY, *HOST_ONLY):
             r.error(kloc, f"{where}.{key}: not allowed in all.vars (set it on a group or host)")
             continue
         node = dst
@@ -176,10 +178,16 @@ def to_native(root: CommentedMap, r: Reader, default_name: str = "cluster") -> C
             )
     cluster["name"] = default_name
     _place(r, cluster, top.get("vars"), "all.vars", "cluster")
+    # all.vars.gpuprov_profile: the profile of every group that sets none.
+    base = CommentedMap()
+    top_vars = top.get("vars")
+    if isinstance(top_vars, CommentedMap) and "gpuprov_profile" in top_vars:
+        base["profile"] = top_vars["gpuprov_profile"]
+        _copy_pos(base, "profile", top_vars, "gpuprov_profile")
     groups = _new_map(top)
     out["groups"] = groups
     seen: set[str] = set()
-    _group(r, groups, "ungrouped", top, "all", CommentedMap(), seen)
+    _group(r, groups, "ungrouped", top, "all", base, seen)
     children = top.get("children")
     if children is not None and not isinstance(children, CommentedMap):
         r.error(
@@ -188,7 +196,7 @@ def to_native(root: CommentedMap, r: Reader, default_name: str = "cluster") -> C
         )
     elif children:
         for name, node in children.items():
-            _walk(r, groups, name, node, children, f"all.children.{name}", CommentedMap(), seen)
+            _walk(r, groups, name, node, children, f"all.children.{name}", base, seen)
     return out
 
 

@@ -84,3 +84,18 @@ def test_import_refuses_overwrite_and_writes_nothing_on_error(tmp_path):
     with pytest.raises(InputError):
         convert_file(bad, tmp_path / "never.yaml")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "out.yaml"]
+
+
+def test_profile_in_all_vars_is_every_groups_default(tmp_path):
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text(
+        "all:\n"
+        "  vars: {gpuprov_profile: hgx-b200-8, gpuprov_driver_branch: '580', gpuprov_driver_version: 580.95.05}\n"
+        "  children:\n"
+        "    b200: {hosts: {a: {ansible_host: 10.0.0.1}}}\n"
+        "    h100:\n"
+        "      vars: {gpuprov_profile: hgx-h100-8}\n"
+        "      hosts: {b: {ansible_host: 10.0.0.2}}\n"
+    )
+    c = load_inventory(inv)
+    assert (c.hosts["a"].profile, c.hosts["b"].profile) == ("hgx-b200-8", "hgx-h100-8")
