@@ -13,14 +13,17 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-from gpuprov.errors import GpuprovError
+from gpuprov.errors import ExitCode, GpuprovError
 
 OpenModules = Literal["required", "recommended", "unsupported"]
 Modules = Literal["open", "proprietary"]
 
 
 class TableError(GpuprovError):
-    """A lookup in the data tables found nothing (unknown profile, OS, branch, CUDA)."""
+    """A lookup in the data tables found nothing (unknown profile, OS, branch, CUDA).
+    Such names come from the inventory or arguments, hence bad input."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 @dataclass(frozen=True)
