@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "hosts": "hosts:hosts",
     "plan": "plan:plan",
     "repo": "repo:repo",
+    "inventory": "inventory:inventory",
 }
 
 

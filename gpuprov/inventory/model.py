@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from gpuprov.errors import Location
+from gpuprov.errors import Location, Problem
 
 ModuleFlavour = Literal["auto", "open", "proprietary"]
 ContainerRuntime = Literal["docker", "containerd", "none"]
@@ -37,6 +37,10 @@ class Stack:
     container_runtime: ContainerRuntime = "containerd"
     dcgm: bool = True
     location: Location = Location("<default>")
+    # Target OS id ("debian12", "ubuntu2404", "rhel9"; gpuprov/data/packages.yaml); None =
+    # not declared, so package names cannot be checked before facts are gathered.
+    os: str | None = None
+    cuda_location: Location = Location("<default>")  # where `cuda:` was set, for checks
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,8 @@ class Cluster:
     rollout: RolloutPolicy
     groups: dict[str, Group]
     hosts: dict[str, Host]  # in file order
+    # Non-fatal findings of the loader (e.g. Ansible vars gpuprov ignores).
+    warnings: list[Problem] = field(default_factory=list)
 
     def gpu_hosts(self) -> list[Host]:
         return [h for h in self.hosts.values() if h.role == "gpu"]

@@ -1,0 +1,105 @@
+"""`gpuprov inventory show INVENTORY`: the resolved per-host values."""
+
+from __future__ import annotations
+
+import click
+from gpuprov.cli.app import App
+
+
+@click.command()
+@click.argument("inventory_file", metavar="INVENTORY", type=click.Path(dir_okay=False))
+@click.option(
+    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.option("--limit", "-l", multiple=True, help="Host or group names or globs (repeatable).")
+@click.pass_obj
+def show(app: App, inventory_file: str, output: str, limit: tuple[str, ...]) -> None:
+    """Show every host with its values resolved (cluster < group < host).
+
+    Secrets are never in the inventory, so never shown; only the name of the environment
+    variable that holds the sudo password is.
+    """
+    from gpuprov.checks import resolve_modules
+    from gpuprov.errors import ExitCode, InputError
+    from gpuprov.inventory.loader import load_inventory
+    from gpuprov.tables import TableError, get_profile
+
+    try:
+        cluster = load_inventory(inventory_file)
+    except InputError as exc:
+        app.fail(exc)
+    hosts = cluster.select(list(limit) or None)
+    if limit and not hosts:
+        app.abort(f"--limit {' '.join(limit)} matches no host", ExitCode.BAD_INPUT)
+    rows = []
+    for h in hosts:
+        s = h.stack
+        modules = None
+        if s is not None:
+            try:
+                profile = get_profile(h.profile) if h.profile else None
+            except TableError:
+                profile = None
+            modules = resolve_modules(s, profile)
+        rows.append(
+            {
+                "name": h.name,
+                "address": h.address,
+                "role": h.role,
+                "group": h.group,
+                "profile": h.profile,
+                "domains": h.domains,
+                "ssh": {
+                    "user": h.ssh.user,
+                    "port": h.ssh.port,
+                    "key": str(h.ssh.key) if h.ssh.key else None,
+                    "known_hosts": str(h.ssh.known_hosts),
+                    "sudo": h.ssh.sudo,
+                    "sudo_password_env": h.ssh.sudo_password_env,
+                    "connect_timeout": h.ssh.connect_timeout,
+                },
+                "stack": None
+                if s is None
+                else {
+                    "os": s.os,
+                    "driver": {
+                        "branch": s.driver.branch,
+                        "version": s.driver.version,
+                        "modules": s.driver.modules,
+                        "resolved_modules": modules,
+                    },  # fmt: skip
+                    "cuda": list(s.cuda),
+                    "cuda_default": s.cuda_default,
+                    "container_runtime": s.container_runtime,
+                    "dcgm": s.dcgm,
+                },
+                "vars": h.vars,
+            }
+        )
+    if output == "json":
+        app.json({"cluster": cluster.name, "hosts": rows})
+        return
+    cols = [
+        "host",
+        "address",
+        "role",
+        "group",
+        "profile",
+        "domains",
+        "driver",
+        "cuda",
+        "runtime",
+        "ssh",
+    ]
+    table = []
+    for r in rows:
+        s = r["stack"]
+        table.append([
+            r["name"], r["address"], r["role"], r["group"], r["profile"],
+            ",".join(f"{k}={v}" for k, v in r["domains"].items()),
+            f"{s['driver']['version']} ({s['driver']['resolved_modules']})" if s else "",
+            " ".join(s["cuda"]) if s else "",
+            s["container_runtime"] if s else "",
+            f"{r['ssh']['user']}:{r['ssh']['port']}" + (" sudo" if r["ssh"]["sudo"] else ""),
+        ])  # fmt: skip
+    app.table(cols, table, title=f"{cluster.name}: {len(rows)} host(s)")

@@ -1,0 +1,1 @@
+"""Data tables (YAML) read by gpuprov.tables."""
