@@ -45,10 +45,8 @@ def load(app: App, inventory: Path, limit: tuple[str, ...]) -> tuple[Cluster, li
 
 def static_checks(app: App, cluster: Cluster) -> None:
     """Fail in a second, before any SSH connection, when the plan cannot work."""
-    try:
-        from gpuprov.checks import static_checks as run_checks
-    except ImportError:  # TODO(engine): remove once gpuprov.checks is on main
-        return
+    from gpuprov.checks import static_checks as run_checks
+
     problems = run_checks(cluster)
     for problem in problems:
         (app.error if problem.severity == "error" else app.warning)(str(problem))

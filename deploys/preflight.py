@@ -24,7 +24,7 @@ from gpuprov.engine.connect import CLUSTER_DATA_KEY, HOST_DATA_KEY
 from gpuprov.engine.refusal import HostRefused, warn
 from gpuprov.facts.host_state import HostState, HostStateData
 from gpuprov.inventory.model import Host
-from gpuprov.tables import SystemProfile
+from gpuprov.tables import SystemProfile, get_profile
 
 SUPPORTED_OS = ("debian12", "ubuntu2204", "ubuntu2404", "rhel9")
 MIN_FREE_GB = 10  # driver + CUDA toolkits + DKMS builds; host var gpuprov_min_free_gb
@@ -44,15 +44,6 @@ class HeadersCandidate(FactBase):
     def process(self, output: list[str]) -> str | None:  # type: ignore[override]
         value = "".join(output).strip()
         return value if value and value != "(none)" else None
-
-
-def _profile(name: str):
-    from gpuprov import tables
-
-    get_profile = getattr(tables, "get_profile", None)
-    if get_profile is None:  # TODO(engine): drop once the data tables are on main
-        return None
-    return get_profile(name)
 
 
 def review(state: HostStateData, me: Host, headers_candidate: str | None = None) -> list[str]:
@@ -98,8 +89,7 @@ def review(state: HostStateData, me: Host, headers_candidate: str | None = None)
     if state.nouveau_loaded:
         warnings.append("nouveau is loaded; the driver deploy blacklists it (reboot needed)")
     if me.profile and me.role == "gpu":
-        profile = _profile(me.profile)
-        problem = pci_problem(state, profile) if profile else None
+        problem = pci_problem(state, get_profile(me.profile))
         if problem:
             refuse("gpus", *problem)
     return warnings

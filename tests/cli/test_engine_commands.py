@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 from loopback_sshd import LoopbackSshd, free_port
 
-pytest.importorskip("gpuprov.inventory.loader")  # TODO(engine): drop once the loader is on main
-
 pytestmark = pytest.mark.host
 
 

@@ -98,3 +98,10 @@ def test_gpus_missing_from_the_bus():
     assert reason.startswith("PCI bus shows no NVIDIA GPU")
     reason, fix = pci_problem(state(pci_devices=None), HGX)
     assert "lspci is not installed" in reason and fix == "install pciutils"
+
+
+def test_profile_from_the_data_tables():
+    hgx = replace(host(), profile="hgx-h100-8")
+    assert review(state(), hgx) == []
+    with pytest.raises(HostRefused, match="profile hgx-b200-8 expects 8"):
+        review(state(), replace(host(), profile="hgx-b200-8"))
