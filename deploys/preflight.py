@@ -117,7 +117,9 @@ def preflight() -> None:
     me: Host = host.data.get(HOST_DATA_KEY)
     state = host.get_fact(HostState)
     candidate = None
-    if not state.headers_present and state.os and state.os.family == "debian":
+    ignored = me.vars.get("gpuprov_preflight_ignore") or ()
+    debian = state.os is not None and state.os.family == "debian"
+    if not state.headers_present and debian and "headers" not in ignored:
         candidate = host.get_fact(HeadersCandidate)
     for text in review(state, me, candidate):
         warn(text)

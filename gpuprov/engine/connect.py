@@ -195,6 +195,7 @@ def connect_hosts(session: Session) -> dict[str, ConnectResult]:
     import gevent
     from pyinfra.api.exceptions import ConnectError as PyinfraConnectError
     from pyinfra.connectors.sshuserclient.client import get_host_keys
+    from pyinfra.context import ctx_state
 
     state = session.state
     # pyinfra memoizes known_hosts per process; `hosts trust` may have just written it.
@@ -214,7 +215,8 @@ def connect_hosts(session: Session) -> dict[str, ConnectResult]:
             return ConnectResult(name, False, kind, line)
         return ConnectResult(name, True)
 
-    with quiet_pyinfra():
+    # pyinfra's state context is process-global: hold it across the parallel section.
+    with quiet_pyinfra(), ctx_state.use(state):
         greenlets = {name: state.pool.spawn(one, name) for name in session.hosts}
         gevent.joinall(list(greenlets.values()))
     results = {name: g.get() for name, g in greenlets.items()}

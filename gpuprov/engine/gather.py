@@ -20,6 +20,7 @@ def gather(session: Session, fact_cls: type) -> dict[str, FactResult]:
     """`fact_cls` (a pyinfra FactBase) for every host of the session, inventory order;
     hosts that did not connect carry their connection error."""
     import gevent
+    from pyinfra.context import ctx_state
 
     state = session.state
 
@@ -31,7 +32,8 @@ def gather(session: Session, fact_cls: type) -> dict[str, FactResult]:
             text = str(exc).strip().splitlines()
             return FactResult(name, False, error=text[0] if text else type(exc).__name__)
 
-    with quiet_pyinfra():
+    # pyinfra's state context is process-global: hold it across the parallel section.
+    with quiet_pyinfra(), ctx_state.use(state):
         greenlets = {name: state.pool.spawn(one, name) for name in session.connected}
         gevent.joinall(list(greenlets.values()))
     results: dict[str, FactResult] = {}

@@ -94,7 +94,10 @@ def prepare(session: Session, deploys: Sequence[Deploy]) -> Plan:
 
     state = session.state
     hosts: dict[str, HostPlan] = {}
-    with quiet_pyinfra():
+    # pyinfra's state context is process-global (only the host context is per greenlet):
+    # hold it for the whole parallel section, or one host's `use(state)` ending would
+    # clear it under the others.
+    with quiet_pyinfra(), ctx_state.use(state):
         greenlets = {
             name: state.pool.spawn(_add_for_host, session, name, deploys)
             for name in session.connected

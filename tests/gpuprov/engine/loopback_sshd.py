@@ -46,7 +46,8 @@ class LoopbackSshd:
             time.sleep(0.05)
 
 
-def start(workdir: Path) -> LoopbackSshd:
+def start(workdir: Path, addresses: tuple[str, ...] = ("127.0.0.1",)) -> LoopbackSshd:
+    """sshd listening on `addresses` (loopback 127.0.0.0/8 only), one port for all."""
     workdir.mkdir(parents=True, exist_ok=True)
     hostkey, client = workdir / "host_ed25519", workdir / "client_ed25519"
     for key in (hostkey, client):
@@ -57,7 +58,7 @@ def start(workdir: Path) -> LoopbackSshd:
     port = free_port()
     config = workdir / "sshd_config"
     config.write_text(
-        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {hostkey}\n"
+        "".join(f"ListenAddress {a}\n" for a in addresses) + f"Port {port}\nHostKey {hostkey}\n"
         f"AuthorizedKeysFile {auth}\nPermitRootLogin prohibit-password\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
         f"PidFile {workdir / 'sshd.pid'}\nStrictModes no\nSubsystem sftp internal-sftp\n"
