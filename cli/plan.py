@@ -30,7 +30,8 @@ def show_plan(app: App, plan: Plan) -> None:
             app.warning(f"{name}: warning: {text}")
     ready = len(plan.hosts) - len(plan.blocked)
     changing = sum(1 for h in plan.hosts.values() if h.changes)
-    summary = f"Plan: {plan.changes} changes on {changing} of {ready} ready hosts"
+    noun = "change" if plan.changes == 1 else "changes"
+    summary = f"Plan: {plan.changes} {noun} on {changing} of {ready} ready hosts"
     if plan.blocked:
         summary += f"; {len(plan.blocked)} blocked"
     app.info(summary)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
-from pyinfra.operations import files
 
 from gpuprov.engine.connect import CLUSTER_DATA_KEY, HOST_DATA_KEY
+from gpuprov.engine.ops import render, rendered_file
 from gpuprov.engine.refusal import HostRefused, warn
 from gpuprov.facts.host_state import HostState, HostStateData
 from gpuprov.inventory.model import Host
@@ -125,20 +125,17 @@ def preflight() -> None:
         warn(text)
 
     root = str(host.data.get("gpuprov_root") or "").rstrip("/")
-    files.directory(
-        name="Create /etc/gpuprov",
-        path=f"{root}/etc/gpuprov",
-        mode="755",
-    )
-    files.template(
-        name="Record the host's identity in /etc/gpuprov/host.json",
-        src=str(TEMPLATE),
-        dest=f"{root}/etc/gpuprov/host.json",
-        mode="644",
-        # (not `group`/`user`: files.template takes those as the file's owner)
+    identity = render(
+        TEMPLATE,
         host_name=me.name,
         host_group=me.group,
         host_profile=me.profile,
         host_role=me.role,
         cluster_name=host.data.get(CLUSTER_DATA_KEY),
+    )
+    rendered_file(
+        name="Record the host's identity in /etc/gpuprov/host.json",
+        dest=f"{root}/etc/gpuprov/host.json",
+        content=identity,
+        mode="644",
     )

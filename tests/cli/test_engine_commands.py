@@ -37,7 +37,7 @@ def host_lines(stderr: str) -> list[str]:
 
 
 def write_inventory(
-    tmp: Path, sshd: LoopbackSshd, hosts: dict[str, int], ignore: list[str]
+    tmp: Path, sshd: LoopbackSshd, hosts: dict[str, tuple[str, int]], ignore: list[str]
 ) -> Path:
     lines = [
         "cluster:",
@@ -50,31 +50,40 @@ def write_inventory(
         "  lab:",
         "    profile: hgx-h100-8",
         "    vars:",
-        f"      gpuprov_root: {tmp / 'root'}",
         "      gpuprov_min_free_gb: 0.1",
         f"      gpuprov_preflight_ignore: {json.dumps(ignore)}",
         "    hosts:",
     ]
-    lines += [f"      {name}: {{address: {a}, port: {p}}}" for name, (a, p) in hosts.items()]
+    for name, (address, port) in hosts.items():
+        root = tmp / "root" / name  # one scratch root per host: this sshd serves one machine
+        lines.append(
+            f"      {name}: {{address: {address}, port: {port}, vars: {{gpuprov_root: {root}}}}}"
+        )
     path = tmp / "lab.yaml"
     path.write_text("\n".join(lines) + "\n")
-    (tmp / "root").mkdir(exist_ok=True)
     return path
 
 
 def test_trust_facts_plan_apply(tmp_path: Path, sshd: LoopbackSshd):
     # this machine has no kernel headers and no GPUs: the lab says so explicitly
-    inv = write_inventory(tmp_path, sshd, {"node1": ("127.0.0.1", sshd.port)}, ["headers", "gpus"])
-    target = tmp_path / "root" / "etc" / "gpuprov" / "host.json"
+    inv = write_inventory(
+        tmp_path,
+        sshd,
+        {"node1": ("127.0.0.1", sshd.port), "node2": ("127.0.0.2", sshd.port)},
+        ["headers", "gpus"],
+    )
+    target = tmp_path / "root" / "node1" / "etc" / "gpuprov" / "host.json"
+    target2 = tmp_path / "root" / "node2" / "etc" / "gpuprov" / "host.json"
 
     # unknown host key: one line, exit 3, nothing changed
     proc = gpuprov("plan", str(inv), cwd=tmp_path)
     assert proc.returncode == 3, proc.stderr
-    [line] = host_lines(proc.stderr)
-    assert line.startswith("node1 (127.0.0.1:") and "host key not in" in line
+    lines = host_lines(proc.stderr)
+    assert len(lines) == 2 and all("host key not in" in line for line in lines)
+    assert lines[0].startswith("node1 (127.0.0.1:") and lines[1].startswith("node2 (127.0.0.2:")
     assert "Traceback" not in proc.stderr
     proc = gpuprov("apply", str(inv), "--yes", cwd=tmp_path)
-    assert proc.returncode == 3 and not target.exists()
+    assert proc.returncode == 3 and not (tmp_path / "root").exists()
 
     proc = gpuprov("hosts", "trust", str(inv), "--yes", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -82,9 +91,11 @@ def test_trust_facts_plan_apply(tmp_path: Path, sshd: LoopbackSshd):
         ["ssh-keygen", "-lf", "-"], input=sshd.host_pub, capture_output=True, text=True
     ).stdout.split()[1]
     assert fp in proc.stdout
-    assert (
-        (tmp_path / "known_hosts").read_text().startswith(f"[127.0.0.1]:{sshd.port} ssh-ed25519 ")
-    )
+    recorded = (tmp_path / "known_hosts").read_text().splitlines()
+    assert [line.split()[0] for line in recorded] == [
+        f"[127.0.0.1]:{sshd.port}",
+        f"[127.0.0.2]:{sshd.port}",
+    ]
     assert (
         gpuprov("hosts", "trust", str(inv), cwd=tmp_path).returncode == 0
     )  # nothing new: no prompt
@@ -102,18 +113,19 @@ def test_trust_facts_plan_apply(tmp_path: Path, sshd: LoopbackSshd):
 
     proc = gpuprov("plan", str(inv), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "host.json" in proc.stdout and "Plan: 2 changes" in proc.stdout
+    assert "host.json" in proc.stdout and "Plan: 2 changes on 2 of 2 ready hosts" in proc.stdout
     assert "profile hgx-h100-8 expects 8" in proc.stderr  # the ignored GPU check, as a warning
-    assert not target.exists()
+    assert not (tmp_path / "root").exists()
 
     proc = gpuprov("apply", str(inv), cwd=tmp_path)  # no terminal, no --yes: refuse
-    assert proc.returncode == 2 and not target.exists()
+    assert proc.returncode == 2 and not (tmp_path / "root").exists()
 
     proc = gpuprov("apply", str(inv), "--yes", "--output", "json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["summary"] == {"hosts": 1, "failed": 0, "changed": 2}
+    assert result["summary"] == {"hosts": 2, "failed": 0, "changed": 2}
     assert json.loads(target.read_text())["cluster"] == "clitest"
+    assert json.loads(target2.read_text())["host"] == "node2"
 
     proc = gpuprov("apply", str(inv), "--yes", "--output", "json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -125,20 +137,20 @@ def test_trust_facts_plan_apply(tmp_path: Path, sshd: LoopbackSshd):
 
 def test_refusal_and_unreachable(tmp_path: Path, sshd: LoopbackSshd):
     closed = free_port()
-    # nothing listens on 127.0.0.2 (the loader rejects two hosts with one address)
-    hosts = {"node1": ("127.0.0.1", sshd.port), "gone": ("127.0.0.2", closed)}
+    # nothing listens on 127.0.0.9 (the loader rejects two hosts with one address)
+    hosts = {"node1": ("127.0.0.1", sshd.port), "gone": ("127.0.0.9", closed)}
     inv = write_inventory(tmp_path, sshd, hosts, ["headers"])
     proc = gpuprov("hosts", "trust", str(inv), "--yes", cwd=tmp_path)
     assert proc.returncode == 3  # node1 recorded, gone unreachable
-    assert f"gone ([127.0.0.2]:{closed}): unreachable" in proc.stderr
+    assert f"gone ([127.0.0.9]:{closed}): unreachable" in proc.stderr
 
     proc = gpuprov("apply", str(inv), "--yes", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr  # node1 refused (no GPUs), gone unreachable
     err = host_lines(proc.stderr)
-    assert any(line.startswith(f"gone (127.0.0.2:{closed}): unreachable") for line in err)
+    assert any(line.startswith(f"gone (127.0.0.9:{closed}): unreachable") for line in err)
     assert any("node1: refused: PCI bus shows no NVIDIA GPU" in line for line in err)
     assert "Traceback" not in proc.stderr
-    assert list((tmp_path / "root").iterdir()) == []
+    assert not (tmp_path / "root").exists()
 
     proc = gpuprov("facts", str(inv), "--limit", "gone", cwd=tmp_path)
     assert proc.returncode == 3 and len(host_lines(proc.stderr)) == 1

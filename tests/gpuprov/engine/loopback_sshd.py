@@ -84,7 +84,8 @@ def start(workdir: Path, addresses: tuple[str, ...] = ("127.0.0.1",)) -> Loopbac
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSshd]:
     if os.geteuid() != 0:
         pytest.skip("needs root to run sshd")
-    server = start(tmp_path_factory.mktemp("sshd"))
+    # three loopback addresses, so tests can have several hosts on one server
+    server = start(tmp_path_factory.mktemp("sshd"), ("127.0.0.1", "127.0.0.2", "127.0.0.3"))
     try:
         yield server
     finally:

@@ -144,6 +144,13 @@ def test_facts_plan_apply_idempotent(cluster, tmp_path):
         execute(session, plan)
     assert json.loads(target.read_text())["host"] == "node1"
 
+    target.chmod(0o600)  # only the mode drifted
+    with connect(cluster, hosts) as session:
+        plan = prepare(session, [preflight])
+        assert plan.changes == 1
+        execute(session, plan)
+    assert target.stat().st_mode & 0o777 == 0o644
+
 
 def test_refused_host_is_not_touched(tmp_path, sshd):
     (tmp_path / "root").mkdir()
