@@ -156,3 +156,25 @@ def test_refusal_and_unreachable(tmp_path: Path, sshd: LoopbackSshd):
     assert proc.returncode == 3 and len(host_lines(proc.stderr)) == 1
     proc = gpuprov("plan", str(inv), "--limit", "nosuchhost", cwd=tmp_path)
     assert proc.returncode == 2
+
+
+def test_changed_host_key_is_loud_and_kept(tmp_path: Path, sshd: LoopbackSshd):
+    inv = write_inventory(tmp_path, sshd, {"node1": ("127.0.0.1", sshd.port)}, ["headers"])
+    key = tmp_path / "impostor"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    kind, b64 = Path(f"{key}.pub").read_text().split()[:2]
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{sshd.port} {kind} {b64}\n")
+
+    proc = gpuprov("hosts", "trust", str(inv), "--yes", cwd=tmp_path)
+    assert proc.returncode == 1 and "HOST KEY CHANGED" in proc.stderr
+    assert "NOT replaced" in proc.stderr and b64 in known.read_text()
+
+    proc = gpuprov("plan", str(inv), cwd=tmp_path)
+    assert proc.returncode == 3
+    [line] = host_lines(proc.stderr)
+    assert "HOST KEY CHANGED" in line and "--replace" in line
+
+    proc = gpuprov("hosts", "trust", str(inv), "--yes", "--replace", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert b64 not in known.read_text() and sshd.host_pub.split()[1] in known.read_text()

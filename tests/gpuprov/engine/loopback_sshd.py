@@ -62,6 +62,7 @@ def start(workdir: Path, addresses: tuple[str, ...] = ("127.0.0.1",)) -> Loopbac
         f"AuthorizedKeysFile {auth}\nPermitRootLogin prohibit-password\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
         f"PidFile {workdir / 'sshd.pid'}\nStrictModes no\nSubsystem sftp internal-sftp\n"
+        "MaxStartups 200\nMaxSessions 100\n"
     )
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
     with open(workdir / "sshd.log", "w") as log:
