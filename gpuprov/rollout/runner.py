@@ -79,6 +79,8 @@ class RolloutReport:
 
     @property
     def exit_code(self) -> int:
+        if self.status == "completed" and self.failed:
+            return ExitCode.HOSTS_FAILED  # finished, within max_fail, but hosts failed
         return {
             "completed": ExitCode.OK,
             "halted": ExitCode.ROLLOUT_HALTED,

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import random
 from collections import Counter
 
 import pytest

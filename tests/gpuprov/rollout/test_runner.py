@@ -98,6 +98,7 @@ def test_one_of_ten_failing_with_max_fail_10_percent_continues(support, inventor
     _, _, report = run(support, inventory, hosts, policy, log, fail={bad})
     assert report.status == "completed"
     assert [f.host for f in report.failed] == [bad] and len(report.done) == 19
+    assert report.exit_code == ExitCode.HOSTS_FAILED
     assert report.waves[0].failures == 1 and report.waves[0].allowed == 1
 
 
