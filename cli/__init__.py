@@ -10,7 +10,9 @@ import click
 from gpuprov import __version__
 
 # name -> "module:attribute" (modules relative to gpuprov.cli). One line per command.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "rollout": "rollout:rollout",
+}
 
 
 class LazyGroup(click.Group):
