@@ -38,8 +38,13 @@ def status(
         app.json(st.to_dict())
         return
     r = st.rollout
+    state_word = r.status
+    if r.status == "running":
+        holder = store.lock().holder()
+        # A "running" rollout whose process is gone was killed: it is resumable.
+        state_word = f"running ({holder})" if holder else "stopped (its process died; resumable)"
     app.info(
-        f"rollout {r.id}: {r.status}" + (f" ({r.reason})" if r.reason else "")
+        f"rollout {r.id}: {state_word}" + (f" ({r.reason})" if r.reason else "")
         + f", started {fmt_time(r.started)}" + (f", finished {fmt_time(r.finished)}" if r.finished else "")
     )  # fmt: skip
     app.table(
@@ -59,4 +64,6 @@ def status(
         ],
     )  # fmt: skip
     if r.status in ("interrupted", "halted", "running"):
-        app.info("resume it with: gpuprov apply --resume " + str(inventory))
+        app.info(
+            f"resumable: `gpuprov apply {inventory} --resume` continues it without re-running done hosts"
+        )

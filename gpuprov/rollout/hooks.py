@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from gpuprov.inventory.model import Host
+from gpuprov.errors import InputError, Problem
+from gpuprov.inventory.model import Host, RolloutPolicy
 
 OUTPUT_EXCERPT = 2000
 
@@ -91,3 +93,22 @@ class SSHHookRunner(LocalHookRunner):
         if ssh.key:
             argv += ["-i", str(Path(ssh.key).expanduser())]
         return [*argv, f"{ssh.user}@{self.hook_host.address}", command]
+
+
+def make_hook_runner(
+    policy: RolloutPolicy, hosts: Mapping[str, Host], known_hosts: Path, timeout: float = 600.0
+) -> HookRunner:
+    """Local runner, or an SSH runner to `policy.hook_host` (which must be an inventory host)."""
+    if policy.hook_host is None:
+        return LocalHookRunner(timeout)
+    target = hosts.get(policy.hook_host)
+    if target is None:
+        raise InputError(
+            [
+                Problem(
+                    policy.location,
+                    f"rollout.hook_host {policy.hook_host!r} is not a host of this inventory",
+                )
+            ]
+        )
+    return SSHHookRunner(target, known_hosts, timeout)

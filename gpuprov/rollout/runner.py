@@ -173,6 +173,7 @@ class _Run:
         self.progress: ProgressSink = progress
         self.hosts: Mapping[str, Host] = hosts if hosts is not None else plan.host_objects
         self.rid = 0
+        self.current: Wave | None = None  # the wave in progress, for an interrupt
 
     def start(self, resume: int | None) -> RolloutReport:
         if resume is not None:
@@ -189,7 +190,6 @@ class _Run:
         else:
             self.rid = self.store.create_rollout(self.plan)
         self.progress.rollout_started(self.rid, self.plan, resumed=resume is not None)
-        wave: Wave | None = None
         try:
             statuses = self.store.wave_statuses(self.rid)
             first = True
@@ -198,7 +198,6 @@ class _Run:
                     continue
                 if self.approve is not None and not first and not self.approve(wave):
                     self.store.set_rollout(self.rid, "interrupted", f"{wave.name} was not approved")
-                    wave = None
                     break
                 first = False
                 if not self._run_wave(wave):
@@ -207,8 +206,8 @@ class _Run:
                 self.store.set_rollout(self.rid, "completed")
         except KeyboardInterrupt:
             # Start nothing new. Hosts keep their in-flight status; a resume re-runs them.
-            if wave is not None:
-                self.store.set_wave(self.rid, wave.index, "interrupted")
+            if self.current is not None:
+                self.store.set_wave(self.rid, self.current.index, "interrupted")
             self.store.set_rollout(self.rid, "interrupted", "interrupted (SIGINT)")
         except BaseException as exc:
             self.store.set_rollout(self.rid, "failed", f"{type(exc).__name__}: {exc}")
@@ -223,6 +222,7 @@ class _Run:
         done = self.store.host_statuses(self.rid)
         todo = [n for n in wave.hosts if done.get(n) not in ("done", "skipped")]
         self.store.set_wave(self.rid, wave.index, "running")
+        self.current = wave
         self.progress.wave_started(wave, todo)
         failures: list[str] = []
 
@@ -259,6 +259,7 @@ class _Run:
             failures=len(failures),
             allowed=allowed,
         )
+        self.current = None
         self.progress.wave_finished(wave, len(failures), allowed, halted)
         if halted:
             limit = (

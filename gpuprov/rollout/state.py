@@ -182,6 +182,22 @@ class RolloutLock:
         except (ValueError, KeyError, OSError):
             return "holder unknown"
 
+    def holder(self) -> str | None:
+        """Who holds the lock right now ("pid N, started T"), or None when nobody does."""
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return self._read_holder(fd)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         if self._fd is not None:
             # Unlock before closing; the content is left (harmless, overwritten next time).
@@ -364,6 +380,10 @@ class StateStore:
     def latest(self, inventory: Path | None = None) -> RolloutRecord | None:
         records = self.history(inventory)
         return records[-1] if records else None
+
+    def inventory_changed(self, record: RolloutRecord) -> bool:
+        """True when the inventory file differs from the one the rollout started with."""
+        return record.inventory_hash != inventory_hash(self.inventory)
 
     def latest_resumable(self, inventory: Path | None = None) -> RolloutRecord | None:
         """The newest rollout of this inventory that did not complete, if it is the newest

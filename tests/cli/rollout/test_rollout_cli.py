@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from gpuprov.cli import gpuprov
+
 from gpuprov.rollout.hooks import LocalHookRunner
 from gpuprov.rollout.planner import plan_rollout
 from gpuprov.rollout.runner import run_rollout
@@ -85,7 +85,9 @@ def test_status_without_state_or_with_unknown_id_is_bad_input(tmp_path: Path, ro
 def test_plan_from_inventory(tmp_path: Path):
     pytest.importorskip("gpuprov.inventory.loader")
     inv = tmp_path / "inv.yaml"
-    hosts = "\n".join(f"      gpu{i:02d}: {{address: 10.0.{i // 4}.{i}, rack: r{i // 4}}}" for i in range(12))
+    hosts = "\n".join(
+        f"      gpu{i:02d}: {{address: 10.0.{i // 4}.{i}, rack: r{i // 4}}}" for i in range(12)
+    )
     inv.write_text(
         textwrap.dedent("""\
         cluster:
@@ -110,7 +112,9 @@ def test_plan_from_inventory(tmp_path: Path):
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["waves"][0]["name"] == "canary"
-    assert sorted(h for w in data["waves"] for h in w["hosts"]) == [f"gpu{i:02d}" for i in range(12)]
+    assert sorted(h for w in data["waves"] for h in w["hosts"]) == [
+        f"gpu{i:02d}" for i in range(12)
+    ]
     rack = {f"gpu{i:02d}": i // 4 for i in range(12)}
     for wave in data["waves"]:
         assert len({rack[h] for h in wave["hosts"]}) == len(wave["hosts"])  # one per rack
