@@ -20,11 +20,13 @@ from gpuprov.rollout.runner import run_rollout
 from gpuprov.rollout.state import HOST_STATUSES, IN_FLIGHT, StateStore, default_state_path
 
 SUPPORT = Path(__file__).with_name("support.py")
+SUPPORT_GEVENT = Path(__file__).with_name("support_gevent.py")
 
 
-def start(inventory: Path, log: Path, *args: str) -> subprocess.Popen:
+def start(inventory: Path, log: Path, *args: str, gevent: bool = False) -> subprocess.Popen:
+    script = SUPPORT_GEVENT if gevent else SUPPORT
     return subprocess.Popen(
-        [sys.executable, str(SUPPORT), str(inventory), str(log), *args],
+        [sys.executable, str(script), str(inventory), str(log), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -52,6 +54,17 @@ def host_rows(inventory: Path) -> dict[str, str]:
         return {}
 
 
+def status_text(inventory: Path) -> str:
+    from click.testing import CliRunner
+    from gpuprov.cli import gpuprov
+
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        gpuprov, ["rollout", "status", str(inventory)]
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def kill(proc: subprocess.Popen, sig: int) -> int:
     os.kill(proc.pid, sig)
     try:
@@ -72,10 +85,13 @@ def check_consistent(store: StateStore, rollout_id: int) -> None:
         assert all(w <= unfinished[0] for w in later)
 
 
-@pytest.mark.parametrize("when", [1, 3, 5])  # kill once this many hosts are done
-def test_kill_9_mid_wave_then_resume_reruns_no_completed_host(support, inventory, tmp_path, when):
+# kill once this many hosts are done; once under gevent, as the CLI runs the engine
+@pytest.mark.parametrize(("when", "gevent"), [(1, False), (3, False), (5, False), (3, True)])
+def test_kill_9_mid_wave_then_resume_reruns_no_completed_host(
+    support, inventory, tmp_path, when, gevent
+):
     log = tmp_path / "log"
-    proc = start(inventory, log, "--hosts", "8", "--sleep", "0.4")
+    proc = start(inventory, log, "--hosts", "8", "--sleep", "0.4", gevent=gevent)
     wait_for(lambda: sum(s == "done" for s in host_rows(inventory).values()) >= when
              and any(s in IN_FLIGHT for s in host_rows(inventory).values()))  # fmt: skip
     assert kill(proc, signal.SIGKILL) == -signal.SIGKILL
@@ -91,7 +107,8 @@ def test_kill_9_mid_wave_then_resume_reruns_no_completed_host(support, inventory
 
     # the OS released the dead process's lock: a resume can take it
     resume_log = tmp_path / "resume-log"
-    again = start(inventory, resume_log, "--hosts", "8", "--sleep", "0", "--resume")
+    assert "stopped (its process died; resumable)" in status_text(inventory)
+    again = start(inventory, resume_log, "--hosts", "8", "--sleep", "0", "--resume", gevent=gevent)
     out, err = again.communicate(timeout=60)
     assert again.returncode == 0, err
     report = json.loads(out)
@@ -109,6 +126,7 @@ def test_second_rollout_is_locked_out_and_kill_9_frees_the_lock(support, invento
     log = tmp_path / "log"
     proc = start(inventory, log, "--hosts", "4", "--sleep", "5")
     wait_for(lambda: any(s in IN_FLIGHT for s in host_rows(inventory).values()))
+    assert f"running (pid {proc.pid}" in status_text(inventory)
     hosts = support.make_hosts(4)
     policy = support.hook_policy(log, canary=1)
     store = StateStore.for_inventory(inventory)
@@ -126,9 +144,10 @@ def test_second_rollout_is_locked_out_and_kill_9_frees_the_lock(support, invento
         assert lock.held
 
 
-def test_sigint_marks_interrupted_and_exits_130(support, inventory, tmp_path):
+@pytest.mark.parametrize("gevent", [False, True])
+def test_sigint_marks_interrupted_and_exits_130(support, inventory, tmp_path, gevent):
     log = tmp_path / "log"
-    proc = start(inventory, log, "--hosts", "8", "--sleep", "0.5")
+    proc = start(inventory, log, "--hosts", "8", "--sleep", "0.5", gevent=gevent)
     wait_for(lambda: sum(s == "done" for s in host_rows(inventory).values()) >= 1
              and any(s in IN_FLIGHT for s in host_rows(inventory).values()))  # fmt: skip
     rc = kill(proc, signal.SIGINT)
