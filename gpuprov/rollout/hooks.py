@@ -91,7 +91,7 @@ class SSHHookRunner(LocalHookRunner):
             "-o", f"ConnectTimeout={ssh.connect_timeout}", "-p", str(ssh.port),
         ]  # fmt: skip
         if ssh.key:
-            argv += ["-i", str(Path(ssh.key).expanduser())]
+            argv += ["-i", str(Path(ssh.key).expanduser()), "-o", "IdentitiesOnly=yes"]
         return [*argv, f"{ssh.user}@{self.hook_host.address}", command]
 
 
