@@ -180,6 +180,10 @@ class _Run:
             record = self.store.status(resume)
             if record is None:
                 raise InputError(f"no rollout {resume} in {self.store.path}")
+            if record.rollout.inventory != str(self.store.inventory):
+                raise InputError(
+                    f"rollout {resume} is of {record.rollout.inventory}, not {self.store.inventory}"
+                )
             if record.rollout.status not in RESUMABLE:
                 raise InputError(
                     f"rollout {resume} is {record.rollout.status}; only interrupted or halted rollouts resume"

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from gpuprov.errors import ExitCode
+import pytest
+
+from gpuprov.errors import ExitCode, InputError
 from gpuprov.rollout.hooks import LocalHookRunner
 from gpuprov.rollout.planner import plan_rollout
 from gpuprov.rollout.progress import PlainProgress
@@ -171,3 +173,23 @@ def test_declined_approval_interrupts_and_resume_continues(support, inventory, t
     )
     assert again.status == "completed" and len(again.done) == 5
     assert set(events(support, log)) == set(h.name for h in hosts) - set(report.done)
+
+
+def test_resume_refuses_unknown_completed_or_foreign_rollouts(support, inventory, tmp_path):
+    log = tmp_path / "log"
+    hosts = support.make_hosts(2)
+    policy = support.hook_policy(log, canary=0)
+    _, store, report = run(support, inventory, hosts, policy, log)
+    assert report.status == "completed" and store.latest_resumable() is None
+    for rid, message in [(99, "no rollout 99"), (report.rollout_id, "is completed")]:
+        with pytest.raises(InputError, match=message):
+            run(support, inventory, hosts, policy, log, resume=rid)
+    other = tmp_path / "other.yaml"
+    other.write_text("x")
+    foreign = StateStore(store.path, other)
+    with pytest.raises(InputError, match="is of .*cluster.yaml"):
+        run_rollout(
+            plan_rollout(hosts, policy), policy, foreign, work=support.ShellWork(log),
+            gate=support.ShellGate(log), hooks=LocalHookRunner(), resume=report.rollout_id,
+        )  # fmt: skip
+    assert len(store.history()) == 1  # nothing recorded by the refused attempts
