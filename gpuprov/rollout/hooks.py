@@ -61,6 +61,9 @@ class LocalHookRunner:
                 timeout=self.timeout,
                 cwd=self.cwd,
                 stdin=subprocess.DEVNULL,
+                # Own session: a Ctrl-C on the terminal must not kill a half-done
+                # `kubectl drain`; the runner stops after the hooks in flight finish.
+                start_new_session=True,
             )
         except subprocess.TimeoutExpired as exc:
             out = (

@@ -12,6 +12,8 @@ store as it happens so a killed rollout resumes where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -158,7 +160,38 @@ def run_rollout(
         run = _Run(
             plan, policy, store, work, gate, hooks, approve, progress or NullProgress(), hosts
         )
-        return run.start(resume)
+        with _SigintToFlag(run):
+            return run.start(resume)
+
+
+class _SigintToFlag:
+    """The first SIGINT only asks the run to stop; the runner stops at its next step.
+
+    A KeyboardInterrupt raised by the default handler lands in whatever code is running;
+    under gevent (how the CLI runs the engine) that can be a worker greenlet in the middle
+    of a hook or a lock, which then never finishes. A flag the runner checks between steps
+    makes "start nothing new" exact. A second SIGINT raises at once (the state file is then
+    as after a kill -9: consistent, resumable). At an approval prompt SIGINT raises too.
+    """
+
+    def __init__(self, run: _Run):
+        self.run = run
+        self.previous: Any = None
+
+    def handler(self, signum: int, frame: object) -> None:
+        if self.run.stop_requested or self.run.prompting:
+            raise KeyboardInterrupt
+        # Only set a flag: this may run in the middle of any code, holding any lock.
+        self.run.stop_requested = True
+
+    def __enter__(self) -> _SigintToFlag:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self.handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 class _Run:
@@ -174,6 +207,12 @@ class _Run:
         self.hosts: Mapping[str, Host] = hosts if hosts is not None else plan.host_objects
         self.rid = 0
         self.current: Wave | None = None  # the wave in progress, for an interrupt
+        self.stop_requested = False  # set by the SIGINT handler
+        self.prompting = False  # inside the approval callable
+
+    def check_stop(self) -> None:
+        if self.stop_requested:
+            raise KeyboardInterrupt
 
     def start(self, resume: int | None) -> RolloutReport:
         if resume is not None:
@@ -200,7 +239,8 @@ class _Run:
             for wave in self.plan.waves:
                 if statuses.get(wave.index) == "completed":
                     continue
-                if self.approve is not None and not first and not self.approve(wave):
+                self.check_stop()
+                if self.approve is not None and not first and not self._approved(wave):
                     self.store.set_rollout(self.rid, "interrupted", f"{wave.name} was not approved")
                     break
                 first = False
@@ -219,6 +259,14 @@ class _Run:
         report = build_report(self.store, self.rid)
         self.progress.rollout_finished(report)
         return report
+
+    def _approved(self, wave: Wave) -> bool:
+        assert self.approve is not None
+        self.prompting = True
+        try:
+            return self.approve(wave)
+        finally:
+            self.prompting = False
 
     # ---- one wave -----------------------------------------------------------------------
     def _run_wave(self, wave: Wave) -> bool:
@@ -244,11 +292,14 @@ class _Run:
                 fail(name, "lookup", "host is no longer in the inventory")
 
         drained = self._hook_phase(present, "draining", "drain", self.policy.drain, fail)
+        self.check_stop()
 
         worked = self._callable_phase(
             drained, "running", "work", fail, lambda hs: self.work(hs, self._report)
         )
+        self.check_stop()
         gated = self._callable_phase(worked, "gating", "gate", fail, self.gate)
+        self.check_stop()
         finished = self._hook_phase(gated, "undraining", "undrain", self.policy.undrain, fail)
         for host in finished:
             self.store.set_host(self.rid, host.name, "done")

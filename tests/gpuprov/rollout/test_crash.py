@@ -159,3 +159,11 @@ def test_sigint_marks_interrupted_and_exits_130(support, inventory, tmp_path, ge
     assert "interrupted" in {w.status for w in waves}
     # nothing new started after the signal: no host of a later wave was touched
     check_consistent(store, record.id)
+    done_before = {h for h, s in store.host_statuses(record.id).items() if s == "done"}
+    resume_log = tmp_path / "resume-log"
+    again = start(inventory, resume_log, "--hosts", "8", "--sleep", "0", "--resume", gevent=gevent)
+    out, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    assert json.loads(out)["status"] == "completed"
+    rerun = {host for what, host in support.log_lines(resume_log) if what == "work-start"}
+    assert rerun and not rerun & done_before

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
 from gpuprov.errors import ExitCode, InputError
@@ -193,3 +196,40 @@ def test_resume_refuses_unknown_completed_or_foreign_rollouts(support, inventory
             gate=support.ShellGate(log), hooks=LocalHookRunner(), resume=report.rollout_id,
         )  # fmt: skip
     assert len(store.history()) == 1  # nothing recorded by the refused attempts
+
+
+def test_sigint_during_work_lets_the_step_finish_then_stops(support, inventory, tmp_path):
+    log = tmp_path / "log"
+    hosts = support.make_hosts(4)
+    policy = support.hook_policy(log, canary=1, waves=("100%",))
+    inner = support.ShellWork(log)
+
+    def work(wave_hosts, report):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the wave's work runs
+        return inner(wave_hosts, report)
+
+    plan = plan_rollout(hosts, policy, seed="t")
+    store = StateStore.for_inventory(inventory)
+    report = run_rollout(
+        plan, policy, store, work=work, gate=support.ShellGate(log), hooks=LocalHookRunner()
+    )
+    assert report.status == "interrupted" and report.exit_code == ExitCode.INTERRUPTED
+    canary = plan.waves[0].hosts[0]
+    # the work in flight finished; nothing after it (gate, undrain, later waves) started
+    assert events(support, log) == {canary: ["drain", "work-start", "work-done"]}
+    assert store.host_statuses(report.rollout_id)[canary] == "running"  # re-run on resume
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_sigint_at_the_approval_prompt_interrupts_at_once(support, inventory, tmp_path):
+    log = tmp_path / "log"
+    hosts = support.make_hosts(4)
+    policy = support.hook_policy(log, canary=1, waves=("100%",))
+
+    def approve(wave):
+        os.kill(os.getpid(), signal.SIGINT)
+        raise AssertionError("the prompt should have been interrupted")
+
+    _, store, report = run(support, inventory, hosts, policy, log, approve=approve)
+    assert report.status == "interrupted" and "SIGINT" in report.reason
+    assert len(report.done) == 1 and len(report.pending) == 3
