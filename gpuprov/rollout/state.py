@@ -1,7 +1,7 @@
 """Crash-safe rollout state: one SQLite file beside the inventory.
 
-Every transition is its own committed statement (autocommit, WAL, synchronous=FULL), so a
-`kill -9` at any instant leaves the last committed transition, never a half-written one.
+Every transition is its own committed statement (autocommit, WAL), so a `kill -9` at any
+instant leaves the last committed transition, never a half-written one.
 Creating a rollout (its row, its waves, a row per host) is one transaction: all or nothing.
 
 Hosts whose run was cut short keep their in-flight status (draining/running/gating/
@@ -230,7 +230,11 @@ class StateStore:
         )
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
+        # WAL + NORMAL: a commit is in the WAL (OS page cache) when execute() returns, so a
+        # killed process loses nothing; only a power cut may drop the last few transitions,
+        # which at worst re-runs a host on resume (deploys are idempotent). FULL would fsync
+        # every transition: 3.4 ms each here vs 0.04 ms, about 0.5 s per 20 changed hosts.
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
 
     @classmethod
