@@ -17,6 +17,7 @@ import hashlib
 import math
 import re
 import string
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -282,7 +283,7 @@ def plan_rollout(
     """
     canary_amount, wave_amounts = validate_policy(policy)
     names = [h.name for h in hosts]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted(n for n, c in Counter(names).items() if c > 1)
     if dupes:
         raise InputError([Problem(policy.location, f"rollout: host {dupes[0]!r} listed twice")])
     done = set(converged)
