@@ -115,7 +115,7 @@ def configure_containerd(opts: dict[str, str]) -> int:
         else:
             text = f"version = {version}\n{new_line}\n"
         updated = tomllib.loads(text)
-        if {k: v for k, v in updated.items() if k != "imports"} != {
+        if current and {k: v for k, v in updated.items() if k != "imports"} != {
             k: v for k, v in current.items() if k != "imports"
         }:
             return error(
