@@ -241,9 +241,7 @@ def _driver_packages(rel: dict) -> list[PackageSpec]:
         FileSpec("lib/systemd/system/nvidia-fabricmanager.service", "nvidia-fabricmanager.service"),
         FileSpec("usr/share/nvidia/nvswitch/fabricmanager.cfg", "fabricmanager.cfg"),
     ]
-    # The real fabricmanager.cfg is a conffile; here it is not, because a batch `dpkg -i
-    # --auto-deconfigure` of the 580 set (as the tests do without apt) then fails on the removed
-    # 570 package left in "config-files" state. apt orders the removal itself either way.
+    fm.conffiles.append("/usr/share/nvidia/nvswitch/fabricmanager.cfg")
     pkgs.append(fm)
     return pkgs
 

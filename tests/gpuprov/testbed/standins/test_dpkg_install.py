@@ -1,6 +1,6 @@
-"""Install and upgrade the stand-ins with real dpkg into a throwaway root (dpkg --root, with
-maintainer scripts run chrootless and honouring DPKG_ROOT). dpkg writes root-owned files, so
-this needs root; it needs no other setup."""
+"""Install and upgrade the stand-ins with real apt and dpkg into a throwaway root (dpkg --root,
+maintainer scripts run chrootless and honour DPKG_ROOT; apt reads a flat file: repository of
+the built .debs). dpkg writes root-owned files, so this needs root; it needs no other setup."""
 
 from __future__ import annotations
 
@@ -15,6 +15,17 @@ from .conftest import deb
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("dpkg"), reason="dpkg --root needs root"
 )
+
+PYTHON3_STATUS = """Package: python3
+Status: install ok installed
+Priority: optional
+Section: python
+Maintainer: Matthias Klose <doko@debian.org>
+Architecture: amd64
+Version: 3.11.2-1+b1
+Description: interactive high-level object-oriented language (default version)
+
+"""
 
 SET = (
     "libnvidia-compute-{b}",
@@ -42,6 +53,57 @@ def dpkg(host, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
+def apt(host, *args: str) -> subprocess.CompletedProcess:
+    """Real apt-get on the throwaway root, against a flat repository of the built .debs."""
+    base = host.root.parent / "apt"
+    if not (base / "sources.list").exists():
+        for d in ("state/lists/partial", "cache/archives/partial"):
+            (base / d).mkdir(parents=True, exist_ok=True)
+        (base / "repo").mkdir()
+        for path in host.debs.values():
+            (base / "repo" / path.name).symlink_to(path)
+        packages = subprocess.run(
+            ["apt-ftparchive", "packages", "."],
+            cwd=base / "repo",
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        (base / "repo/Packages").write_text(packages)
+        (base / "sources.list").write_text(f"deb [trusted=yes] file:{base}/repo ./\n")
+        (base / "empty").mkdir()
+    opts = {
+        "Dir::State": base / "state",
+        "Dir::State::status": host.root / "var/lib/dpkg/status",
+        "Dir::Etc::SourceList": base / "sources.list",
+        "Dir::Etc::SourceParts": base / "empty",
+        "Dir::Etc::Preferences": base / "empty/none",
+        "Dir::Etc::PreferencesParts": base / "empty",
+        "Dir::Cache": base / "cache",
+        "Debug::NoLocking": 1,
+        "APT::Architecture": "amd64",
+        "APT::Architectures": "amd64",
+        "Dpkg::Use-Pty": 0,
+        "APT::Sandbox::User": "root",
+    }
+    cmd = ["apt-get", "-y", "-q"] + [x for k, v in opts.items() for x in ("-o", f"{k}={v}")]
+    for dpkg_opt in (
+        f"--root={host.root}",
+        "--force-script-chrootless",
+        "--force-not-root",
+        f"--log={host.root}/var/log/dpkg.log",
+    ):
+        cmd += ["-o", f"DPkg::Options::={dpkg_opt}"]
+    proc = subprocess.run(
+        [*cmd, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
 def installed(host) -> dict[str, str]:
     out = dpkg(host, "-l").stdout
     return {f[1]: f[2] for f in (line.split() for line in out.splitlines()) if f and f[0] == "ii"}
@@ -57,16 +119,18 @@ def release(host, version: str) -> list[str]:
 def dpkg_host(host):
     for d in ("var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers", "var/log"):
         (host.root / d).mkdir(parents=True, exist_ok=True)
-    (host.root / "var/lib/dpkg/status").touch()
+    # Maintainer scripts run chrootless with this machine's python3: record it as installed in
+    # the throwaway root's database so that gpuprov-gpu-sim's Depends is met honestly.
+    (host.root / "var/lib/dpkg/status").write_text(PYTHON3_STATUS)
     host.profile("hgx-h100-8")
-    # python3 is not in the throwaway root's dpkg database: the only dependency forced.
-    dpkg(host, "--force-depends", "-i", str(deb(host.debs, "gpuprov-gpu-sim", "0.1.0")))
+    dpkg(host, "-i", str(deb(host.debs, "gpuprov-gpu-sim", "0.1.0")))
     return host
 
 
 def test_fresh_install_loads_module_and_upgrade_needs_reboot(dpkg_host):
     host = dpkg_host
-    dpkg(host, "-i", *release(host, "570.133.20"))
+    apt(host, "update")
+    apt(host, "install", "nvidia-driver-570-open", "nvidia-fabricmanager-570")
     assert installed(host)["nvidia-fabricmanager-570"] == "570.133.20-1"
     # A fresh install loads the module at once, as modprobe does after the real DKMS build.
     assert (host.root / "run/nvidia-sim/module-version").read_text() == "570.133.20\n"
@@ -75,12 +139,13 @@ def test_fresh_install_loads_module_and_upgrade_needs_reboot(dpkg_host):
         host.root / "etc/systemd/system/multi-user.target.wants/nvidia-persistenced.service"
     ).is_symlink()
 
-    # apt passes --auto-deconfigure too: the 570 set is deconfigured, then replaced.
-    dpkg(host, "--auto-deconfigure", "-i", *release(host, "580.95.05"))
+    upgrade = apt(host, "install", "nvidia-driver-580-open", "nvidia-fabricmanager").stdout
+    assert "Removing nvidia-fabricmanager-570 (570.133.20-1)" in upgrade
     now = installed(host)
     assert now["nvidia-driver-580-open"] == "580.95.05-1"
     assert now["nvidia-fabricmanager"] == "580.95.05-1"
     assert not any(name.endswith("570") or "-570-" in name for name in now), now
+    assert (host.root / "usr/share/nvidia/nvswitch/fabricmanager.cfg").exists()
     # The old module stays loaded until reboot.
     assert (host.root / "run/nvidia-sim/module-version").read_text() == "570.133.20\n"
     smi = host.run("/usr/bin/nvidia-smi", "-q", "-x")
