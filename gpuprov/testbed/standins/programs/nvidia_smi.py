@@ -447,6 +447,45 @@ def topo(prof: dict, gpus: list) -> str:
     return "\n".join(out) + "\n"
 
 
+def summary(prof: dict, gpus: list) -> str:
+    """The default table (`nvidia-smi` without options), in the R580/590 layout."""
+    sep = "+-----------------------------------------+------------------------+----------------------+"
+    wide = "+-----------------------------------------------------------------------------------------+"
+    out = [
+        time.strftime("%a %b %d %H:%M:%S %Y") + "       ",
+        wide,
+        f"| NVIDIA-SMI {VERSION:<23}Driver Version: {VERSION:<15}CUDA Version: {CUDA_VERSION:<9}|",
+        sep,
+        "| GPU  Name                 Persistence-M | Bus-Id          Disp.A | Volatile Uncorr. ECC |",
+        "| Fan  Temp   Perf          Pwr:Usage/Cap |           Memory-Usage | GPU-Util  Compute M. |",
+        "|                                         |                        |               MIG M. |",
+        "|=========================================+========================+======================|",
+    ]
+    mem = int(prof.get("memory_mib", 81559))
+    cap = int(float(prof.get("power_limit_w", 700)))
+    pm = "On" if _persistence() == "Enabled" else "Off"
+    for g in gpus:
+        out.append(
+            f"| {g.index:>3}  {g.name[:30]:<30}{pm:>3}  | {g.bus_id:>18} {'Off':>3} | {g.ecc_uncorrectable:>20} |"
+        )
+        out.append(
+            f"| {'N/A':>3} {g.temp:>4}C {'P0':>5} {int(g.power_draw):>14}W / {cap:>4}W |{0:>8}MiB / {mem:>6}MiB | {0:>6}%{'Default':>13} |"
+        )
+        out.append(f"|{'':41}|{'':24}|{'Disabled':>21} |")
+        out.append(sep)
+    out += [
+        "",
+        wide,
+        "| Processes:                                                                              |",
+        "|  GPU   GI   CI              PID   Type   Process name                        GPU Memory |",
+        "|        ID   ID                                                               Usage      |",
+        "|=========================================================================================|",
+        "|  No running processes found                                                             |",
+        wide,
+    ]
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--version"]:
         sys.stdout.write(
@@ -510,7 +549,7 @@ def main(argv: list[str]) -> int:
         fields = [f.strip() for f in query[0].split("=", 1)[1].split(",") if f.strip()]
         return query_gpu(prof, gpus, fields, kinds)
     if not args:
-        sys.stdout.write(query_text(prof, gpus))
+        sys.stdout.write(summary(prof, gpus))
         return 0
     sys.stdout.write(INVALID_ARGS)
     return 2

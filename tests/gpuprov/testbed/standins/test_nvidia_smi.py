@@ -187,3 +187,38 @@ def test_list_topo_and_bad_options(host, captures):
     )
     bad = host.run(SMI, "--frobnicate")
     assert bad.returncode == 2 and "Please run 'nvidia-smi -h' for help." in bad.stdout
+
+
+def test_default_table_matches_real_layout(host, captures):
+    installed(host)
+    out = host.run(SMI).stdout.splitlines()
+    real = (
+        (captures / "nvgpuexp_capture__linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt")
+        .read_text()
+        .splitlines()
+    )
+    start = real.index(
+        "+-----------------------------------------------------------------------------------------+"
+    )
+    real_table = real[start - 1 : start + 24]
+    assert len(out[0]) == len(real_table[0])  # timestamp line, trailing blanks included
+    assert out[1] == real_table[1]
+    assert out[2] == real_table[2].replace("590.48.01", "580.95.05").replace("13.1 ", "13.0 ")
+    assert out[3:8] == real_table[3:8]  # column headers
+    gpu_rows = [line for line in out if re.match(r"\|\s+\d+  NVIDIA", line)]
+    assert len(gpu_rows) == 8
+    real_rows = real_table[8:12]
+    for ours, theirs in zip(out[8:12], real_rows, strict=True):
+        assert [m.start() for m in re.finditer(r"\|", ours)] == [
+            m.start() for m in re.finditer(r"\|", theirs)
+        ]
+    assert out[9].split("|")[1].split() == [
+        "N/A",
+        out[9].split("|")[1].split()[1],
+        "P0",
+        out[9].split("|")[1].split()[3],
+        "/",
+        "700W",
+    ]
+    processes = next(i for i, line in enumerate(real) if line.startswith("| Processes:"))
+    assert out[-7:] == real[processes - 1 : processes + 6]
