@@ -7,8 +7,22 @@ if [ "$1" = "configure" ]; then
     run="${DPKG_ROOT:-}/run/nvidia-sim"
     if [ ! -e "$run/module-version" ]; then
         mkdir -p "$run"
-        if python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); sys.exit(0 if p.get("secure_boot") and not p.get("mok_enrolled") else 1)' "${DPKG_ROOT:-}/etc/gpuprov-sim/profile.json" 2>/dev/null; then
-            echo "modprobe: ERROR: could not insert 'nvidia': Key was rejected by service" | tee "$run/load-error" >&2
+        # Same refusals as the real modprobe: unsigned module under Secure Boot, proprietary
+        # module on a GPU that needs the open one (Blackwell, Grace Hopper).
+        refusal=$(python3 - "${DPKG_ROOT:-}/etc/gpuprov-sim/profile.json" "@FLAVOUR@" <<'PY' || true
+import json, sys
+try:
+    p = json.load(open(sys.argv[1]))
+except OSError:
+    p = {}
+if p.get("secure_boot") and not p.get("mok_enrolled"):
+    print("modprobe: ERROR: could not insert 'nvidia': Key was rejected by service")
+elif p.get("open_modules_required") and sys.argv[2] == "proprietary":
+    print("modprobe: ERROR: could not insert 'nvidia': No such device")
+PY
+)
+        if [ -n "$refusal" ]; then
+            echo "$refusal" | tee "$run/load-error" >&2
         else
             echo "@VERSION@" > "$run/module-version"
             echo "@FLAVOUR@" > "$run/module-flavour"

@@ -73,6 +73,11 @@ def load_module() -> str | None:
             "modprobe: ERROR: could not insert 'nvidia': Key was rejected by service\n"
         )
         return "Key was rejected by service"
+    if prof.get("open_modules_required") and mod[1] == "proprietary":
+        # Real: "NVRM: The NVIDIA GPU ... requires use of the NVIDIA open kernel modules."
+        RUN.mkdir(parents=True, exist_ok=True)
+        LOAD_ERROR.write_text("modprobe: ERROR: could not insert 'nvidia': No such device\n")
+        return "this GPU requires the NVIDIA open kernel modules"
     RUN.mkdir(parents=True, exist_ok=True)
     LOADED_VERSION.write_text(mod[0] + "\n")
     LOADED_FLAVOUR.write_text(mod[1] + "\n")

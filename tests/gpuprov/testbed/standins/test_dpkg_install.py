@@ -178,3 +178,22 @@ def test_open_and_proprietary_modules_replace_each_other(dpkg_host):
     assert (
         host.root / "usr/lib/nvidia-sim/module/version"
     ).read_text() == "580.95.05 proprietary\n"
+
+
+def test_modprobe_refusals_on_fresh_install(dpkg_host):
+    host = dpkg_host
+    run = host.root / "run/nvidia-sim"
+    host.profile("hgx-b200-8")  # Blackwell: open modules only
+    proc = dpkg(host, "-i", str(deb(host.debs, "nvidia-kernel-580", "580.95.05")))
+    assert "No such device" in proc.stderr
+    assert not (run / "module-version").exists()
+    dpkg(host, "-i", str(deb(host.debs, "nvidia-kernel-open-580", "580.95.05")))
+    assert (run / "module-version").read_text() == "580.95.05\n"
+    assert (run / "module-flavour").read_text() == "open\n"
+    assert not (run / "load-error").exists()
+
+    shutil.rmtree(run)
+    host.profile("hgx-h100-8", secure_boot=True)  # unsigned DKMS module under Secure Boot
+    dpkg(host, "-i", str(deb(host.debs, "nvidia-kernel-open-570", "570.133.20")))
+    assert "Key was rejected by service" in (run / "load-error").read_text()
+    assert not (run / "module-version").exists()

@@ -147,3 +147,15 @@ def test_nvcc_version(host):
     assert out[0] == "nvcc: NVIDIA (R) Cuda compiler driver"
     assert out[3] == "Cuda compilation tools, release 12.8, V12.8.93"
     assert re.fullmatch(r"Build cuda_12\.8\.r12\.8/compiler\.\d+_0", out[4])
+
+
+def test_sim_load_refuses_proprietary_on_blackwell(host):
+    host.extract("gpuprov-gpu-sim", "0.1.0")
+    host.extract("nvidia-kernel-580", "580.95.05")
+    host.profile("hgx-b200-8")
+    proc = host.run("/usr/lib/gpuprov-sim/gpuprov-gpu-sim/gpuprov-sim-load")
+    assert "requires the NVIDIA open kernel modules" in proc.stderr
+    assert not (host.root / "run/nvidia-sim/module-version").exists()
+    host.extract("nvidia-utils-580", "580.95.05")
+    smi = host.run("/usr/bin/nvidia-smi")
+    assert smi.returncode == 9 and "couldn't communicate with the NVIDIA driver" in smi.stdout
