@@ -10,6 +10,8 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from gpuprov.errors import GpuprovError
+
 from .catalog import LABEL, MAINTAINER, PackageSpec, all_specs
 
 # Fixed timestamp for every file and the ar/tar headers (reproducible builds).
@@ -121,7 +123,7 @@ def build_package(spec: PackageSpec, out_dir: Path) -> Path:
             text=True,
         )
         if proc.returncode != 0:
-            raise RuntimeError(f"dpkg-deb failed for {spec.name}: {proc.stderr.strip()}")
+            raise GpuprovError(f"dpkg-deb failed for {spec.name}: {proc.stderr.strip()}")
         # Move into place only when complete: nothing half-written is left behind.
         shutil.move(str(partial), target)
     stamp.write_text(digest)

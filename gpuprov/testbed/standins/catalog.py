@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
+from gpuprov.errors import InputError, Location, Problem
+
 LABEL = "gpuprov TEST STAND-IN — not the NVIDIA software"
 MAINTAINER = "gpuprov test bed <testbed@gpuprov.invalid>"
 
@@ -379,8 +381,16 @@ def all_specs(releases: tuple[str, ...] | None = None) -> list[PackageSpec]:
     wanted = set(releases or driver_releases())
     unknown = wanted - set(driver_releases())
     if unknown:
-        raise ValueError(
-            f"no stand-in data for driver release(s) {sorted(unknown)}; add them to catalog.json"
+        where = Location(str(resources.files(__package__).joinpath("catalog.json")))
+        known = ", ".join(driver_releases())
+        raise InputError(
+            [
+                Problem(
+                    where,
+                    f"no stand-in data for driver release {v} (known: {known}); add it to driver_releases",
+                )
+                for v in sorted(unknown)
+            ]
         )
     specs: list[PackageSpec] = []
     for rel in catalog()["driver_releases"]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 
+from gpuprov.errors import InputError
+
 PROFILES: dict[str, dict] = {
     "hgx-h100-8": {
         "gpu_model": "NVIDIA H100 80GB HBM3",
@@ -90,10 +92,10 @@ def render_profile(name: str, *, secure_boot: bool = False, **faults: object) ->
     missing_gpus=N, ecc_uncorrectable={gpu_index: count}, retired_pages_pending=True,
     fabric_in_progress=True (fabric never completes, as when NVLSM/FM is broken)."""
     if name not in PROFILES:
-        raise KeyError(f"unknown GPU sim profile {name!r}; known: {', '.join(sorted(PROFILES))}")
+        raise InputError(f"unknown GPU sim profile {name!r}; known: {', '.join(sorted(PROFILES))}")
     unknown = set(faults) - FAULTS
     if unknown:
-        raise KeyError(f"unknown fault(s) {sorted(unknown)}; known: {', '.join(sorted(FAULTS))}")
+        raise InputError(f"unknown fault(s) {sorted(unknown)}; known: {', '.join(sorted(FAULTS))}")
     prof = {"profile": name, **copy.deepcopy(PROFILES[name]), "secure_boot": secure_boot}
     if "ecc_uncorrectable" in faults:
         faults["ecc_uncorrectable"] = {

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import subprocess
 
+import pytest
+
+from gpuprov.errors import InputError
 from gpuprov.testbed.standins import LABEL, build_standins
 
 from .conftest import deb
@@ -154,3 +157,10 @@ def test_one_release_only(tmp_path):
     assert not any("570" in p.name for p in paths)
     # 580 packages still conflict with the 570 names, so upgrades work whichever set is built.
     assert any(p.name.startswith("nvidia-fabricmanager_580") for p in paths)
+
+
+def test_unknown_release_is_a_located_input_error(tmp_path):
+    with pytest.raises(InputError) as err:
+        build_standins(tmp_path, releases=("575.57.08",))
+    assert "catalog.json" in str(err.value) and "575.57.08" in str(err.value)
+    assert not list(tmp_path.iterdir())  # nothing half-written

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from gpuprov.errors import InputError
 from gpuprov.testbed.standins import PROFILE_PATH, PROFILES, install_sim_profile, render_profile
 
 
@@ -39,9 +40,9 @@ def test_faults_and_errors():
     }
     assert prof["secure_boot"] is True
     assert PROFILES["hgx-a100-8"].get("faults") is None  # the table is not mutated
-    with pytest.raises(KeyError, match="unknown GPU sim profile 'hgx-h300-8'"):
+    with pytest.raises(InputError, match="unknown GPU sim profile 'hgx-h300-8'"):
         render_profile("hgx-h300-8")
-    with pytest.raises(KeyError, match="unknown fault"):
+    with pytest.raises(InputError, match="unknown fault"):
         render_profile("hgx-h100-8", gpu_on_fire=True)
 
 
