@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import tempfile
 from importlib import resources
@@ -115,17 +114,24 @@ def build_package(spec: PackageSpec, out_dir: Path) -> Path:
         root = Path(tmp) / "root"
         root.mkdir()
         _stage(spec, root)
-        partial = Path(tmp) / spec.filename
-        proc = subprocess.run(
-            ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(root), str(partial)],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            raise GpuprovError(f"dpkg-deb failed for {spec.name}: {proc.stderr.strip()}")
-        # Move into place only when complete: nothing half-written is left behind.
-        shutil.move(str(partial), target)
+        # Built beside the target, then renamed: atomic, so a concurrent reader (another test
+        # process sharing the cache) never sees half a .deb.
+        fd, partial_name = tempfile.mkstemp(dir=out_dir, prefix=f".{spec.name}.", suffix=".partial")
+        os.close(fd)
+        partial = Path(partial_name)
+        try:
+            proc = subprocess.run(
+                ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(root), str(partial)],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            if proc.returncode != 0:
+                raise GpuprovError(f"dpkg-deb failed for {spec.name}: {proc.stderr.strip()}")
+            partial.chmod(0o644)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
     stamp.write_text(digest)
     return target
 

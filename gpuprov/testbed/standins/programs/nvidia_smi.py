@@ -300,7 +300,7 @@ def _timestamp() -> str:
     return time.strftime("%a %b %e %H:%M:%S %Y")
 
 
-def query_xml(prof: dict, gpus: list) -> str:
+def query_xml(prof: dict, gpus: list, attached: int) -> str:
     out = [
         '<?xml version="1.0" ?>',
         '<!DOCTYPE nvidia_smi_log SYSTEM "nvsmi_device_v12.dtd">',
@@ -308,7 +308,7 @@ def query_xml(prof: dict, gpus: list) -> str:
         f"\t<timestamp>{_timestamp()}</timestamp>",
         f"\t<driver_version>{VERSION}</driver_version>",
         f"\t<cuda_version>{CUDA_VERSION}</cuda_version>",
-        f"\t<attached_gpus>{len(gpus)}</attached_gpus>",
+        f"\t<attached_gpus>{attached}</attached_gpus>",  # all GPUs, even with -i
     ]
     for gpu in gpus:
         out.append(f'\t<gpu id="{gpu.bus_id}">')
@@ -318,7 +318,7 @@ def query_xml(prof: dict, gpus: list) -> str:
     return "\n".join(out) + "\n"
 
 
-def query_text(prof: dict, gpus: list) -> str:
+def query_text(prof: dict, gpus: list, attached: int) -> str:
     out = [
         "",
         "==============NVSMI LOG==============",
@@ -327,7 +327,7 @@ def query_text(prof: dict, gpus: list) -> str:
         f"{'Driver Version'.ljust(42)}: {VERSION}",
         f"{'CUDA Version'.ljust(42)}: {CUDA_VERSION}",
         "",
-        f"{'Attached GPUs'.ljust(42)}: {len(gpus)}",
+        f"{'Attached GPUs'.ljust(42)}: {attached}",
     ]
     for gpu in gpus:
         out.append(f"GPU {gpu.bus_id}")
@@ -504,6 +504,7 @@ def main(argv: list[str]) -> int:
         return 18
     prof = simlib.profile()
     gpus = simlib.gpus(prof)
+    attached = len(gpus)
     args = list(argv)
     index = None
     for flag in ("-i", "--id"):
@@ -536,7 +537,9 @@ def main(argv: list[str]) -> int:
     flags = set(args)
     if flags and flags <= {"-q", "--query", "-x", "--xml-format"} and flags & {"-q", "--query"}:
         sys.stdout.write(
-            query_xml(prof, gpus) if flags & {"-x", "--xml-format"} else query_text(prof, gpus)
+            query_xml(prof, gpus, attached)
+            if flags & {"-x", "--xml-format"}
+            else query_text(prof, gpus, attached)
         )
         return 0
     query = [a for a in args if a.startswith("--query-gpu=")]

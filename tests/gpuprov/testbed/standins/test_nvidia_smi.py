@@ -222,3 +222,11 @@ def test_default_table_matches_real_layout(host, captures):
     ]
     processes = next(i for i, line in enumerate(real) if line.startswith("| Processes:"))
     assert out[-7:] == real[processes - 1 : processes + 6]
+
+
+def test_select_one_gpu(host):
+    installed(host)
+    one = ET.fromstring(host.run(SMI, "-q", "-x", "-i", "2").stdout)
+    assert [g.get("id") for g in one.findall("gpu")] == ["00000000:3A:00.0"]
+    assert one.findtext("attached_gpus") == "8"  # as the real -i output: all attached GPUs
+    assert host.run(SMI, "-L", "-i", "9").returncode == 6
