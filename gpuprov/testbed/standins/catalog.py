@@ -363,7 +363,6 @@ def _gpu_sim() -> PackageSpec:
         "simulated NVIDIA GPUs for the gpuprov test bed (lspci, mokutil, module loader)",
         section="misc",
     )
-    spec.depends = ["python3"]
     spec.files += [
         _program(name, "usr/local/sbin/lspci", "lspci_shim.py"),
         _program(name, "usr/local/sbin/mokutil", "mokutil_shim.py"),
@@ -397,4 +396,13 @@ def all_specs(releases: tuple[str, ...] | None = None) -> list[PackageSpec]:
         if rel["version"] in wanted:
             specs += _driver_packages(rel)
     specs += _container_toolkit() + _dcgm() + _cuda_toolkits() + [_gpu_sim()]
+    for spec in specs:
+        # The stand-in programs and the kernel postinst are Python: say so, rather than rely on
+        # the test host having it (the real packages depend on libc6 and friends instead).
+        runs_python = (
+            any(f.source.endswith(".py") for f in spec.files)
+            or "kernel-postinst.sh" in spec.scripts.values()
+        )
+        if runs_python and "python3" not in spec.depends:
+            spec.depends.append("python3")
     return sorted(specs, key=lambda s: (s.name, s.version))

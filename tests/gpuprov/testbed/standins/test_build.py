@@ -95,8 +95,8 @@ def test_driver_dependency_shape(debs):
 def test_fabric_manager_pinned_and_renamed(debs):
     fm570 = deb(debs, "nvidia-fabricmanager-570", "570.133.20")
     fm580 = deb(debs, "nvidia-fabricmanager", "580.95.05")
-    assert field(fm570, "Depends") == "libnvidia-compute-570 (= 570.133.20-1)"
-    assert field(fm580, "Depends") == "libnvidia-compute-580 (= 580.95.05-1)"
+    assert field(fm570, "Depends") == "libnvidia-compute-570 (= 570.133.20-1), python3"
+    assert field(fm580, "Depends") == "libnvidia-compute-580 (= 580.95.05-1), python3"
     assert "nvidia-fabricmanager-570" in field(fm580, "Conflicts").split(", ")
     assert "nvidia-fabricmanager-570" in field(fm580, "Replaces").split(", ")
     for p in (fm570, fm580):
