@@ -9,7 +9,7 @@ from __future__ import annotations
 from .build import build_standins
 from .catalog import LABEL, SIM_LOAD, all_specs, driver_releases
 from .profiles import PROFILES, render_profile
-from .sim import PROFILE_PATH, RUN_DIR, install_sim_profile
+from .sim import PROFILE_PATH, RUN_DIR, install_sim_profile, reboot_command
 
 __all__ = [
     "LABEL",
@@ -21,5 +21,6 @@ __all__ = [
     "build_standins",
     "driver_releases",
     "install_sim_profile",
+    "reboot_command",
     "render_profile",
 ]

@@ -35,3 +35,31 @@ def install_sim_profile(root_or_exec: Path | str | Callable[[str], object], prof
     tmp = target.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(target)
+
+
+# Pid files of the simulated daemons (the same paths the real ones use, where they have one).
+DAEMON_PIDFILES = (
+    "/run/nvidia-persistenced/nvidia-persistenced.pid",
+    "/run/nvidia-fabricmanager/nv-fabricmanager.pid",
+    "/run/nvidia-sim/nv-hostengine.pid",
+)
+
+
+def reboot_command(root: str = "") -> str:
+    """A shell command that simulates a reboot on a host without systemd (a light host):
+    stop the simulated daemons, forget /run/nvidia-sim, load the installed module as at boot.
+
+    root: prefix of every path (a chroot seen from outside); empty on the host itself.
+    """
+    from .catalog import SIM_LOAD
+
+    parts = []
+    for pidfile in DAEMON_PIDFILES:
+        path = shlex.quote(root + pidfile)
+        parts.append(
+            f'if [ -r {path} ]; then kill "$(cat {path})" 2>/dev/null || true; rm -f {path}; fi'
+        )
+    parts.append(f"rm -rf {shlex.quote(root + RUN_DIR)}")
+    env = f"GPUPROV_SIM_ROOT={shlex.quote(root)} " if root else ""
+    parts.append(f"{env}python3 {shlex.quote(root + SIM_LOAD)}")
+    return "; ".join(parts)

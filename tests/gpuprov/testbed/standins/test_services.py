@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import time
 import xml.etree.ElementTree as ET
 
 FM = "/usr/bin/nv-fabricmanager"
@@ -159,3 +161,29 @@ def test_sim_load_refuses_proprietary_on_blackwell(host):
     host.extract("nvidia-utils-580", "580.95.05")
     smi = host.run("/usr/bin/nvidia-smi")
     assert smi.returncode == 9 and "couldn't communicate with the NVIDIA driver" in smi.stdout
+
+
+def test_reboot_command_on_a_light_host(host):
+    import subprocess
+
+    from gpuprov.testbed.standins import reboot_command
+
+    dcgm_host(host)
+    host.extract("gpuprov-gpu-sim", "0.1.0")
+    host.extract("nvidia-kernel-open-580", "580.95.05")
+    host.load_module("570.133.20")  # the module loaded before an upgrade
+    host.load_module("580.95.05")
+    host.daemon("/usr/bin/nvidia-persistenced", "/run/nvidia-persistenced/nvidia-persistenced.pid")
+    pid = int((host.root / "run/nvidia-persistenced/nvidia-persistenced.pid").read_text())
+    host.load_module("570.133.20")
+    subprocess.run(["sh", "-c", reboot_command(str(host.root))], check=True, timeout=30)
+    assert not (host.root / "run/nvidia-persistenced/nvidia-persistenced.pid").exists()
+    for _ in range(50):  # the daemon exits on SIGTERM
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("nvidia-persistenced still running after the simulated reboot")
+    assert (host.root / "run/nvidia-sim/module-version").read_text() == "580.95.05\n"
