@@ -200,3 +200,21 @@ def test_modprobe_refusals_on_fresh_install(dpkg_host):
     dpkg(host, "-i", str(deb(host.debs, "nvidia-kernel-open-570", "570.133.20")))
     assert "Key was rejected by service" in (run / "load-error").read_text()
     assert not (run / "module-version").exists()
+
+
+@pytest.mark.skipif(
+    not shutil.which("apt-ftparchive"), reason="apt-utils missing (make system-deps)"
+)
+def test_old_dcgm_name_silently_replaces_dcgm4(dpkg_host):
+    """DeepOps PR #1394: installing `datacenter-gpu-manager` took DGX OS 7 from DCGM 4 to 3."""
+    host = dpkg_host
+    apt(host, "update")
+    apt(host, "install", "datacenter-gpu-manager-4-cuda12")
+    assert host.run("/usr/bin/dcgmi", "--version").stdout == "Version : 4.4.1\n"
+    out = apt(host, "install", "datacenter-gpu-manager").stdout
+    assert "Removing datacenter-gpu-manager-4-core" in out
+    now = installed(host)
+    assert "datacenter-gpu-manager-4-core" not in now and now["datacenter-gpu-manager"].startswith(
+        "1:3."
+    )
+    assert host.run("/usr/bin/dcgmi", "--version").stdout == "Version : 3.3.9\n"
