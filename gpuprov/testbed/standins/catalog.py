@@ -9,6 +9,7 @@ fabric-manager rename at 580, and DCGM 4 replacing the old DCGM 3 package name.
 from __future__ import annotations
 
 import json
+import posixpath
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -75,8 +76,6 @@ def _others(template: str, branch: str) -> list[str]:
 
 
 def _program(pkg: str, path: str, source: str, extra: dict[str, str] | None = None) -> FileSpec:
-    import posixpath
-
     librel = posixpath.relpath(f"{SIMLIB_DIR}/{pkg}", posixpath.dirname(path))
     subst = {"@LIBREL@": librel, **(extra or {})}
     return FileSpec(path, source, 0o755, tuple(sorted(subst.items())))
