@@ -10,7 +10,9 @@ import click
 from gpuprov import __version__
 
 # name -> "module:attribute" (modules relative to gpuprov.cli). One line per command.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "mirror": "mirror:mirror",
+}
 
 
 class LazyGroup(click.Group):
@@ -54,11 +56,22 @@ def gpuprov(ctx: click.Context, debug: bool) -> None:
     ctx.obj = App(debug=debug)
 
 
+# Commands that run an asyncio server: gevent's patched threads and sockets break asyncio,
+# and they never touch pyinfra.
+UNPATCHED = (("mirror", "serve"),)
+
+
+def _needs_gevent(argv: list[str]) -> bool:
+    words = [a for a in argv if not a.startswith("-")]
+    return not any(tuple(words[: len(cmd)]) == cmd for cmd in UNPATCHED)
+
+
 def main() -> None:
     # gevent must patch before pyinfra/paramiko import sockets, or hosts run one by one.
-    from gevent import monkey
+    if _needs_gevent(sys.argv[1:]):
+        from gevent import monkey
 
-    monkey.patch_all()
+        monkey.patch_all()
     from gpuprov.cli.app import run
 
     sys.exit(run(gpuprov))

@@ -73,6 +73,16 @@ class State:
 STATE = web.AppKey("state", State)
 
 
+def _request_key(name: str, kind: type):
+    # Typed request keys exist from aiohttp 3.13; plain strings work before that.
+    return web.RequestKey(name, kind) if hasattr(web, "RequestKey") else name
+
+
+ROUTE = _request_key("route", Route)
+TOKEN = _request_key("token", str)
+ETAG = _request_key("etag", str)
+
+
 class BlobResponse(web.FileResponse):
     """FileResponse sent by the `observe` middleware; aiohttp prepares a response again
     after the handler chain, which FileResponse does not tolerate."""
@@ -86,7 +96,9 @@ class BlobResponse(web.FileResponse):
 def error(
     status: int, code: str, message: str, commit: str | None = None, **extra: str
 ) -> web.Response:
-    headers = {"X-Error-Code": code, "X-Error-Message": message, **extra}
+    # Header values must stay ASCII whatever the requested path was.
+    safe = message.encode("ascii", "backslashreplace").decode()
+    headers = {"X-Error-Code": code, "X-Error-Message": safe, **extra}
     if commit:
         headers["X-Repo-Commit"] = commit
     return web.json_response({"error": message}, status=status, headers=headers)
@@ -140,7 +152,7 @@ async def _resolve(request: web.Request, state: State, route: Route) -> web.Stre
             sha,
             **{"Content-Range": f"bytes */{entry.size}"},
         )
-    request["etag"] = etag  # FileResponse sets its own mtime ETag; on_prepare replaces it
+    request[ETAG] = etag  # FileResponse sets its own mtime ETag; on_prepare replaces it
     return BlobResponse(state.view.blob(entry), headers=headers)
 
 
@@ -284,7 +296,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     try:
         route = routes.parse(request.raw_path)
-        request["route"] = route
+        request[ROUTE] = route
         allowed = ("POST",) if route.name == "paths-info" else READ_METHODS
         if request.method not in allowed:
             return error(
@@ -293,7 +305,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         grant = None
         if route.name not in ("healthz", "metrics"):
             grant = state.policy.identify(request.headers.get("Authorization"))
-            request["token"] = grant.name if grant else None
+            if grant:
+                request[TOKEN] = grant.name
         return await _dispatch(request, state, route, grant)
     except BadPath as exc:
         return error(400, "InvalidPath", str(exc))
@@ -319,6 +332,7 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
         status = resp.status
         await resp.prepare(request)
         await resp.write_eof()
+        status = resp.status  # FileResponse decides 206/416 while preparing
         if request.method != "HEAD" and status not in (304, 204):
             nbytes = resp.content_length or 0
         return resp
@@ -327,7 +341,7 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
         raise
     finally:
         state.metrics.in_flight -= 1
-        route: Route | None = request.get("route")
+        route: Route | None = request.get(ROUTE)
         code = resp.headers.get("X-Error-Code") if resp is not None else None
         name = route.name if route else "invalid"
         if aborted:
@@ -347,7 +361,7 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
                     "range": request.headers.get("Range"),
                     "error": code,
                     "aborted": aborted,
-                    "token": request.get("token"),
+                    "token": request.get(TOKEN),
                     "ms": round((time.monotonic() - started) * 1000, 2),
                     "ua": request.headers.get("User-Agent", "")[:200],
                 },
@@ -357,7 +371,7 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
 
 
 async def _set_etag(request: web.Request, response: web.StreamResponse) -> None:
-    etag = request.get("etag")
+    etag = request.get(ETAG)
     if etag and response.status in (200, 206):
         response.headers["ETag"] = etag
 
