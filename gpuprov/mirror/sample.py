@@ -10,7 +10,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-WORDS = "the mirror serves models to gpu hosts offline without any internet access".split()
+WORDS = [
+    "the",
+    "mirror",
+    "serves",
+    "models",
+    "to",
+    "gpu",
+    "hosts",
+    "offline",
+    "without",
+    "any",
+    "internet",
+    "access",
+]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
