@@ -336,7 +336,11 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
         if request.method != "HEAD" and status not in (304, 204):
             nbytes = resp.content_length or 0
         return resp
-    except (ConnectionError, asyncio.CancelledError):
+    except ConnectionError:
+        # The client went away mid-body (it will resume with Range): not a server error.
+        aborted = True
+        return resp
+    except asyncio.CancelledError:
         aborted = True
         raise
     finally:
