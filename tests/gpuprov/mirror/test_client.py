@@ -217,3 +217,11 @@ def test_32_concurrent_clients_all_get_correct_bytes(mirror, tmp_path):
     with ThreadPoolExecutor(32) as pool:
         results = list(pool.map(client, range(32)))
     assert all(r == expected for r in results)
+
+
+def test_commits_and_repo_listing(mirror):
+    api = HfApi(endpoint=mirror.url, token=False)
+    commits = api.list_repo_commits("acme/tiny-bert", revision="v2.0")
+    assert [c.commit_id for c in commits] == [mirror.shas["v2"]]
+    assert sorted(m.id for m in api.list_models()) == ["acme/gated-bert", "acme/tiny-bert"]
+    assert [d.id for d in api.list_datasets()] == ["acme/tiny-data"]
