@@ -314,6 +314,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return error(exc.status, exc.code, str(exc), exc.commit)
     except AuthDenied as exc:
         return error(exc.status, exc.code, str(exc))
+    except web.HTTPException as exc:  # from aiohttp itself, e.g. 413 for a huge form body
+        return error(exc.status, exc.reason.title().replace(" ", ""), exc.reason)
 
 
 @web.middleware
@@ -417,7 +419,8 @@ async def start(config: ServerConfig) -> Running:
     """Start serving on the running loop; port 0 picks a free port (see .port)."""
     app = build_app(config)
     ctx = ssl_context(config)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # Bounded: a stuck client must not hold a restart for a minute.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, ssl_context=ctx, backlog=1024)
     try:

@@ -46,7 +46,7 @@ class ThreadedServer:
         return self.running.url
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.running.stop(), self.loop).result(10)
+        asyncio.run_coroutine_threadsafe(self.running.stop(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()

@@ -172,3 +172,15 @@ def test_healthz_metrics_and_json_access_log(mirror, caplog):
         if ln.startswith('gpuprov_mirror_sent_bytes_total{route="resolve"}')
     ]
     assert sent and int(sent[0].split()[-1]) > 0
+
+
+def test_oversized_paths_info_body_is_413_with_a_code(mirror):
+    body = b"paths=" + b"a" * (5 * 1024 * 1024)
+    status, h, _ = request(
+        mirror.url,
+        "POST",
+        "/api/models/acme/tiny-bert/paths-info/main",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        body,
+    )
+    assert status == 413 and h["x-error-code"] == "RequestEntityTooLarge"
