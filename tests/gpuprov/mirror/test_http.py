@@ -184,3 +184,14 @@ def test_oversized_paths_info_body_is_413_with_a_code(mirror):
         body,
     )
     assert status == 413 and h["x-error-code"] == "RequestEntityTooLarge"
+
+
+def test_paths_info_json_body(mirror):
+    target = "/api/models/acme/tiny-bert/paths-info/main"
+    hdr = {"Content-Type": "application/json"}
+    status, _, body = request(
+        mirror.url, "POST", target, hdr, json.dumps({"paths": ["config.json", "../x"]})
+    )
+    assert status == 200 and [i["path"] for i in json.loads(body)] == ["config.json"]
+    status, h, _ = request(mirror.url, "POST", target, hdr, b"[1, 2]")
+    assert status == 400 and h["x-error-code"] == "InvalidPath"
