@@ -185,3 +185,13 @@ def test_serve_over_tls_with_a_token(store, tmp_path):
     finally:
         rc, _, err = server.stop()
     assert rc == 0, err
+
+
+def test_only_mirror_serve_skips_gevent_patching():
+    from gpuprov.cli import _needs_gevent
+
+    assert not _needs_gevent(["mirror", "serve", "--store", "s"])
+    assert not _needs_gevent(["--debug", "mirror", "serve", "--port", "0"])
+    assert _needs_gevent(["mirror", "list", "--store", "s"])
+    assert _needs_gevent(["mirror", "add-model", "serve", "--store", "s", "--repo", "a/b"])
+    assert _needs_gevent(["apply", "inventory.yaml"])
