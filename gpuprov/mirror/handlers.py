@@ -109,6 +109,8 @@ async def _resolve(request: web.Request, state: State, route: Route) -> web.Stre
             sha,
             **{"Content-Range": f"bytes */{entry.size}"},
         )
+    # FileResponse would also serve a `<blob>.gz` sibling to gzip-accepting clients; blob
+    # names are bare sha256 digests, so no such file can exist in the store.
     request[ETAG] = etag  # FileResponse sets its own mtime ETag; on_prepare replaces it
     return BlobResponse(state.view.blob(entry), headers=headers)
 

@@ -1,7 +1,7 @@
 """Read side of the store for the server: repo/revision resolution, file lookup, folders.
 
 Manifests are immutable (named by sha) so they are cached for the life of the process;
-refs.json is re-read when its mtime changes, so an import is served without a restart.
+refs.json is re-read when it is replaced, so an import is served without a restart.
 """
 
 from __future__ import annotations
@@ -67,14 +67,16 @@ def _build_commit(info: CommitInfo) -> Commit:
 class StoreView:
     def __init__(self, store: Path, cache_size: int = 256):
         self.store = Path(store)
-        self._refs: dict[tuple[str, str], tuple[float, dict]] = {}
+        self._refs: dict[tuple[str, str], tuple[tuple[int, int, int], dict]] = {}
         self._commits: OrderedDict[tuple[str, str, str], Commit] = OrderedDict()
         self._cache_size = cache_size
 
     def refs(self, repo_type: str, repo: str) -> dict[str, dict[str, str]]:
         path = repo_dir(self.store, repo, repo_type) / "refs.json"
         try:
-            mtime = os.stat(path).st_mtime_ns
+            st = os.stat(path)
+            # refs.json is replaced by rename, so a new inode marks every update.
+            mtime = (st.st_ino, st.st_mtime_ns, st.st_size)
         except (FileNotFoundError, NotADirectoryError):
             raise MirrorLookupError(
                 "RepoNotFound", 404, f"Repository {repo} ({repo_type}) not found"

@@ -104,3 +104,15 @@ def mirror(mirror_store: Mirror, token_file: Path):
 @pytest.fixture
 def hf_cache(tmp_path) -> Path:
     return tmp_path / "hf-cache"
+
+
+@pytest.fixture
+def empty_mirror(tmp_path):
+    """A running server over a store of its own, for tests that change the store."""
+    store = tmp_path / "store"
+    (store / "repos").mkdir(parents=True)
+    server = ThreadedServer(ServerConfig(store, port=0))
+    try:
+        yield server.url, store
+    finally:
+        server.stop()

@@ -225,3 +225,20 @@ def test_commits_and_repo_listing(mirror):
     assert [c.commit_id for c in commits] == [mirror.shas["v2"]]
     assert sorted(m.id for m in api.list_models()) == ["acme/gated-bert", "acme/tiny-bert"]
     assert [d.id for d in api.list_datasets()] == ["acme/tiny-data"]
+
+
+def test_imports_are_served_without_a_restart(empty_mirror, tmp_path):
+    from gpuprov.mirror.sample import build_tiny_dataset
+    from gpuprov.mirror.store import add_model
+
+    url, store = empty_mirror
+    api = HfApi(endpoint=url, token=False)
+    with pytest.raises(RepositoryNotFoundError):
+        api.model_info("late/m")
+    src = build_tiny_dataset(tmp_path / "src", files=1)
+    first = add_model(src, store, "late/m").sha
+    assert api.model_info("late/m").sha == first
+    (src / "train.csv").write_text("text,label\nchanged,1\n")
+    second = add_model(src, store, "late/m").sha
+    assert api.model_info("late/m").sha == second != first
+    assert api.model_info("late/m", revision=first).sha == first  # old commits stay reachable
