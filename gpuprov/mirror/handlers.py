@@ -4,6 +4,7 @@ codes (`X-Error-Code`)."""
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 
@@ -14,6 +15,8 @@ from gpuprov.mirror.auth import AuthDenied, Grant, TokenPolicy, repo_key
 from gpuprov.mirror.metrics import Metrics
 from gpuprov.mirror.routes import BadPath, Route
 from gpuprov.mirror.view import MirrorLookupError, StoreView
+
+log = logging.getLogger("gpuprov.mirror")
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$", re.ASCII | re.IGNORECASE)
 READ_METHODS = ("GET", "HEAD")
@@ -112,7 +115,11 @@ async def _resolve(request: web.Request, state: State, route: Route) -> web.Stre
     # FileResponse would also serve a `<blob>.gz` sibling to gzip-accepting clients; blob
     # names are bare sha256 digests, so no such file can exist in the store.
     request[ETAG] = etag  # FileResponse sets its own mtime ETag; on_prepare replaces it
-    return BlobResponse(state.view.blob(entry), headers=headers)
+    blob = state.view.blob(entry)
+    if not blob.is_file():  # a damaged store: say so instead of FileResponse's bare 404
+        log.error("blob %s of %s@%s:%s is missing", entry.sha256, route.repo, sha, route.path)
+        return error(500, "BlobMissing", f"{route.path}: stored content is missing", sha)
+    return BlobResponse(blob, headers=headers)
 
 
 async def _paths_info(request: web.Request, state: State, route: Route) -> web.Response:

@@ -242,3 +242,19 @@ def test_imports_are_served_without_a_restart(empty_mirror, tmp_path):
     second = add_model(src, store, "late/m").sha
     assert api.model_info("late/m").sha == second != first
     assert api.model_info("late/m", revision=first).sha == first  # old commits stay reachable
+
+
+def test_missing_blob_is_a_coded_500(empty_mirror, tmp_path):
+    from gpuprov.mirror.sample import build_tiny_dataset
+    from gpuprov.mirror.store import add_model, blob_path
+
+    url, store = empty_mirror
+    info = add_model(build_tiny_dataset(tmp_path / "src", files=1), store, "acme/broken")
+    csv = next(f for f in info.files if f.path == "train.csv")
+    blob_path(store, csv.sha256).unlink()
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    with pytest.raises(HfHubHTTPError) as err:
+        get_hf_file_metadata(hf_hub_url("acme/broken", "train.csv", endpoint=url), token=False)
+    assert err.value.response.status_code == 500
+    assert err.value.response.headers["X-Error-Code"] == "BlobMissing"
