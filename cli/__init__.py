@@ -56,8 +56,8 @@ def gpuprov(ctx: click.Context, debug: bool) -> None:
     ctx.obj = App(debug=debug)
 
 
-# Commands that run an asyncio server: gevent's patched threads and sockets break asyncio,
-# and they never touch pyinfra.
+# Commands that run an asyncio server never touch pyinfra, so they skip the patch: asyncio
+# then runs on the real threads, selectors and sockets it is written (and tested) for.
 UNPATCHED = (("mirror", "serve"),)
 
 
