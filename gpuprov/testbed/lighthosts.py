@@ -342,25 +342,27 @@ class LightHostLab:
                     f"light hosts kept in {self.workdir}: ssh {' '.join(self.ssh_options())} root@{self.hosts[0].address}"
                 )
                 return
-            for name in list(self._procs):
-                self._stop(name)
+            self._stop(*self._procs)
             if self.slot is not None:
                 netalloc.cleanup_stale(self.slot)
                 self.slot.release()
 
-    def _stop(self, name: str) -> None:
-        proc = self._procs.pop(name, None)
-        host = self.host(name)
-        if host.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(host.pid, signal.SIGKILL)
-        if proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if host.pid is not None:
-            _wait_gone(host.pid)
-        host.pid = None
+    def _stop(self, *names: str) -> None:
+        # Signal all first, then wait: a PID namespace takes a while to die, so in parallel.
+        victims = []
+        for name in names:
+            host, proc = self.host(name), self._procs.pop(name, None)
+            for pid in (host.pid, proc.pid if proc else None):
+                if pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            victims.append((host, proc))
+        for host, proc in victims:
+            if proc is not None:
+                proc.wait()
+            if host.pid is not None:
+                _wait_gone(host.pid)
+            host.pid = None
 
     # -- what tests use -------------------------------------------------------------
 
