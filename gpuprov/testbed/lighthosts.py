@@ -17,7 +17,6 @@ clusters.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import signal
@@ -28,16 +27,14 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gpuprov.testbed import netalloc
+from gpuprov.testbed import netalloc, teardown
 from gpuprov.testbed.inventory import write_lab_inventory
 from gpuprov.testbed.rootfs import TEST_USER, cache_dir, ensure_rootfs
 
@@ -89,38 +86,6 @@ def _keypair() -> tuple[bytes, str]:
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     )
     return private, public.decode()
-
-
-_LIVE: set[LightHostLab] = set()
-_PREVIOUS: dict[int, Any] = {}
-
-
-def _close_all(*_: object) -> None:
-    for lab in list(_LIVE):
-        lab.close()
-
-
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    _close_all()
-    previous = _PREVIOUS.get(signum, signal.SIG_DFL)
-    if callable(previous):
-        previous(signum, frame)
-    elif previous != signal.SIG_IGN:
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-
-
-def install_teardown_handlers(close_all: Any = _close_all) -> None:
-    """atexit + SIGINT/SIGTERM: labs are torn down however the process ends (bar SIGKILL,
-    which the slot allocator cleans up on the next allocation)."""
-    atexit.register(close_all)
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        current = signal.getsignal(sig)
-        if current is not _on_signal:
-            _PREVIOUS[sig] = current
-            signal.signal(sig, _on_signal)
 
 
 class LightHostLab:
@@ -179,8 +144,7 @@ class LightHostLab:
 
     def start(self) -> None:
         rootfs = ensure_rootfs()
-        install_teardown_handlers()
-        _LIVE.add(self)
+        teardown.register(self)
         try:
             self.slot = slot = netalloc.allocate("light", self._subnet_request)
             parent = self._workdir_parent or cache_dir() / "labs"
@@ -332,7 +296,7 @@ class LightHostLab:
             if self._closed:
                 return
             self._closed = True
-            _LIVE.discard(self)
+            teardown.unregister(self)
             for server in self._servers:
                 server.shutdown()
                 server.server_close()
@@ -430,10 +394,8 @@ class LightHostLab:
 
     def serve_http(self, directory: Path | str) -> str:
         """Serve `directory` over HTTP on the bridge address; stopped at teardown."""
-        handler = partial(_QuietHandler, directory=str(directory))
-        server = ThreadingHTTPServer((self.bridge_address, 0), handler)
+        server = netalloc.serve_directory(self.bridge_address, directory)
         self._servers.append(server)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
         return f"http://{self.bridge_address}:{server.server_address[1]}/"
 
     def write_inventory(self, path: Path | str, *, mirror: bool = False, **stack: Any) -> Path:
@@ -445,11 +407,6 @@ class LightHostLab:
             mirror=mirror,
             **stack,
         )
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
-        pass
 
 
 def _ids(root: Path, user: str) -> tuple[int, int]:

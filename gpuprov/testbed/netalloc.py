@@ -15,8 +15,11 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 STATE_DIR = Path(os.environ.get("GPUPROV_TESTBED_STATE", "/run/gpuprov-testbed"))
@@ -147,3 +150,16 @@ def run(*argv: str) -> subprocess.CompletedProcess[str]:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib name)
+        pass
+
+
+def serve_directory(address: str, directory: Path | str) -> ThreadingHTTPServer:
+    """An HTTP server for `directory` on address:<free port>, in a daemon thread.
+    The caller stops it with shutdown() + server_close()."""
+    server = ThreadingHTTPServer((address, 0), partial(_QuietHandler, directory=str(directory)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
