@@ -301,10 +301,13 @@ class LightHostLab:
                 server.shutdown()
                 server.server_close()
             if self.keep and self.hosts:
-                # Left for debugging; the next allocation of this slot cleans it up.
+                # Left for debugging; cleaned by a later allocation once the first host is gone.
                 print(
                     f"light hosts kept in {self.workdir}: ssh {' '.join(self.ssh_options())} root@{self.hosts[0].address}"
                 )
+                if self.slot is not None:  # the slot stays taken while the first host lives
+                    self.slot.owner = self.hosts[0].pid or self.slot.owner
+                    self.slot.save()
                 return
             self._stop(*self._procs)
             if self.slot is not None:

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.vm
 
 @pytest.fixture(scope="module")
 def lab():
-    with VMLab(2, memory_mb=1024) as lab:
+    # This machine's 2 cores are shared by many agents: allow for a slow boot.
+    with VMLab(2, memory_mb=1024, boot_timeout=420) as lab:
         print("first boot to SSH:", {vm.name: round(vm.boot_seconds or 0) for vm in lab.vms})
         yield lab
 
