@@ -3,6 +3,7 @@ checks, connect, and print connection failures one line per host."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,7 +60,9 @@ def open_session(app: App, cluster: Cluster, hosts: list[Host], accept_new: bool
     from gpuprov.errors import ConnectError
 
     try:
-        session = connect(cluster, hosts, accept_new=accept_new, prompt_password=True)
+        # prompt for a sudo password only on a terminal (and only if the env var is unset)
+        prompt = sys.stdin.isatty()
+        session = connect(cluster, hosts, accept_new=accept_new, prompt_password=prompt)
     except ConnectError as exc:  # no host reachable: one line per host, exit 3
         for line in str(exc).splitlines():
             app.error(line)
