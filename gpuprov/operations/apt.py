@@ -105,7 +105,7 @@ def apt_pinned_install(
 
 @operation()
 def deb822_source(
-    name: str,
+    source_name: str,
     url: str,
     suite: str,
     keyring: bytes,
@@ -116,15 +116,15 @@ def deb822_source(
     Point apt at a signed repository: /etc/apt/sources.list.d/<name>.sources with
     Signed-By /etc/apt/keyrings/<name>.gpg; `apt-get update` only when either changed.
 
-    + name: file stem ("gpuprov-mirror")
+    + source_name: file stem ("gpuprov-mirror")
     + url: repository base URL
     + suite: dists/<suite>
     + keyring: the binary public keyring apt verifies InRelease with
     + components: default ["main"]
     + digests: current sha256 per path (FileDigests); read from the host when None
     """
-    keyring_path = f"/etc/apt/keyrings/{name}.gpg"
-    source_path = f"/etc/apt/sources.list.d/{name}.sources"
+    keyring_path = f"/etc/apt/keyrings/{source_name}.gpg"
+    source_path = f"/etc/apt/sources.list.d/{source_name}.sources"
     stanza = render_deb822(url, suite, components or ["main"], keyring_path)
     changed = False
     for path, content in ((keyring_path, keyring), (source_path, stanza)):
@@ -132,6 +132,6 @@ def deb822_source(
             changed = True
             yield write_file_command(path, content, "644")
     if not changed:
-        host.noop(f"apt source {name} ({url} {suite}) is up to date")
+        host.noop(f"apt source {source_name} ({url} {suite}) is up to date")
         return
     yield "apt-get -q update"

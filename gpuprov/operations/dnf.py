@@ -52,32 +52,36 @@ def dnf_module_install(
 
 @operation()
 def dnf_pinned_install(
-    packages: dict[str, str],
+    packages: dict[str, str | None],
     allow_downgrade: bool = False,
     installed: dict[str, str] | None = None,
 ):
     """
     Install packages at exact versions ("name-version").
 
-    + packages: name -> version-release ("580.95.05-1")
+    + packages: name -> version-release ("580.95.05-1"), or None for any version
     + allow_downgrade: otherwise a newer installed version is an error
     + installed: name -> installed version-release (HostState)
     """
     installed = installed or {}
-    changes = {n: v for n, v in packages.items() if installed.get(n) != v}
+    changes = {
+        n: v
+        for n, v in packages.items()
+        if n not in installed or (v is not None and installed[n] != v)
+    }
     downgrades = [
         f"{n} {installed[n]} -> {v}"
         for n, v in changes.items()
-        if n in installed and compare(installed[n], v) > 0
+        if v is not None and n in installed and compare(installed[n], v) > 0
     ]
     if downgrades and not allow_downgrade:
         raise OperationError(
             "refusing to downgrade " + ", ".join(sorted(downgrades)) + " (allow_downgrade=True)"
         )
     if not changes:
-        host.noop("installed: " + ", ".join(f"{n}-{v}" for n, v in sorted(packages.items())))
+        host.noop("installed: " + ", ".join(f"{n}-{installed[n]}" for n in sorted(packages)))
         return
-    specs = " ".join(shlex.quote(f"{n}-{v}") for n, v in sorted(changes.items()))
+    specs = " ".join(shlex.quote(f"{n}-{v}" if v else n) for n, v in sorted(changes.items()))
     verb = "install --allowerasing" if not downgrades else "downgrade"
     yield f"{DNF} {verb} {specs}"
 

@@ -10,7 +10,7 @@ from pyinfra.api import operation
 
 @operation()
 def service_running(
-    name: str,
+    unit: str,
     enabled: bool = True,
     running: bool = True,
     restart: bool = False,
@@ -20,27 +20,27 @@ def service_running(
     """
     Make a unit enabled/disabled and running/stopped; restart it when asked.
 
-    + name: unit name without ".service"
+    + unit: unit name without ".service"
     + enabled: enable at boot
     + running: running now
     + restart: restart even if running (its package or configuration changed)
     + active_now: `systemctl is-active` now (HostState)
     + enabled_now: `systemctl is-enabled` now (HostState)
     """
-    unit = shlex.quote(f"{name}.service")
+    quoted = shlex.quote(f"{unit}.service")
     commands = []
     if enabled and enabled_now != "enabled":
-        commands.append(f"systemctl enable {unit}")
+        commands.append(f"systemctl enable {quoted}")
     elif not enabled and enabled_now == "enabled":
-        commands.append(f"systemctl disable {unit}")
+        commands.append(f"systemctl disable {quoted}")
     if running and (restart or active_now != "active"):
         verb = "restart" if restart and active_now == "active" else "start"
-        commands.append(f"systemctl {verb} {unit}")
+        commands.append(f"systemctl {verb} {quoted}")
     elif not running and active_now == "active":
-        commands.append(f"systemctl stop {unit}")
+        commands.append(f"systemctl stop {quoted}")
     if not commands:
         host.noop(
-            f"{name} is {'enabled' if enabled else 'disabled'} and "
+            f"{unit} is {'enabled' if enabled else 'disabled'} and "
             f"{'running' if running else 'stopped'}"
         )
         return

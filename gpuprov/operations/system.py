@@ -96,3 +96,16 @@ def controlled_reboot(
         )
     yield FunctionCommand(refuse_control_node, (), {})
     yield from server.reboot._inner(delay=delay, interval=interval, reboot_timeout=reboot_timeout)
+
+
+@operation()
+def skipped(reason: str):
+    """
+    A step this host deliberately skips, shown in the plan with its reason (the op is
+    still added, so every host of a wave has the same op sequence).
+
+    + reason: why nothing is done
+    """
+    host.noop(reason)
+    return
+    yield  # a generator that yields nothing

@@ -1,0 +1,39 @@
+"""A bare host to a verified GPU node, in order. Reads like the runbook it is:
+
+    preflight -> mirror client -> nouveau -> driver -> (one reboot, if needed)
+    -> fabric manager -> CUDA -> containers + CDI -> DCGM
+
+The host's state is read once at the start (HostState + DeployExtras); every step
+compares against it and shows as a no-op when the host is already right, so a second
+apply changes nothing and costs about two round trips per host. Every host gets the same
+operation sequence (pyinfra identifies operations by position): steps that do not apply
+to a host are added as explicit skips.
+"""
+
+from __future__ import annotations
+
+from gpuprov.deploys.container import container
+from gpuprov.deploys.context import node_context
+from gpuprov.deploys.cuda import cuda
+from gpuprov.deploys.dcgm import dcgm
+from gpuprov.deploys.driver import driver, driver_loaded
+from gpuprov.deploys.fabricmanager import fabricmanager
+from gpuprov.deploys.mirror_client import mirror_client
+from gpuprov.deploys.nouveau import nouveau
+from pyinfra.api import deploy
+
+
+@deploy("GPU node")
+def gpu_node() -> None:
+    from gpuprov.deploys.preflight import preflight
+
+    preflight()  # refuses the host (HostRefused) before any change if it is unfit
+    ctx = node_context()
+    mirror_client(ctx)
+    nouveau(ctx)
+    driver(ctx)
+    driver_loaded(ctx)  # the one controlled reboot, then nvidia-persistenced
+    fabricmanager(ctx)
+    cuda(ctx)
+    container(ctx)
+    dcgm(ctx)
