@@ -18,20 +18,9 @@ from gpuprov.deploys.context import NodeContext
 from pyinfra.api import deploy
 
 from gpuprov import tables
-from gpuprov.operations.apt import apt_pinned_install
-from gpuprov.operations.dnf import dnf_pinned_install
 from gpuprov.operations.nvidia import CDI_SPEC, cdi_generate, ctk_runtime_configure
 from gpuprov.operations.service import service_running
 from gpuprov.operations.system import skipped
-
-
-def _install(ctx: NodeContext, label: str, packages: dict[str, str | None], hold: bool) -> None:
-    if ctx.apt:
-        apt_pinned_install(
-            name=label, packages=packages, hold=hold, installed=ctx.installed, held=ctx.held
-        )
-    else:
-        dnf_pinned_install(name=label, packages=packages, installed=ctx.installed)
 
 
 @deploy("Container runtime and CDI")
@@ -42,8 +31,8 @@ def container(ctx: NodeContext) -> None:
     else:
         names = tables.runtime_packages(ctx.os_key, runtime)
         present = any(n in ctx.installed for n in names)
-        _install(ctx, f"Container runtime: {runtime}", {} if present else {names[0]: None}, False)
-    _install(ctx, "NVIDIA container toolkit, held", {ctx.pkgs.container_toolkit: None}, True)
+        ctx.install(f"Container runtime: {runtime}", {} if present else {names[0]: None}, False)
+    ctx.install("NVIDIA container toolkit, held", {ctx.pkgs.container_toolkit: None})
     if runtime == "none":
         skipped(name="nvidia runtime", reason="container_runtime: none")
         skipped(name="Restart the runtime", reason="container_runtime: none")

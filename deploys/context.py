@@ -59,6 +59,7 @@ class NodeContext:
     reboot_reasons: list[str] = field(default_factory=list)
     driver_changing: bool = False  # the driver packages change in this apply
     fabricmanager_changing: bool = False
+    apt_lists_stale: bool = True  # the first apt transaction of the apply runs apt update
 
     @property
     def os_key(self) -> str:
@@ -84,6 +85,37 @@ class NodeContext:
     def nvswitch(self) -> bool:
         return bool(self.profile and self.profile.nvswitch)
 
+    def install(
+        self,
+        label: str,
+        packages: dict[str, str | None],
+        hold: bool = True,
+        remove: list[str] | None = None,
+    ) -> None:
+        """One apt (or dnf) transaction against the state read at the start; only the
+        first transaction of the apply refreshes the package lists."""
+        from gpuprov.operations.apt import apt_pinned_install
+        from gpuprov.operations.dnf import dnf_pinned_install
+
+        installed = self.installed
+        if not self.apt:
+            dnf_pinned_install(name=label, packages=packages, installed=installed)
+            return
+        changes = any(
+            n not in installed or (v is not None and installed[n] != v) for n, v in packages.items()
+        ) or any(n in installed for n in remove or ())
+        apt_pinned_install(
+            name=label,
+            packages=packages,
+            hold=hold,
+            remove=remove,
+            installed=installed,
+            held=self.held,
+            update=self.apt_lists_stale,
+        )
+        if changes:
+            self.apt_lists_stale = False
+
     def service(self, name: str) -> ServiceState:
         return self.state.services.get(name) or ServiceState(None, None)
 
@@ -93,16 +125,18 @@ class NodeContext:
 
 def node_context() -> NodeContext:
     """Read the current host's state (two round trips) and resolve its packages."""
-    from gpuprov.engine.refusal import HostRefused
-
     me: Host | None = host.data.get(HOST_DATA_KEY)
     if me is None or me.stack is None:
+        from gpuprov.engine.refusal import HostRefused
+
         raise HostRefused(
             f"{host.name} has no GPU stack in the inventory", "give it a group with a stack"
         )
     state = host.get_fact(HostState)
     extras = host.get_fact(DeployExtras, paths=MANAGED_PATHS, cdi_spec=CDI_SPEC)
     if state.os is None:
+        from gpuprov.engine.refusal import HostRefused
+
         raise HostRefused("cannot tell the host's OS (no /etc/os-release)")
     profile = get_profile(me.profile) if me.profile else None
     modules = resolve_modules(me.stack, profile)

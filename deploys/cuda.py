@@ -12,8 +12,6 @@ from __future__ import annotations
 from gpuprov.deploys.context import CUDA_PROFILE, NodeContext, render
 from pyinfra.api import deploy
 
-from gpuprov.operations.apt import apt_pinned_install
-from gpuprov.operations.dnf import dnf_pinned_install
 from gpuprov.operations.files import managed_file, symlink
 from gpuprov.operations.system import skipped
 from gpuprov.tables import version_key
@@ -34,19 +32,7 @@ def cuda(ctx: NodeContext) -> None:
         skipped(name="CUDA toolkits", reason="no CUDA toolkit in this host's stack")
         return
     names = {ctx.pkgs.cuda_toolkit(v): None for v in versions}
-    if ctx.apt:
-        apt_pinned_install(
-            name=f"CUDA toolkits {', '.join(versions)} side by side, held",
-            packages=names,
-            installed=ctx.installed,
-            held=ctx.held,
-        )
-    else:
-        dnf_pinned_install(
-            name=f"CUDA toolkits {', '.join(versions)}",
-            packages=names,
-            installed=ctx.installed,
-        )
+    ctx.install(f"CUDA toolkits {', '.join(versions)} side by side, held", names)
     symlink(
         name=f"/usr/local/cuda -> CUDA {default}",
         path="/usr/local/cuda",

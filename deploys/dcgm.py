@@ -15,9 +15,7 @@ from gpuprov.deploys.context import NodeContext, warn
 from gpuprov.deploys.cuda import default_cuda
 from pyinfra.api import deploy
 
-from gpuprov.operations.apt import apt_pinned_install
 from gpuprov.operations.debversion import compare
-from gpuprov.operations.dnf import dnf_pinned_install
 from gpuprov.operations.service import service_running
 from gpuprov.operations.system import skipped
 
@@ -61,17 +59,8 @@ def dcgm(ctx: NodeContext) -> None:
     if problem:
         warn(f"DCGM not changed: {problem} (never downgraded)")
         skipped(name=f"DCGM {package}", reason=f"skipped, never downgraded: {problem}")
-    elif ctx.apt:
-        apt_pinned_install(
-            name=f"DCGM 4: {package}, held",
-            packages={package: pinned},
-            installed=ctx.installed,
-            held=ctx.held,
-        )
     else:
-        dnf_pinned_install(
-            name=f"DCGM 4: {package}", packages={package: pinned}, installed=ctx.installed
-        )
+        ctx.install(f"DCGM 4: {package}, held", {package: pinned})
     svc = ctx.service(UNIT)
     service_running(
         name="nvidia-dcgm host engine enabled and running",

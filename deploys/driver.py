@@ -20,7 +20,6 @@ from gpuprov.deploys.context import NodeContext
 from pyinfra.api import deploy
 
 from gpuprov import tables
-from gpuprov.operations.apt import apt_pinned_install
 from gpuprov.operations.dnf import dnf_module_install, dnf_pinned_install, dnf_versionlock
 from gpuprov.operations.service import service_running
 from gpuprov.operations.system import controlled_reboot
@@ -71,19 +70,15 @@ def driver(ctx: NodeContext) -> None:
         need_headers = not ctx.state.headers_present and "headers" not in (
             ctx.var("gpuprov_preflight_ignore") or ()
         )
-        apt_pinned_install(
-            name=f"Kernel headers for {ctx.state.kernel}",
-            packages={headers: None} if need_headers else {},
+        ctx.install(
+            f"Kernel headers for {ctx.state.kernel}",
+            {headers: None} if need_headers else {},
             hold=False,
-            installed=installed,
-            held=ctx.held,
         )
-        apt_pinned_install(
-            name=f"NVIDIA driver {ctx.stack.driver.version} ({ctx.modules} modules), held",
-            packages=want,
+        ctx.install(
+            f"NVIDIA driver {ctx.stack.driver.version} ({ctx.modules} modules), held",
+            want,
             remove=replaced_packages(ctx, want),
-            installed=installed,
-            held=ctx.held,
         )
     else:
         _dnf_driver(ctx, want)

@@ -28,6 +28,12 @@ def gpu_node() -> None:
     from gpuprov.deploys.preflight import preflight
 
     preflight()  # refuses the host (HostRefused) before any change if it is unfit
+    gpu_stack()
+
+
+@deploy("GPU stack")
+def gpu_stack() -> None:
+    """Everything after preflight (tests and callers that ran preflight already)."""
     ctx = node_context()
     mirror_client(ctx)
     nouveau(ctx)

@@ -80,6 +80,9 @@ def apt_pinned_install(
             "refusing to downgrade " + ", ".join(sorted(downgrades)) + " (allow_downgrade=True)"
         )
     to_hold = sorted(n for n in packages if hold and (n in changes or n not in held_now))
+    if not packages and not remove:
+        host.noop("nothing to install")
+        return
     if not changes and not remove and not to_hold:
         host.noop(
             "installed"
