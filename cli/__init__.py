@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "repo": "repo:repo",
     "inventory": "inventory:inventory",
     "rollout": "rollout:rollout",
+    "verify": "verify:verify",
 }
 
 
