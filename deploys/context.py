@@ -22,7 +22,7 @@ from gpuprov.operations.nvidia import CDI_SPEC
 from gpuprov.tables import PackageSet, SystemProfile, get_profile, packages_for
 
 HOST_DATA_KEY = "gpuprov_host"  # gpuprov.engine.connect.HOST_DATA_KEY
-MIRROR_DATA_KEY = "gpuprov_mirror"  # see deploys/mirror_client.py
+MIRROR_DATA_KEY = "gpuprov_mirror_client"  # see deploys/mirror_client.py
 
 # Every file the deploys manage, so one command reads all their digests.
 NOUVEAU_CONF = "/etc/modprobe.d/blacklist-nouveau.conf"

@@ -13,13 +13,14 @@ to a host are added as explicit skips.
 from __future__ import annotations
 
 from gpuprov.deploys.container import container
-from gpuprov.deploys.context import node_context
+from gpuprov.deploys.context import HOST_DATA_KEY, node_context
 from gpuprov.deploys.cuda import cuda
 from gpuprov.deploys.dcgm import dcgm
 from gpuprov.deploys.driver import driver, driver_loaded
 from gpuprov.deploys.fabricmanager import fabricmanager
 from gpuprov.deploys.mirror_client import mirror_client
 from gpuprov.deploys.nouveau import nouveau
+from pyinfra import host
 from pyinfra.api import deploy
 
 
@@ -28,7 +29,9 @@ def gpu_node() -> None:
     from gpuprov.deploys.preflight import preflight
 
     preflight()  # refuses the host (HostRefused) before any change if it is unfit
-    gpu_stack()
+    me = host.data.get(HOST_DATA_KEY)
+    if me is not None and me.role == "gpu":
+        gpu_stack()
 
 
 @deploy("GPU stack")

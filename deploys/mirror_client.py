@@ -8,8 +8,8 @@ Runbook:
 3. containerd: registry mirrors in /etc/containerd/certs.d/<upstream>/hosts.toml, enabled
    by a drop-in (the user's config.toml is not rewritten).
 
-Settings come from host data `gpuprov_mirror` (the engine fills it from the inventory's
-`mirror:`): {"apt_url", "suite", "keyring" (path on the control node), "registry"
+Settings come from the host var `gpuprov_mirror_client` (group or host `vars:` in the
+inventory): {"apt_url", "suite", "keyring" (path on the control node), "registry"
 ("host:port", optional), "hf_endpoint" (optional)}. Without it the steps show as skipped.
 """
 
@@ -42,7 +42,7 @@ UPSTREAM_SERVERS = {
 
 
 def mirror_settings(apt_url: str, keyring: Path, suite: str = "gpuprov", **extra) -> dict:
-    """The `gpuprov_mirror` host data value (for the engine and tests)."""
+    """The `gpuprov_mirror_client` host var value (for the engine and tests)."""
     return {"apt_url": apt_url, "suite": suite, "keyring": str(keyring), **extra}
 
 

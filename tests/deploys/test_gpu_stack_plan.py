@@ -256,7 +256,7 @@ def test_mirror_source_and_hf_endpoint(tmp_path: Path) -> None:
         "hf_endpoint": "http://10.0.0.5:8090",
         "registry": "10.0.0.5:5000",
     }
-    ops = plan(gpu_host(), converged_state(), converged_extras(), gpuprov_mirror=mirror)
+    ops = plan(gpu_host(), converged_state(), converged_extras(), gpuprov_mirror_client=mirror)
     src = find(ops, "apt source: the site mirror")
     assert src.commands[-1] == "apt-get -q update"
     assert "/etc/apt/keyrings/gpuprov-mirror.gpg" in src.commands[0]
