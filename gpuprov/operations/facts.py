@@ -79,8 +79,10 @@ class DeployExtras(FactBase[dict]):
             f'for f in {quoted}; do if [ -f "$f" ]; then '
             'printf "file %s %s\\n" "$(sha256sum < "$f" | cut -d" " -f1)" "$f"; '
             'else printf "file - %s\\n" "$f"; fi; done; '
-            f"if [ -f {spec} ]; then printf 'cdi %s\\n' "
-            f"\"$(grep -o 'libcuda\\.so\\.[0-9][0-9.]*[0-9]' {spec} | head -n1 | cut -c11-)\"; fi; "
+            # The spec mounts libcuda.so.<driver version> (libcuda.so.1 is only a link name).
+            f"if [ -f {spec} ]; then printf 'cdi %s\\n' \"$(sed -n "
+            f"'s/.*libcuda[.]so[.]\\([0-9][0-9]*[.][0-9][0-9.]*[0-9]\\).*/\\1/p' {spec} "
+            '| head -n1)"; fi; '
             "if [ -f /etc/docker/daemon.json ] && grep -q '\"nvidia\"' /etc/docker/daemon.json; "
             "then echo 'docker-nvidia yes'; fi; "
             "if [ -f /etc/containerd/conf.d/99-nvidia.toml ] && [ -f /etc/containerd/config.toml ] "
