@@ -29,9 +29,20 @@ def gpu_node() -> None:
     from gpuprov.deploys.preflight import preflight
 
     preflight()  # refuses the host (HostRefused) before any change if it is unfit
-    me = host.data.get(HOST_DATA_KEY)
-    if me is not None and me.role == "gpu":
+    if stack_wanted():
         gpu_stack()
+
+
+def stack_wanted() -> bool:
+    """The GPU stack runs on GPU hosts, except where the inventory asks for preflight only
+    (`gpuprov_stack: false`) or the host is a scratch root (`gpuprov_root`, engine tests
+    on this machine): packages, modules and reboots cannot be confined to a directory."""
+    me = host.data.get(HOST_DATA_KEY)
+    if me is None or me.role != "gpu" or me.stack is None:
+        return False
+    if host.data.get("gpuprov_root"):
+        return False
+    return host.data.get("gpuprov_stack", True) not in (False, "false", "no", 0)
 
 
 @deploy("GPU stack")
