@@ -138,6 +138,13 @@ def node_context() -> NodeContext:
         from gpuprov.engine.refusal import HostRefused
 
         raise HostRefused("cannot tell the host's OS (no /etc/os-release)")
+    if me.stack.os and me.stack.os != state.os.os_key:
+        from gpuprov.engine.refusal import HostRefused
+
+        raise HostRefused(
+            f"the inventory says stack.os {me.stack.os}, the host runs {state.os.os_key}",
+            f"fix stack.os for {me.name} (package names differ per OS)",
+        )
     profile = get_profile(me.profile) if me.profile else None
     modules = resolve_modules(me.stack, profile)
     pin = me.stack.driver

@@ -275,3 +275,14 @@ def test_runtime_choice_keeps_the_op_sequence(runtime: str) -> None:
             "nvidia-ctk runtime configure --runtime=docker"
         ]
         assert any(c.endswith("install docker.io") for c in commands(b))
+
+
+def test_inventory_os_must_match_the_host() -> None:
+    from dataclasses import replace
+
+    from gpuprov.engine.refusal import HostRefused
+
+    me = gpu_host()
+    me = replace(me, stack=replace(me.stack, os="ubuntu2204"))
+    with pytest.raises(HostRefused, match="stack.os ubuntu2204, the host runs debian12"):
+        plan(me, host_state_output("debian12"))
