@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "inventory": "inventory:inventory",
     "rollout": "rollout:rollout",
     "mirror": "mirror:mirror",
+    "verify": "verify:verify",
 }
 
 

@@ -63,6 +63,8 @@ def inventory(lab, tmp: Path) -> Path:
     data["groups"]["gpu"]["vars"] = {
         "gpuprov_min_free_gb": 0.1,
         "gpuprov_preflight_ignore": ["headers", "gpus"],
+        # No GPUs and no mirror here: preflight only (the stack is proven on VMs).
+        "gpuprov_stack": False,
     }
     with path.open("w") as fh:
         yaml.dump(data, fh)
