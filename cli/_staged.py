@@ -63,7 +63,7 @@ class Staged:
             targets = split(hosts, plan)
             try:
                 rplan = plan_rollout(
-                    targets.rollout, policy, converged=targets.converged, seed=self.cluster.name
+                    targets.gpu, policy, converged=targets.converged, seed=self.cluster.name
                 )
             except GpuprovError as exc:
                 self.app.fail(exc)

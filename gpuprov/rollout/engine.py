@@ -26,7 +26,7 @@ Deploy = Callable[..., Any]
 @dataclass
 class Targets:
     infra: list[Host] = field(default_factory=list)  # non-GPU hosts with something to do
-    rollout: list[Host] = field(default_factory=list)  # GPU hosts that are not converged
+    gpu: list[Host] = field(default_factory=list)  # every selected GPU host, for the planner
     converged: list[str] = field(default_factory=list)  # GPU hosts with nothing to change
 
 
@@ -41,10 +41,10 @@ def split(hosts: Sequence[Host], plan: Plan) -> Targets:
         if host.role != "gpu":
             if not converged:
                 out.infra.append(host)
-        elif converged:
+            continue
+        out.gpu.append(host)
+        if converged:
             out.converged.append(host.name)
-        else:
-            out.rollout.append(host)
     return out
 
 

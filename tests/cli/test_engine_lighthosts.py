@@ -119,8 +119,8 @@ def test_trust_facts_plan_apply_on_light_hosts(lab, tmp_path: Path):
     try:
         proc = gpuprov("apply", str(inv), "--yes", "--output", "json", cwd=tmp_path)
         assert proc.returncode == 4, proc.stderr
-        [line] = [ln for ln in host_lines(proc.stderr) if ": unreachable" in ln]
-        assert line.startswith(f"{names[2]} ({lab.hosts[2].address}:22): unreachable")
+        lines = host_lines(proc.stderr)
+        assert lines[0].startswith(f"{names[2]} ({lab.hosts[2].address}:22): unreachable")
         report = json.loads(proc.stdout)["rollout"]
         assert [f["host"] for f in report["failed"]] == [names[2]]
         assert report["status"] == "halted" and report["skipped"] == [names[0]]
