@@ -51,7 +51,15 @@ def gpuprov(*args: str, cwd: Path, timeout: float = 240) -> subprocess.Completed
 class Site:
     """One test's inventory, hook log and host-side root."""
 
-    def __init__(self, lab, tmp: Path, name: str, rollout: dict, host_vars: dict | None = None):
+    def __init__(
+        self,
+        lab,
+        tmp: Path,
+        name: str,
+        rollout: dict,
+        host_vars: dict | None = None,
+        mirror: bool = False,
+    ):
         from gpuprov.testbed.inventory import write_lab_inventory
 
         self.lab, self.dir, self.root = lab, tmp, f"/var/tmp/{name}"
@@ -66,15 +74,17 @@ class Site:
             known_hosts=lab.known_hosts_path,
             name=name,
             os="debian12",
+            mirror=mirror,
         )
         yaml = YAML()
         data = yaml.load(path.read_text())
         gpu = data["groups"]["gpu"]
-        gpu["vars"] = {
-            "gpuprov_min_free_gb": 0.1,
-            "gpuprov_preflight_ignore": ["headers", "gpus"],
-            "gpuprov_root": self.root,
-        }
+        for group in data["groups"].values():
+            group["vars"] = {
+                "gpuprov_min_free_gb": 0.1,
+                "gpuprov_preflight_ignore": ["headers", "gpus"],
+                "gpuprov_root": self.root,
+            }
         for host, hvars in (host_vars or {}).items():
             gpu["hosts"][host]["vars"] = hvars
         hook = f"echo {{kind}} {{{{host}}}} $(date +%s.%N) >> {self.log}"
@@ -87,6 +97,7 @@ class Site:
             yaml.dump(data, fh)
         self.inventory = path
         self.racks = {h: v["rack"] for h, v in gpu["hosts"].items()}
+        self.gpu = list(gpu["hosts"])
 
     @property
     def db(self) -> Path:
@@ -139,7 +150,8 @@ def test_order_failure_domains_dry_run_and_noop(lab, tmp_path: Path):
     gate = "date +%s.%N > /var/tmp/order/gate && test -s /var/tmp/order/etc/gpuprov/host.json"
     site = Site(lab, tmp_path, "order", {
         "canary": 1, "waves": ["25%", "100%"], "max_per_domain": 2, "gates": [{"command": gate}],
-    })  # fmt: skip
+    }, mirror=True)  # fmt: skip
+    [mirror] = [n for n in site.names if n not in site.gpu]
 
     proc, doc = site.apply("--dry-run")
     assert proc.returncode == 0, proc.stderr
@@ -150,19 +162,21 @@ def test_order_failure_domains_dry_run_and_noop(lab, tmp_path: Path):
     proc, doc = site.apply()
     assert proc.returncode == 0, proc.stderr
     report = doc["rollout"]
-    assert report["status"] == "completed" and sorted(report["done"]) == site.names
+    assert report["status"] == "completed" and sorted(report["done"]) == site.gpu
     assert doc["summary"] == {"hosts": N_HOSTS, "changed": N_HOSTS, "failed": 0, "status": "completed"}  # fmt: skip
+    assert list(doc["infrastructure"]["hosts"]) == [mirror]  # applied directly, not drained
     waves = report["plan"]["waves"]
     assert waves[0]["canary"] and len(waves[0]["hosts"]) == 1
-    assert sorted(h for w in waves for h in w["hosts"]) == site.names
+    assert sorted(h for w in waves for h in w["hosts"]) == site.gpu
     for wave in waves:  # never more than 2 hosts of one rack at once
         per_rack = Counter(site.racks[h] for h in wave["hosts"])
         assert max(per_rack.values()) <= 2, (wave, per_rack)
 
-    # drain -> deploy -> gate -> undrain for every host, and waves strictly one after another
+    # mirror first; then drain -> deploy -> gate -> undrain per host, waves one after another
     events = {(k, h): t for k, h, t in site.hooks()}
-    assert len(events) == 2 * N_HOSTS
-    for host in site.names:
+    assert len(events) == 2 * len(site.gpu)
+    assert site.identity_mtime(mirror) < min(events.values())
+    for host in site.gpu:
         gated = float(lab.exec(host, "cat /var/tmp/order/gate").stdout)
         deployed = site.identity_mtime(host)
         assert events["drain", host] < deployed < gated < events["undrain", host], host
@@ -176,12 +190,22 @@ def test_order_failure_domains_dry_run_and_noop(lab, tmp_path: Path):
     proc, doc = site.apply()
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
-    assert doc["summary"]["status"] == "up-to-date" and sorted(doc["skipped"]) == site.names
-    assert len(site.hooks()) == 2 * N_HOSTS
+    assert doc["summary"]["status"] == "up-to-date" and sorted(doc["skipped"]) == site.gpu
+    assert len(site.hooks()) == 2 * len(site.gpu)
     assert mtimes == {n: site.identity_mtime(n) for n in site.names}
     with sqlite3.connect(site.db) as con:
         assert con.execute("SELECT count(*) FROM rollouts").fetchone()[0] == 1
     print(f"no-op apply of {N_HOSTS} hosts: {elapsed:.1f}s")
+
+    # --limit one host: still staged (a canary of one, drained and undrained)
+    one = site.gpu[5]
+    lab.exec(one, "rm /var/tmp/order/etc/gpuprov/host.json")
+    proc, doc = site.apply("--limit", one)
+    assert proc.returncode == 0, proc.stderr
+    assert doc["rollout"]["plan"]["waves"] == [
+        {"index": 0, "name": "canary", "hosts": [one], "canary": True}
+    ]
+    assert [(k, h) for k, h, _ in site.hooks()[-2:]] == [("drain", one), ("undrain", one)]
 
 
 def test_failing_canary_stops_everything(lab, tmp_path: Path):
@@ -229,7 +253,10 @@ def test_two_of_ten_failing_halts_and_later_waves_never_start(lab, tmp_path: Pat
     assert not {h for k, h, _ in hooks if k == "undrain"} & set(broken)  # failed stay drained
     for host in wave2:
         assert site.identity_mtime(host) is None
-    # the summary a person reads names host, step and the stderr excerpt
+    # the summary a person reads names host, wave, step and the stderr excerpt
+    for host in broken:
+        assert f"failed {host} [wave 1] at Preflight | Record" in proc.stderr
+    assert "File exists" in proc.stderr
     proc = site.run("rollout", "status", str(site.inventory))
     assert proc.returncode == 0 and all(h in proc.stdout for h in broken)
 
@@ -256,6 +283,10 @@ def test_kill_9_mid_wave_then_resume_reruns_no_completed_host(lab, tmp_path: Pat
             if mid_wave():
                 break
             proc.send_signal(signal.SIGCONT)
+        # the frozen rollout holds the lock: a second apply fails at once, naming it
+        second = site.run("apply", str(site.inventory), "--yes")
+        assert second.returncode == 5, second.stderr
+        assert f"pid {proc.pid}" in second.stderr
         proc.kill()
         assert proc.wait(30) == -signal.SIGKILL
     finally:
