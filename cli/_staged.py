@@ -207,25 +207,16 @@ class Staged:
             self.app.fail(exc)
         finally:
             store.close()
-        self.summarise(report, work, rplan if resume is None else None)
+        self.summarise(report, work, rplan)
         return report.exit_code
 
-    def summarise(self, report: RolloutReport, work, rplan: RolloutPlan | None) -> None:
+    def summarise(self, report: RolloutReport, work, rplan: RolloutPlan) -> None:
         summary = self.doc["summary"]
         summary["changed"] += work.changed
         summary["failed"] += len(report.failed)
         summary["status"] = report.status
         if self.json:
-            data = report.to_dict()
-            if rplan is not None:
-                data["plan"] = rplan.to_dict()
-            else:  # a resume: the stored plan
-                from gpuprov.rollout.state import StateStore
-
-                store = StateStore.for_inventory(self.inventory, self.state_path)
-                data["plan"] = store.load_plan(report.rollout_id).to_dict()
-                store.close()
-            self.doc["rollout"] = data
+            self.doc["rollout"] = report.to_dict() | {"plan": rplan.to_dict()}
             self.doc["hosts"] = {n: vars(r) for n, r in work.results.items()}
             self.finish_json()
             return

@@ -300,8 +300,10 @@ def test_kill_9_mid_wave_then_resume_reruns_no_completed_host(lab, tmp_path: Pat
     assert done and cut
     mtimes = {h: site.identity_mtime(h) for h in done}
 
+    site.inventory.write_text(site.inventory.read_text() + "# edited after the crash\n")
     proc, doc = site.apply("--resume")
     assert proc.returncode == 0, proc.stderr
+    assert "changed since rollout 1 started" in proc.stderr
     report = doc["rollout"]
     assert report["status"] == "completed" and sorted(report["done"]) == site.names
     drains = Counter(h for k, h, _ in site.hooks() if k == "drain")
@@ -344,3 +346,31 @@ def test_host_vanishing_mid_wave_counts_as_failed(lab, tmp_path: Path):
             proc.kill()
             proc.communicate()
         lab.start_host(victim)
+
+
+def on_terminal(site: Site, answers: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run apply on a pseudo-terminal (`script`), typing `answers` at its prompts."""
+    import shlex
+
+    argv = [sys.executable, "-m", "gpuprov.cli", "apply", str(site.inventory), *args]
+    return subprocess.run(
+        ["script", "-qec", shlex.join(argv), "/dev/null"],
+        input=answers, capture_output=True, text=True, cwd=site.dir, timeout=240,
+        env={**os.environ, "COLUMNS": "200", "TERM": "xterm"},
+    )  # fmt: skip
+
+
+def test_terminal_live_progress_approvals_and_resume(lab, tmp_path: Path):
+    site = Site(lab, tmp_path, "tty", {"canary": 1, "waves": ["100%"], "pause_between_waves": True})
+    chosen = site.gpu[:3]
+    limit = ("--limit", ",".join(chosen))
+    proc = on_terminal(site, "y\nn\n", *limit)  # apply: yes; start wave 1: no
+    assert proc.returncode == 130, proc.stdout
+    assert "Apply these changes?" in proc.stdout and "Start wave 1 (2 hosts)?" in proc.stdout
+    assert "Rollout 1 interrupted: 1 hosts done" in proc.stdout
+    assert len([h for k, h, _ in site.hooks() if k == "undrain"]) == 1
+
+    proc = on_terminal(site, "y\n", "--resume")  # resume: yes (its first wave needs no approval)
+    assert proc.returncode == 0, proc.stdout
+    assert "Resume rollout 1?" in proc.stdout and "Rollout 1 completed: 3 hosts done" in proc.stdout
+    assert sorted(h for k, h, _ in site.hooks() if k == "undrain") == sorted(chosen)
