@@ -34,7 +34,8 @@ class TreeListing(FactBase):
 
     def command(self, path: str, immutable: str = "") -> str:
         q = shlex.quote(path)
-        skip = " ".join(f"! -path {shlex.quote(f'./{p.rstrip("/")}/*')}" for p in immutable.split())
+        prefixes = [p.rstrip("/") for p in immutable.split()]
+        skip = " ".join(f"! -path {shlex.quote(f'./{p}/*')}" for p in prefixes)
         return (
             f"cd {q} 2>/dev/null || exit 0; "
             "find . -type f -printf 'F\\t%s\\t%P\\n'; "
@@ -67,13 +68,21 @@ class VenvLink(FactBase):
         return output[0].strip() if output else ""
 
 
-def local_listing(src: Path, immutable: tuple[str, ...]) -> dict[str, tuple[int, str | None]]:
+def _under(rel: str, prefixes: tuple[str, ...]) -> bool:
+    return any(rel.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
+def local_listing(
+    src: Path, immutable: tuple[str, ...], exclude: tuple[str, ...] = ()
+) -> dict[str, tuple[int, str | None]]:
     out: dict[str, tuple[int, str | None]] = {}
     for path in sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink()):
         rel = path.relative_to(src).as_posix()
+        if _under(rel, exclude):
+            continue
         if any(c in rel for c in _BAD_NAME_CHARS):
             raise ValueError(f"{path}: a tab or newline in a file name cannot be synced")
-        if any(rel.startswith(p.rstrip("/") + "/") for p in immutable):
+        if _under(rel, immutable):
             out[rel] = (path.stat().st_size, None)
         else:
             out[rel] = (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest())
@@ -91,6 +100,7 @@ def tree_sync(
     dest: str,
     immutable: tuple[str, ...] = (),
     last: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
     delete: bool = True,
 ):
     """
@@ -101,6 +111,7 @@ def tree_sync(
     + dest: remote directory (created)
     + immutable: path prefixes whose files are content-addressed (compared by name+size)
     + last: file names (basenames) written after every other file
+    + exclude: path prefixes of `src` never shipped (remote files there count as extra)
     + delete: remove remote files that `src` does not have
 
     **Example:**
@@ -113,7 +124,7 @@ def tree_sync(
     src = Path(src)
     if not src.is_dir():
         raise ValueError(f"{src}: not a directory")
-    local = local_listing(src, immutable)
+    local = local_listing(src, immutable, exclude)
     remote = host.get_fact(TreeListing, path=dest, immutable=" ".join(immutable))
     changed = [rel for rel, meta in local.items() if remote.get(rel) != meta]
     # The remote listing hashes everything outside `immutable`, exactly as local_listing.
@@ -167,8 +178,10 @@ def venv_from_wheels(root: str, wheels: str, digest: str, gpuprov_wheel: str, pi
         f"--find-links {w} --no-cache-dir --disable-pip-version-check --root-user-action=ignore"
     )
     yield f"rm -rf {target} && python3 -m venv --without-pip {target}"
-    yield f"{pip} --no-deps {w}/{shlex.quote(gpuprov_wheel)}"
+    # The server's closure first: gpuprov's own wheel goes in without its control-node
+    # dependencies (pyinfra, paramiko, gevent), which the services never import.
     yield f"{pip} -r {w}/requirements.txt"
+    yield f"{pip} --no-deps {w}/{shlex.quote(gpuprov_wheel)}"
     tmp_link = shlex.quote(f"{root}/venv.new")
     yield f"ln -sfn {name} {tmp_link} && mv -Tf {tmp_link} {shlex.quote(f'{root}/venv')}"
     yield (

@@ -55,7 +55,11 @@ class Wheelhouse:
         wheels = sorted(self.path.glob("gpuprov-*.whl"))
         if len(wheels) != 1:
             raise InputError(
-                [Problem(Location(str(self.path)), f"expected one gpuprov wheel, found {len(wheels)}")]
+                [
+                    Problem(
+                        Location(str(self.path)), f"expected one gpuprov wheel, found {len(wheels)}"
+                    )
+                ]
             )
         return wheels[0]
 
@@ -114,7 +118,14 @@ def build_wheelhouse(
     for old in dest.glob("gpuprov-*.whl"):
         old.unlink()  # the version does not change between commits; the content does
     _pip(
-        ["wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dest), str(source or repo_root())],
+        [
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(dest),
+            str(source or repo_root()),
+        ],
         "build gpuprov's wheel",
     )
     abi = f"cp{python_version.replace('.', '')}"
