@@ -89,6 +89,21 @@ def local_listing(
     return out
 
 
+Listing = dict[str, tuple[int, str | None]]
+
+
+def plan_sync(
+    local: Listing, remote: Listing, *, last: tuple[str, ...] = (), delete: bool = True
+) -> tuple[list[str], list[str]]:
+    """(files to upload in order, remote files to remove). Both listings hash the same
+    files (everything outside the immutable prefixes), so equal entries mean equal files.
+    Uploads whose basename is in `last` go after all others."""
+    changed = [rel for rel, meta in local.items() if remote.get(rel) != meta]
+    changed.sort(key=lambda rel: (PurePosixPath(rel).name in last, rel))
+    extra = sorted(set(remote) - set(local)) if delete else []
+    return changed, extra
+
+
 def _chunks(items: list[str]) -> Iterator[list[str]]:
     for i in range(0, len(items), _CHUNK):
         yield items[i : i + _CHUNK]
@@ -126,13 +141,10 @@ def tree_sync(
         raise ValueError(f"{src}: not a directory")
     local = local_listing(src, immutable, exclude)
     remote = host.get_fact(TreeListing, path=dest, immutable=" ".join(immutable))
-    changed = [rel for rel, meta in local.items() if remote.get(rel) != meta]
-    # The remote listing hashes everything outside `immutable`, exactly as local_listing.
-    extra = sorted(set(remote) - set(local)) if delete else []
+    changed, extra = plan_sync(local, remote, last=last, delete=delete)
     if not changed and not extra:
         host.noop(f"{dest} already matches {src} ({len(local)} files)")
         return
-    changed.sort(key=lambda rel: (PurePosixPath(rel).name in last, rel))
     parents = sorted({str(PurePosixPath(dest, rel).parent) for rel in changed} | {dest})
     for chunk in _chunks(parents):
         yield "install -d -m 0755 -o root -g root " + " ".join(map(shlex.quote, chunk))
