@@ -106,6 +106,7 @@ def _unit_file(name: str, text: str):
 def mirror_server(
     mirror: MirrorRef, wheelhouse: Wheelhouse, paths: MirrorHostPaths = DEFAULT_PATHS
 ) -> None:
+    wheelhouse.gpuprov_wheel  # noqa: B018 - refuse a wheelhouse without gpuprov, before any change
     server.group(name=f"System group {SERVICE_USER}", group=SERVICE_USER, system=True)
     server.user(
         name=f"System user {SERVICE_USER} (no login shell)",
@@ -126,7 +127,6 @@ def mirror_server(
         root=paths.root,
         wheels=paths.wheels,
         digest=wheelhouse.digest,
-        gpuprov_wheel=wheelhouse.gpuprov_wheel.name,
         pip_wheel=wheelhouse.pip_wheel.name,
     )
 

@@ -89,6 +89,11 @@ def local_listing(
     return out
 
 
+# What `gpuprov mirror serve` imports: checked and byte-compiled right after installing.
+SERVICE_IMPORTS = (
+    "import gpuprov.cli, gpuprov.cli.app, gpuprov.cli.mirror.serve, gpuprov.mirror.server"
+)
+
 Listing = dict[str, tuple[int, str | None]]
 
 
@@ -161,22 +166,22 @@ def tree_sync(
 
 
 @operation()
-def venv_from_wheels(root: str, wheels: str, digest: str, gpuprov_wheel: str, pip_wheel: str):
+def venv_from_wheels(root: str, wheels: str, digest: str, pip_wheel: str):
     """
-    Install gpuprov and the requirements of `wheels`/requirements.txt offline into
-    `<root>/venv-<digest>`, point `<root>/venv` at it, remove older ones.
+    Install every wheel of `wheels` (gpuprov and the server's resolved closure) offline
+    into `<root>/venv-<digest>`, point `<root>/venv` at it, remove older ones.
 
     + root: e.g. /opt/gpuprov
     + wheels: remote wheelhouse directory
     + digest: the wheelhouse digest (names the venv)
-    + gpuprov_wheel, pip_wheel: file names inside `wheels`
+    + pip_wheel: the file name of pip's wheel inside `wheels`
 
     **Example:**
 
     .. code:: python
 
         venv_from_wheels(root="/opt/gpuprov", wheels="/opt/gpuprov/wheels", digest=wh.digest,
-                         gpuprov_wheel=wh.gpuprov_wheel.name, pip_wheel=wh.pip_wheel.name)
+                         pip_wheel=wh.pip_wheel.name)
     """
     name = f"venv-{digest[:16]}"
     if host.get_fact(VenvLink, root=root) == name:
@@ -184,16 +189,20 @@ def venv_from_wheels(root: str, wheels: str, digest: str, gpuprov_wheel: str, pi
         return
     target = shlex.quote(f"{root}/{name}")
     w = shlex.quote(wheels)
-    # pip runs from its own wheel (a zip pip supports), so no python3-pip package is needed.
-    pip = (
-        f"{target}/bin/python {w}/{shlex.quote(pip_wheel)}/pip install -q --no-index "
-        f"--find-links {w} --no-cache-dir --disable-pip-version-check --root-user-action=ignore"
-    )
     yield f"rm -rf {target} && python3 -m venv --without-pip {target}"
-    # The server's closure first: gpuprov's own wheel goes in without its control-node
-    # dependencies (pyinfra, paramiko, gevent), which the services never import.
-    yield f"{pip} -r {w}/requirements.txt"
-    yield f"{pip} --no-deps {w}/{shlex.quote(gpuprov_wheel)}"
+    # One pip run from its own wheel (a zip pip supports: no python3-pip package needed).
+    # The wheelhouse is the resolved closure already, so --no-deps: gpuprov's control-node
+    # dependencies (pyinfra, paramiko, gevent) are not in it and the services never import
+    # them. --no-compile: byte-compiling every module (pygments alone has hundreds) is
+    # minutes on a slow host; the import below compiles exactly what the service loads.
+    yield (
+        f"{target}/bin/python {w}/{shlex.quote(pip_wheel)}/pip install -q --no-index "
+        "--no-deps --no-compile --no-cache-dir --disable-pip-version-check "
+        f"--root-user-action=ignore {w}/*.whl"
+    )
+    # Proves the closure is complete and leaves the .pyc files the read-only service
+    # cannot write itself.
+    yield f"{target}/bin/python -I -c {shlex.quote(SERVICE_IMPORTS)}"
     tmp_link = shlex.quote(f"{root}/venv.new")
     yield f"ln -sfn {name} {tmp_link} && mv -Tf {tmp_link} {shlex.quote(f'{root}/venv')}"
     yield (
