@@ -11,6 +11,10 @@ from gpuprov import __version__
 
 # name -> "module:attribute" (modules relative to gpuprov.cli). One line per command.
 COMMANDS: dict[str, str] = {
+    "apply": "apply:apply",
+    "facts": "facts:facts",
+    "hosts": "hosts:hosts",
+    "plan": "plan:plan",
     "repo": "repo:repo",
     "inventory": "inventory:inventory",
     "rollout": "rollout:rollout",

@@ -101,7 +101,7 @@ class LightHostLab:
         name_prefix: str = "node",
         workdir: Path | None = None,
         start_timeout: float = 30.0,
-        keep: bool = False,
+        keep: bool | None = None,
     ) -> None:
         if names is not None and len(names) != count:
             raise ValueError(f"{len(names)} names given for {count} hosts")
@@ -115,7 +115,7 @@ class LightHostLab:
         self._subnet_request = subnet
         self._workdir_parent = workdir
         self.start_timeout = start_timeout
-        self.keep = keep
+        self.keep = os.environ.get("GPUPROV_KEEP_HOSTS") == "1" if keep is None else keep
         self.hosts: list[LightHost] = []
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._servers: list[ThreadingHTTPServer] = []

@@ -226,10 +226,11 @@ class VMLab:
         )
         (etc / "network" / "interfaces").write_text(
             "# TEST BED: eth0 = user-mode NAT (SSH forward), eth1 = the lab's private network\n"
-            # qemu's user-mode network has fixed addresses: static, so no DHCP wait at boot.
-            "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet static\n"
+            # qemu's user-mode network has fixed addresses: static, so no DHCP wait at boot;
+            # allow-hotplug (no `auto`) so ifupdown-pre skips a 40 s `udevadm settle` under TCG.
+            "auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet static\n"
             "    address 10.0.2.15/24\n    gateway 10.0.2.2\n\n"
-            f"auto eth1\niface eth1 inet static\n    address {vm.address}/24\n"
+            f"allow-hotplug eth1\niface eth1 inet static\n    address {vm.address}/24\n"
         )
         uid, gid = _ids(rootfs, TEST_USER)
         for home, owner, mode in (

@@ -92,6 +92,7 @@ def test_kill_9_mid_wave_then_resume_reruns_no_completed_host(
 ):
     log = tmp_path / "log"
     proc = start(inventory, log, "--hosts", "8", "--sleep", "0.4", gevent=gevent)
+
     def mid_wave() -> bool:
         rows = host_rows(inventory).values()
         return sum(s == "done" for s in rows) >= when and any(s in IN_FLIGHT for s in rows)
