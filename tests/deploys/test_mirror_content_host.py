@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from gpuprov.deploys.mirror_content import mirror_content  # noqa: E402
 from gpuprov.deploys.mirror_server import MirrorHostPaths  # noqa: E402
-from mirror_harness import apply, ssh_data  # noqa: E402
+from mirror_harness import apply, cluster_of  # noqa: E402
 
 from gpuprov.mirror.store import add_model  # noqa: E402
 
@@ -43,7 +43,7 @@ def lab():
 
 def test_sync_store_and_apt_repo(lab, tmp_path):
     host = lab.hosts[0]
-    data = ssh_data(host.address, str(lab.key_path), str(lab.known_hosts_path))
+    cluster = cluster_of(lab.write_inventory(tmp_path / "inventory.yaml"))
     remote_root = Path(host.root_dir)  # the host's file system, seen from here
     paths = MirrorHostPaths(store="/srv/m/models", apt="/srv/m/apt")
 
@@ -62,20 +62,19 @@ def test_sync_store_and_apt_repo(lab, tmp_path):
     (apt / "bookworm" / "dists" / "bookworm" / "InRelease").write_text("signed\n")
 
     first = apply(
-        host.name, data, (mirror_content, {"store": store, "apt_repos": apt, "paths": paths})
+        cluster, host.name, (mirror_content, {"store": store, "apt_repos": apt, "paths": paths})
     )
-    assert len(first.changed) == 2, first
+    assert first.changed == 2 and len(first.planned) == 2, first
     shipped = {k: v for k, v in tree(store).items() if not k.startswith("tmp/")}
     assert tree(remote_root / "srv/m/models") == shipped
     assert tree(remote_root / "srv/m/apt") == tree(apt)
     blob = next((remote_root / "srv/m/models/blobs").rglob("*"))
     assert blob.stat().st_uid == 0
 
-    # refs.json after the blobs and the manifest: the upload order is in the command list.
     again = apply(
-        host.name, data, (mirror_content, {"store": store, "apt_repos": apt, "paths": paths})
+        cluster, host.name, (mirror_content, {"store": store, "apt_repos": apt, "paths": paths})
     )
-    assert again.changed == [], again
+    assert again.changed == 0 and again.planned == [], again
 
     # A new commit: new blob + manifest + refs.json; an apt file goes away.
     (src / "config.json").write_text('{"a": 2}')
@@ -83,9 +82,9 @@ def test_sync_store_and_apt_repo(lab, tmp_path):
     (apt / "bookworm" / "pool" / "main" / "a" / "a_1_all.deb").unlink()
     (remote_root / "srv/m/models/stray").write_text("x")
     third = apply(
-        host.name, data, (mirror_content, {"store": store, "apt_repos": apt, "paths": paths})
+        cluster, host.name, (mirror_content, {"store": store, "apt_repos": apt, "paths": paths})
     )
-    assert len(third.changed) == 2
+    assert third.changed == 2
     shipped = {k: v for k, v in tree(store).items() if not k.startswith("tmp/")}
     assert tree(remote_root / "srv/m/models") == shipped
     assert tree(remote_root / "srv/m/apt") == tree(apt)

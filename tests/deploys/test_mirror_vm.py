@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mirror_harness import apply, ssh_data  # noqa: E402
+from mirror_harness import apply  # noqa: E402
 
 pytestmark = pytest.mark.vm
 
@@ -99,11 +99,6 @@ def lab(tmp_path_factory):
         yield lab
 
 
-def data_for(lab, name: str) -> dict:
-    host = lab.cluster.hosts[name]
-    return ssh_data(host.address, str(lab.key_path), str(lab.known_hosts_path), host.ssh.port)
-
-
 def run(vm, cmd: str, timeout: float = 300) -> str:
     out = vm.ssh(cmd, timeout=timeout)
     assert out.returncode == 0, f"{vm.name}: {cmd}\n{out.stdout}\n{out.stderr}"
@@ -122,7 +117,7 @@ def mirror_deploys(lab, site) -> tuple:
 
 @pytest.fixture(scope="module")
 def deployed(lab, site):
-    first = apply("mirror01", data_for(lab, "mirror01"), *mirror_deploys(lab, site))
+    first = apply(lab.cluster, "mirror01", *mirror_deploys(lab, site))
     return first
 
 
@@ -131,10 +126,11 @@ def mirror_url(lab, port: int) -> str:
 
 
 def test_first_apply_then_second_changes_nothing(lab, site, deployed):
-    assert any("gpuprov-models.service" in name for name in deployed.changed), deployed
-    assert any("offline" in name for name in deployed.changed), deployed
-    again = apply("mirror01", data_for(lab, "mirror01"), *mirror_deploys(lab, site))
-    assert again.changed == [], again.changed
+    assert any("gpuprov-models.service" in name for name in deployed.planned), deployed
+    assert any("offline" in name for name in deployed.planned), deployed
+    assert deployed.changed == len(deployed.planned)
+    again = apply(lab.cluster, "mirror01", *mirror_deploys(lab, site))
+    assert again.planned == [] and again.changed == 0, again
 
 
 def test_gpu_host_downloads_a_model_file_from_the_mirror(lab, site, deployed):
@@ -145,7 +141,7 @@ def test_gpu_host_downloads_a_model_file_from_the_mirror(lab, site, deployed):
     # on main the test renders the same template and puts it there itself.
     env = render("hf-endpoint.env.j2", endpoint=mirror_url(lab, MODELS_PORT), ca_file=None)
     put = {"src": io.StringIO(env), "dest": HF_ENV, "mode": "644", "name": "HF client env"}
-    apply("gpu01", data_for(lab, "gpu01"), (files.put, put))
+    apply(lab.cluster, "gpu01", (files.put, put))
 
     want = hashlib.sha256((site["bert"] / "model.safetensors").read_bytes()).hexdigest()
     script = f"""
@@ -174,10 +170,9 @@ def test_gpu_host_installs_a_package_from_the_mirror_repo(lab, site, deployed):
     from gpuprov.aptrepo import deb822_source
 
     source = deb822_source(f"{mirror_url(lab, APT_PORT)}/bookworm", "bookworm", ["main"], KEYRING)
-    data = data_for(lab, "gpu01")
     apply(
+        lab.cluster,
         "gpu01",
-        data,
         (files.put, {"src": str(site["keyring"]), "dest": KEYRING, "mode": "644"}),
         (
             files.put,
