@@ -154,12 +154,17 @@ def tree_sync(
     for chunk in _chunks(parents):
         yield "install -d -m 0755 -o root -g root " + " ".join(map(shlex.quote, chunk))
     for rel in changed:
-        final = f"{dest}/{rel}"
-        temp = f"{final}.gpuprov-new"
-        yield FileUploadCommand(str(src / rel), temp)
+        yield FileUploadCommand(str(src / rel), f"{dest}/{rel}.gpuprov-new")
+    # Then into place, in the planned order (metadata last), a few hundred per command:
+    # one SSH round trip per file would dominate a sync of many small files.
+    for chunk in _chunks(changed):
+        moves = " && ".join(
+            f"mv -f {shlex.quote(f'{rel}.gpuprov-new')} {shlex.quote(rel)}" for rel in chunk
+        )
+        temps = " ".join(shlex.quote(f"{rel}.gpuprov-new") for rel in chunk)
         yield (
-            f"chown root:root {shlex.quote(temp)} && chmod 0644 {shlex.quote(temp)} && "
-            f"mv -f {shlex.quote(temp)} {shlex.quote(final)}"
+            f"cd {shlex.quote(dest)} && chown root:root -- {temps} && chmod 0644 -- {temps}"
+            f" && {moves}"
         )
     for chunk in _chunks([f"{dest}/{rel}" for rel in extra]):
         yield "rm -f -- " + " ".join(map(shlex.quote, chunk))
