@@ -13,6 +13,7 @@ from gpuprov import __version__
 COMMANDS: dict[str, str] = {
     "repo": "repo:repo",
     "inventory": "inventory:inventory",
+    "lab": "lab:lab",
 }
 
 
