@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "repo": "repo:repo",
     "inventory": "inventory:inventory",
     "lab": "lab:lab",
+    "rollout": "rollout:rollout",
 }
 
 

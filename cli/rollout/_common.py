@@ -1,0 +1,30 @@
+"""Options shared by the rollout commands that read the state file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+state_option = click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="State database (default: INVENTORY.gpuprov-state.db beside the inventory).",
+)
+
+
+def fmt_time(stamp: float | None) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else ""
+
+
+def open_store(app, inventory: Path, state: Path | None):
+    """The store for INVENTORY, or a clear error when no rollout has run yet."""
+    from gpuprov.rollout.state import StateStore, default_state_path
+
+    path = state or default_state_path(inventory)
+    if not path.exists():
+        app.abort(f"no rollout state at {path} (no rollout of {inventory} has run yet)", 2)
+    return StateStore.for_inventory(inventory, path)

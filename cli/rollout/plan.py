@@ -1,0 +1,59 @@
+"""`gpuprov rollout plan INVENTORY`: show the canary and waves a rollout would use."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import click
+from gpuprov.cli.app import App
+
+
+@click.command()
+@click.argument("inventory", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def plan(app: App, inventory: Path, output: str) -> None:
+    """Show the waves (canary first) for the GPU hosts of INVENTORY.
+
+    Nothing connects to a host: the plan depends only on the inventory, and is the same
+    on every run (hosts are ordered by a hash seeded with the cluster name).
+    """
+    from gpuprov.inventory.loader import load_inventory
+
+    from gpuprov.errors import GpuprovError
+    from gpuprov.rollout.planner import domain_of, plan_rollout
+
+    try:
+        cluster = load_inventory(inventory)
+        policy = cluster.rollout
+        result = plan_rollout(cluster.gpu_hosts(), policy, seed=cluster.name)
+    except GpuprovError as exc:
+        app.fail(exc)
+    hosts = result.host_objects
+    if output == "json":
+        data = result.to_dict()
+        data["cluster"] = cluster.name
+        data["failure_domain"] = policy.failure_domain
+        data["max_per_domain"] = policy.max_per_domain
+        app.json(data)
+        return
+
+    def spread(names: tuple[str, ...]) -> str:
+        counts = Counter(domain_of(hosts[n], policy.failure_domain).split(":", 1)[1] for n in names)
+        return ", ".join(f"{d}×{c}" if c > 1 else d for d, c in sorted(counts.items()))
+
+    rows = [(w.name, len(w.hosts), ", ".join(w.hosts), spread(w.hosts)) for w in result.waves]
+    app.table(
+        ["wave", "hosts", "members", policy.failure_domain],
+        rows,
+        title=f"rollout plan for {cluster.name}",
+    )
+    limit = (
+        f", at most {policy.max_per_domain} per {policy.failure_domain}"
+        if policy.max_per_domain
+        else ""
+    )
+    app.info(
+        f"{len(result.host_names)} hosts in {len(result.waves)} waves{limit}; max_fail {policy.max_fail} per wave"
+    )

@@ -1,0 +1,1 @@
+"""Staged rollouts: plan waves (planner), record them (state), run them (runner)."""

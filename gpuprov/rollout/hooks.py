@@ -1,0 +1,117 @@
+"""Drain/undrain hooks: an operator's command template run per host.
+
+The template's {host} and {address} are shell-quoted before substitution, so a host name
+can never inject shell syntax. Hooks run locally (the default: the operator's machine has
+`scontrol`/`kubectl`) or on `policy.hook_host` over the system `ssh` client with strict
+host keys, the same known_hosts file the rest of gpuprov uses.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from gpuprov.errors import InputError, Problem
+from gpuprov.inventory.model import Host, RolloutPolicy
+
+OUTPUT_EXCERPT = 2000
+
+
+@dataclass(frozen=True)
+class HookResult:
+    ok: bool
+    command: str
+    returncode: int | None
+    output: str  # stdout+stderr tail, for the report
+
+    @property
+    def excerpt(self) -> str:
+        return self.output[-OUTPUT_EXCERPT:]
+
+
+class HookRunner(Protocol):
+    def run(self, template: str, host: Host) -> HookResult: ...
+
+
+def render(template: str, host: Host) -> str:
+    return template.format(host=shlex.quote(host.name), address=shlex.quote(host.address))
+
+
+class LocalHookRunner:
+    """Runs the rendered command with /bin/sh on this machine."""
+
+    def __init__(self, timeout: float = 600.0, cwd: Path | None = None):
+        self.timeout = timeout
+        self.cwd = cwd
+
+    def argv(self, command: str) -> list[str]:
+        return ["/bin/sh", "-c", command]
+
+    def run(self, template: str, host: Host) -> HookResult:
+        command = render(template, host)
+        try:
+            proc = subprocess.run(
+                self.argv(command),
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                # Own session: a Ctrl-C on the terminal must not kill a half-done
+                # `kubectl drain`; the runner stops after the hooks in flight finish.
+                start_new_session=True,
+            )
+        except subprocess.TimeoutExpired as exc:
+            out = (
+                (exc.stdout or b"").decode(errors="replace")
+                if isinstance(exc.stdout, bytes)
+                else exc.stdout or ""
+            )
+            return HookResult(False, command, None, f"{out}\ntimed out after {self.timeout:.0f}s")
+        except OSError as exc:
+            return HookResult(False, command, None, str(exc))
+        output = (proc.stdout + proc.stderr).strip()
+        return HookResult(proc.returncode == 0, command, proc.returncode, output)
+
+
+class SSHHookRunner(LocalHookRunner):
+    """Runs the rendered command on `hook_host` (e.g. the Slurm controller) via `ssh`."""
+
+    def __init__(self, hook_host: Host, known_hosts: Path, timeout: float = 600.0):
+        super().__init__(timeout)
+        self.hook_host = hook_host
+        self.known_hosts = known_hosts
+
+    def argv(self, command: str) -> list[str]:
+        ssh = self.hook_host.ssh
+        argv = [
+            "ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", f"ConnectTimeout={ssh.connect_timeout}", "-p", str(ssh.port),
+        ]  # fmt: skip
+        if ssh.key:
+            argv += ["-i", str(Path(ssh.key).expanduser()), "-o", "IdentitiesOnly=yes"]
+        return [*argv, f"{ssh.user}@{self.hook_host.address}", command]
+
+
+def make_hook_runner(
+    policy: RolloutPolicy, hosts: Mapping[str, Host], known_hosts: Path, timeout: float = 600.0
+) -> HookRunner:
+    """Local runner, or an SSH runner to `policy.hook_host` (which must be an inventory host)."""
+    if policy.hook_host is None:
+        return LocalHookRunner(timeout)
+    target = hosts.get(policy.hook_host)
+    if target is None:
+        raise InputError(
+            [
+                Problem(
+                    policy.location,
+                    f"rollout.hook_host {policy.hook_host!r} is not a host of this inventory",
+                )
+            ]
+        )
+    return SSHHookRunner(target, known_hosts, timeout)

@@ -1,0 +1,1 @@
+"""The test bed: real Debian hosts (VMs, light hosts) and the stand-in NVIDIA packages."""

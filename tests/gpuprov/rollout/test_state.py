@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gpuprov.errors import LockedError
+from gpuprov.rollout.planner import RolloutPlan, Wave
+from gpuprov.rollout.state import ERROR_EXCERPT, StateStore, default_state_path
+
+PLAN = RolloutPlan(
+    waves=(Wave(0, "canary", ("a",), True), Wave(1, "wave 1", ("b", "c"))),
+    skipped=("d",),
+    seed="s",
+)
+
+
+@pytest.fixture
+def store(inventory: Path) -> StateStore:
+    return StateStore.for_inventory(inventory)
+
+
+def reader(store: StateStore) -> StateStore:
+    """A second, independent connection: sees only what was committed."""
+    return StateStore(store.path, store.inventory)
+
+
+def test_default_path_is_beside_the_inventory(inventory: Path, store: StateStore):
+    assert default_state_path(inventory) == inventory.parent / "cluster.yaml.gpuprov-state.db"
+    assert store.path == default_state_path(inventory)
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_create_rollout_records_plan_waves_and_hosts(store: StateStore):
+    rid = store.create_rollout(PLAN)
+    st = reader(store).status(rid)
+    assert st.rollout.status == "running" and st.rollout.pid == os.getpid()
+    assert st.rollout.plan == PLAN.to_dict()
+    assert [(w.name, w.status) for w in st.waves] == [("canary", "pending"), ("wave 1", "pending")]
+    assert {h.host: (h.wave, h.status) for h in st.hosts} == {
+        "a": (0, "pending"), "b": (1, "pending"), "c": (1, "pending"), "d": (None, "skipped"),
+    }  # fmt: skip
+    assert store.load_plan(rid) == PLAN
+
+
+def test_each_transition_is_committed_at_once(store: StateStore):
+    rid = store.create_rollout(PLAN)
+    other = reader(store)
+    for status, step in [
+        ("draining", None),
+        ("running", "install driver"),
+        ("gating", "gate"),
+        ("undraining", None),
+    ]:
+        store.set_host(rid, "a", status, step=step)
+        assert other.host_statuses(rid)["a"] == status
+    store.set_step(rid, "a", "configure")
+    assert other.status(rid).hosts[0].step == "configure"
+    store.set_host(rid, "a", "failed", step="gate", error="x" * (ERROR_EXCERPT + 500) + "END")
+    row = other.status(rid).hosts[0]
+    assert row.status == "failed" and row.step == "gate" and row.finished
+    assert len(row.error) == ERROR_EXCERPT and row.error.endswith("END")  # the tail is kept
+    store.set_host(rid, "a", "draining")  # a re-run: attempts count, error cleared
+    row = other.status(rid).hosts[0]
+    assert row.attempts == 2 and row.error is None and row.finished is None
+    store.set_wave(rid, 0, "running")
+    store.set_wave(rid, 0, "halted", failures=1, allowed=0)
+    wave = other.status(rid).waves[0]
+    assert (wave.status, wave.failures, wave.allowed) == (
+        "halted",
+        1,
+        0,
+    ) and wave.finished >= wave.started
+
+
+def test_unknown_status_is_a_bug_not_a_row(store: StateStore):
+    rid = store.create_rollout(PLAN)
+    with pytest.raises(AssertionError):
+        store.set_host(rid, "a", "exploded")
+
+
+def test_create_rollout_is_all_or_nothing(store: StateStore):
+    bad = RolloutPlan(
+        waves=(Wave(0, "wave 1", ("a", "a")),)
+    )  # duplicate host: PK violation mid-way
+    with pytest.raises(sqlite3.IntegrityError):
+        store.create_rollout(bad)
+    assert store.history() == []
+    assert store.db.execute("SELECT COUNT(*) FROM waves").fetchone()[0] == 0
+
+
+def test_history_and_latest_resumable(store: StateStore, inventory: Path, tmp_path: Path):
+    assert store.latest_resumable() is None
+    first = store.create_rollout(PLAN)
+    store.set_rollout(first, "interrupted", "SIGINT")
+    assert store.latest_resumable().id == first
+    second = store.create_rollout(PLAN)
+    store.set_rollout(second, "completed")
+    # a later completed rollout supersedes the interrupted one: nothing to resume
+    assert store.latest_resumable() is None
+    third = store.create_rollout(PLAN)
+    store.set_rollout(third, "halted", "wave 1: 2 of 2 failed")
+    assert store.latest_resumable().id == third
+    assert [(r.id, r.status) for r in store.history()] == [
+        (first, "interrupted"),
+        (second, "completed"),
+        (third, "halted"),
+    ]
+    assert store.history(tmp_path / "elsewhere.yaml") == []
+    assert not store.inventory_changed(store.latest())
+    inventory.write_text("cluster: {name: changed}\n")
+    assert store.inventory_changed(store.latest())
+
+
+def test_lock_names_holder_and_is_free_after_release(store: StateStore):
+    lock = store.lock()
+    assert lock.holder() is None
+    with lock:
+        assert f"pid {os.getpid()}" in store.lock().holder()
+        with pytest.raises(LockedError, match=f"pid {os.getpid()}, started"):
+            store.lock().acquire()
+    assert lock.holder() is None and not lock.held
+    with store.lock() as again:
+        assert again.held

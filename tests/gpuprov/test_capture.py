@@ -1,0 +1,26 @@
+"""gpuprov.capture runs the real HostState script on this machine (no GPU here)."""
+
+import json
+import subprocess
+import sys
+
+
+def test_capture_facts_runs_the_real_script_here():
+    out = subprocess.run(
+        [sys.executable, "-m", "gpuprov.capture", "facts"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert (
+        data["kernel"]
+        == subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.strip()
+    )
+    assert data["nvidia_smi"]["present"] is False
+
+
+def test_capture_verify_without_gpus_says_so_and_fails():
+    out = subprocess.run(
+        [sys.executable, "-m", "gpuprov.capture", "verify"], capture_output=True, text=True
+    )
+    assert out.returncode == 1
+    assert "no system profile matches" in json.loads(out.stdout)["error"]
