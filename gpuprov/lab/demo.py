@@ -63,10 +63,16 @@ class Demo:
 
         return name in COMMANDS
 
-    def has_option(self, command: str, option: str) -> bool:
+    @staticmethod
+    def _help(*words: str) -> subprocess.CompletedProcess[str]:
         exe = Path(sys.executable).with_name("gpuprov")
-        proc = subprocess.run([str(exe), command, "--help"], capture_output=True, text=True)
-        return option in proc.stdout
+        return subprocess.run([str(exe), *words, "--help"], capture_output=True, text=True)
+
+    def has_option(self, command: str, option: str) -> bool:
+        return self.has_command(command) and option in self._help(command).stdout
+
+    def has_subcommand(self, group: str, command: str) -> bool:
+        return self.has_command(group) and self._help(group, command).returncode == 0
 
     # --- steps -----------------------------------------------------------------------
     def install(self) -> None:
@@ -146,9 +152,11 @@ class Demo:
         inv = str(self.inventory)
         with self.step("staged apply: canary gpu01, then the rest"):
             if self.has_command("rollout"):
-                self.gpuprov("rollout", inv, "--yes")
+                self.gpuprov("rollout", "plan", inv, check=False)  # the waves, canary first
+            if self.has_subcommand("rollout", "apply"):
+                self.gpuprov("rollout", "apply", inv, "--yes")
             elif self.has_command("apply"):
-                self.out("    (rollout not on this branch yet: apply per host, canary first)")
+                self.out("    (no staged `rollout apply` on this branch yet: apply, canary first)")
                 self.gpuprov("apply", inv, "--limit", "gpu01", "--yes")
                 self.gpuprov("apply", inv, "--yes")
             else:
