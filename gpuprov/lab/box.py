@@ -23,7 +23,8 @@ from pathlib import Path
 from gpuprov.errors import GpuprovError
 from gpuprov.lab import LOCAL_BOX, lab_dir
 
-DISK_SIZE_GB = 8  # sparse; the deploys' packages and the mirror's content fit
+# Sparse. gpuprov's preflight wants 10 GB free on / (a real GPU host needs it for the stack).
+DISK_SIZE_GB = 16
 VAGRANT_KEY_DIRS = (
     Path("/usr/share/rubygems-integration/all/gems"),  # Debian's vagrant package
     Path("/opt/vagrant/embedded/gems/gems"),  # HashiCorp's package
@@ -48,7 +49,8 @@ ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
 
 [Service]
 Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
+# ed25519 only (the test bed's sshd uses no other): RSA keygen takes long under emulation.
+ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
 
 [Install]
 WantedBy=multi-user.target ssh.service
@@ -72,6 +74,7 @@ Vagrant.configure("2") do |config|
     lv.cpu_mode = "custom"
     lv.cpu_model = "qemu64"
     lv.disk_bus = "virtio"
+    lv.graphics_type = "none"                  # a serial console only: no VNC, no VGA
     lv.kernel = File.join(__dir__, "vmlinuz")
     lv.initrd = File.join(__dir__, "initrd.img")
     lv.cmd_line = "root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=-1 " \\
@@ -188,6 +191,9 @@ def add_box(box: Box) -> bool:
     if installed_key(box.name) == box.key:
         return False
     log = box.file.parent / "build.log"
+    # vagrant-libvirt reuses the pool's copy of a box (named by box and version, always 0
+    # for a local file): drop it, or new VMs would boot the previous build.
+    _delete_pool_images(box.name)
     _run(["vagrant", "box", "add", "--force", "--name", box.name, str(box.file)], log)
     return True
 
@@ -197,6 +203,10 @@ def remove_box(name: str = LOCAL_BOX) -> None:
     subprocess.run(
         ["vagrant", "box", "remove", "--force", "--all", name], capture_output=True, check=False
     )
+    _delete_pool_images(name)
+
+
+def _delete_pool_images(name: str) -> None:
     # vagrant-libvirt uploads each box into the pool as <box>_vagrant_box_image_<ver>_box.img.
     prefix = name.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
     vols = subprocess.run(

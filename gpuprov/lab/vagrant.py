@@ -298,4 +298,10 @@ def destroy_domains(prefix: str) -> list[str]:
                 check=False,
             )  # fmt: skip
             removed.append(name)
+    # The lab's private network (Vagrantfile: "<prefix>net"), if no domain still uses it.
+    net = f"{prefix}net"
+    if subprocess.run([*virsh, "net-info", net], capture_output=True).returncode == 0:
+        subprocess.run([*virsh, "net-destroy", net], capture_output=True, check=False)
+        subprocess.run([*virsh, "net-undefine", net], capture_output=True, check=False)
+        removed.append(net)
     return removed
