@@ -11,10 +11,15 @@ from gpuprov import __version__
 
 # name -> "module:attribute" (modules relative to gpuprov.cli). One line per command.
 COMMANDS: dict[str, str] = {
+    "apply": "apply:apply",
+    "facts": "facts:facts",
+    "hosts": "hosts:hosts",
+    "plan": "plan:plan",
     "repo": "repo:repo",
     "inventory": "inventory:inventory",
     "lab": "lab:lab",
     "rollout": "rollout:rollout",
+    "mirror": "mirror:mirror",
 }
 
 
@@ -59,11 +64,22 @@ def gpuprov(ctx: click.Context, debug: bool) -> None:
     ctx.obj = App(debug=debug)
 
 
+# Commands that run an asyncio server never touch pyinfra, so they skip the patch: asyncio
+# then runs on the real threads, selectors and sockets it is written (and tested) for.
+UNPATCHED = (("mirror", "serve"),)
+
+
+def _needs_gevent(argv: list[str]) -> bool:
+    words = [a for a in argv if not a.startswith("-")]
+    return not any(tuple(words[: len(cmd)]) == cmd for cmd in UNPATCHED)
+
+
 def main() -> None:
     # gevent must patch before pyinfra/paramiko import sockets, or hosts run one by one.
-    from gevent import monkey
+    if _needs_gevent(sys.argv[1:]):
+        from gevent import monkey
 
-    monkey.patch_all()
+        monkey.patch_all()
     from gpuprov.cli.app import run
 
     sys.exit(run(gpuprov))

@@ -19,9 +19,8 @@ def plan(app: App, inventory: Path, output: str) -> None:
     Nothing connects to a host: the plan depends only on the inventory, and is the same
     on every run (hosts are ordered by a hash seeded with the cluster name).
     """
-    from gpuprov.inventory.loader import load_inventory
-
     from gpuprov.errors import GpuprovError
+    from gpuprov.inventory.loader import load_inventory
     from gpuprov.rollout.planner import domain_of, plan_rollout
 
     try:

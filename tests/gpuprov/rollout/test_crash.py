@@ -92,8 +92,19 @@ def test_kill_9_mid_wave_then_resume_reruns_no_completed_host(
 ):
     log = tmp_path / "log"
     proc = start(inventory, log, "--hosts", "8", "--sleep", "0.4", gevent=gevent)
-    wait_for(lambda: sum(s == "done" for s in host_rows(inventory).values()) >= when
-             and any(s in IN_FLIGHT for s in host_rows(inventory).values()))  # fmt: skip
+
+    def mid_wave() -> bool:
+        rows = host_rows(inventory).values()
+        return sum(s == "done" for s in rows) >= when and any(s in IN_FLIGHT for s in rows)
+
+    # Freeze the process, then confirm it is still mid-wave, so a loaded machine cannot
+    # move it past the moment we meant to kill it.
+    while True:
+        wait_for(mid_wave)
+        proc.send_signal(signal.SIGSTOP)
+        if mid_wave():
+            break
+        proc.send_signal(signal.SIGCONT)
     assert kill(proc, signal.SIGKILL) == -signal.SIGKILL
 
     store = StateStore.for_inventory(inventory)

@@ -1,0 +1,141 @@
+"""Preflight: is this host fit for an NVIDIA driver? Refuse it clearly if not.
+
+Runbook:
+1. Read the host's state in one round trip (gpuprov.facts.host_state.HostState).
+2. Refuse: unsupported OS, too little free disk, kernel headers missing and not
+   installable, Secure Boot on with a driver that would need signing, GPUs/NVSwitches on
+   the PCI bus that do not match the host's profile.
+3. Warn: headers missing but installable (the driver deploy installs them), nouveau loaded.
+4. Record who this host is in /etc/gpuprov/host.json (the one change preflight makes).
+
+The host var `gpuprov_preflight_ignore` (check names: os, disk, headers, secure_boot,
+gpus) turns those refusals into warnings, for labs and operators who know better.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import FactBase, deploy
+
+from gpuprov.engine.connect import CLUSTER_DATA_KEY, HOST_DATA_KEY
+from gpuprov.engine.ops import render, rendered_file
+from gpuprov.engine.refusal import HostRefused, warn
+from gpuprov.facts.host_state import HostState, HostStateData
+from gpuprov.inventory.model import Host
+from gpuprov.tables import SystemProfile, get_profile
+
+SUPPORTED_OS = ("debian12", "ubuntu2204", "ubuntu2404", "rhel9")
+MIN_FREE_GB = 10  # driver + CUDA toolkits + DKMS builds; host var gpuprov_min_free_gb
+TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "host.json.j2"
+
+
+class HeadersCandidate(FactBase):
+    """The apt candidate of linux-headers-<running kernel>, or None. Only read when the
+    headers are missing: apt-cache loads the whole package cache (seconds)."""
+
+    def command(self) -> str:
+        return (
+            'apt-cache policy "linux-headers-$(uname -r)" 2>/dev/null '
+            "| awk '/Candidate:/{print $2}'"
+        )
+
+    def process(self, output: list[str]) -> str | None:  # type: ignore[override]
+        value = "".join(output).strip()
+        return value if value and value != "(none)" else None
+
+
+def review(state: HostStateData, me: Host, headers_candidate: str | None = None) -> list[str]:
+    """Refuse (raise HostRefused) or return warnings. Pure: unit-tested on data."""
+    warnings: list[str] = []
+    ignore = set(me.vars.get("gpuprov_preflight_ignore") or ())
+
+    def refuse(check: str, reason: str, fix: str) -> None:
+        if check in ignore:
+            warnings.append(f"{reason} (ignored: gpuprov_preflight_ignore has {check!r})")
+            return
+        raise HostRefused(reason, fix)
+
+    os_key = state.os.os_key if state.os else "unknown"
+    if os_key not in SUPPORTED_OS:
+        name = state.os.pretty_name if state.os and state.os.pretty_name else os_key
+        refuse("os", f"unsupported OS {name!r}", f"reinstall with one of {', '.join(SUPPORTED_OS)}")
+    min_gb = float(me.vars.get("gpuprov_min_free_gb", MIN_FREE_GB))
+    free = state.root_free_bytes
+    if free is not None and free < min_gb * 1e9:
+        refuse(
+            "disk",
+            f"only {free / 1e9:.1f} GB free on / (need {min_gb:g} GB)",
+            "free disk space or grow the root filesystem",
+        )
+    if not state.headers_present:
+        rhel = os_key.startswith("rhel")
+        pkg = "kernel-devel" if rhel else f"linux-headers-{state.kernel}"
+        if headers_candidate or rhel:
+            warnings.append(f"{pkg} not installed; the driver deploy installs it")
+        else:
+            refuse(
+                "headers",
+                f"no kernel headers for the running kernel {state.kernel} and none installable",
+                f"make {pkg} available in the mirror, or boot a kernel that has them",
+            )
+    if state.secure_boot and me.stack is not None:
+        refuse(
+            "secure_boot",
+            "Secure Boot is on and the NVIDIA kernel modules would need signing",
+            "disable Secure Boot in the firmware, or enroll a MOK and sign the modules",
+        )
+    if state.nouveau_loaded:
+        warnings.append("nouveau is loaded; the driver deploy blacklists it (reboot needed)")
+    if me.profile and me.role == "gpu":
+        problem = pci_problem(state, get_profile(me.profile))
+        if problem:
+            refuse("gpus", *problem)
+    return warnings
+
+
+def pci_problem(state: HostStateData, profile: SystemProfile) -> tuple[str, str] | None:
+    """(reason, fix) when the PCI bus does not show the profile's GPUs and NVSwitches."""
+    from gpuprov.verify import pci_checks
+
+    if state.pci_devices is None:
+        return "lspci is not installed: cannot check the GPUs", "install pciutils"
+    failed = [c for c in pci_checks(state, profile) if not c.ok]
+    if not failed:
+        return None
+    seen = ", ".join(f"{d.pci_id} {d.name}" for d in state.pci_gpus) or "no NVIDIA GPU"
+    detail = "; ".join(c.detail for c in failed)
+    return (
+        f"PCI bus shows {seen}: {detail}",
+        "fix the host's profile in the inventory, or reseat/replace the GPUs",
+    )
+
+
+@deploy("Preflight")
+def preflight() -> None:
+    me: Host = host.data.get(HOST_DATA_KEY)
+    state = host.get_fact(HostState)
+    candidate = None
+    ignored = me.vars.get("gpuprov_preflight_ignore") or ()
+    debian = state.os is not None and state.os.family == "debian"
+    if not state.headers_present and debian and "headers" not in ignored:
+        candidate = host.get_fact(HeadersCandidate)
+    for text in review(state, me, candidate):
+        warn(text)
+
+    root = str(host.data.get("gpuprov_root") or "").rstrip("/")
+    identity = render(
+        TEMPLATE,
+        host_name=me.name,
+        host_group=me.group,
+        host_profile=me.profile,
+        host_role=me.role,
+        cluster_name=host.data.get(CLUSTER_DATA_KEY),
+    )
+    rendered_file(
+        name="Record the host's identity in /etc/gpuprov/host.json",
+        dest=f"{root}/etc/gpuprov/host.json",
+        content=identity,
+        mode="644",
+    )

@@ -1,0 +1,255 @@
+"""Turn a Cluster into a connected pyinfra State: one `Session` per run (or per wave).
+
+pyinfra is used as a library (../shared/reference/pyinfra-library.md). We connect the
+hosts ourselves, in parallel on pyinfra's gevent pool, instead of `connect_all`, because
+`connect_all` raises "No hosts remaining!" when every host fails and logs a multi-line
+error per host; we want one clear line per host and the decision left to the caller.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gpuprov.errors import ConnectError, InputError
+from gpuprov.inventory.model import Cluster, Host
+
+if TYPE_CHECKING:
+    from pyinfra.api import State
+    from pyinfra.api.host import Host as PyinfraHost
+
+# Host data keys under which deploys find gpuprov's own view of the host.
+HOST_DATA_KEY = "gpuprov_host"
+CLUSTER_DATA_KEY = "gpuprov_cluster"
+
+
+@dataclass(frozen=True)
+class ConnectResult:
+    host: str
+    ok: bool
+    kind: str = "ok"  # ok | unknown-key | changed-key | auth | unreachable | error
+    message: str = ""  # one line, ready to print
+
+
+@dataclass
+class Session:
+    """A pyinfra State over the selected hosts, with per-host connection results."""
+
+    cluster: Cluster
+    state: State
+    hosts: dict[str, Host]  # the selected gpuprov hosts, inventory order
+    results: dict[str, ConnectResult] = field(default_factory=dict)
+
+    def pyinfra_host(self, name: str) -> PyinfraHost:
+        return self.state.inventory.get_host(name)
+
+    @property
+    def connected(self) -> list[str]:
+        return [n for n in self.hosts if n in self.results and self.results[n].ok]
+
+    @property
+    def failed(self) -> list[ConnectResult]:
+        return [r for n, r in self.results.items() if not r.ok]
+
+    def close(self) -> None:
+        from pyinfra.api.connect import disconnect_all
+
+        with quiet_pyinfra():
+            disconnect_all(self.state)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextmanager
+def quiet_pyinfra() -> Iterator[None]:
+    """pyinfra logs connection errors and command failures itself (with colours and
+    tracebacks-by-another-name); we report them ourselves, so silence its loggers."""
+    names = ("pyinfra", "paramiko")
+    saved = []
+    for name in names:
+        log = logging.getLogger(name)
+        saved.append((log, log.level, log.propagate, list(log.handlers)))
+        log.handlers = [logging.NullHandler()]
+        log.propagate = False
+        log.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for log, level, propagate, handlers in saved:
+            log.handlers = handlers
+            log.propagate = propagate
+            log.setLevel(level)
+
+
+def sudo_password(cluster: Cluster, hosts: list[Host], prompt: bool) -> str | None:
+    """The sudo password from the environment variable named in the inventory, or a
+    prompt. Never logged, never put in an error message."""
+    needing = [h for h in hosts if h.ssh.sudo and h.ssh.user != "root"]
+    if not needing:
+        return None
+    env = needing[0].ssh.sudo_password_env
+    if os.environ.get(env):
+        return os.environ[env]
+    if prompt:
+        return getpass.getpass(f"sudo password for {needing[0].ssh.user} (or set ${env}): ")
+    return None  # passwordless sudo (NOPASSWD) is the common case on provisioned hosts
+
+
+def host_data(
+    cluster: Cluster, host: Host, *, accept_new: bool, password: str | None
+) -> dict[str, object]:
+    ssh = host.ssh
+    data: dict[str, object] = {
+        "ssh_hostname": host.address,
+        "ssh_port": ssh.port,
+        "ssh_user": ssh.user,
+        "ssh_known_hosts_file": str(cluster.known_hosts_path),
+        "ssh_strict_host_key_checking": "accept-new" if accept_new else "yes",
+        "ssh_allow_agent": False,
+        "ssh_look_for_keys": ssh.key is None,
+        "ssh_connect_retries": 0,
+        HOST_DATA_KEY: host,
+        CLUSTER_DATA_KEY: cluster.name,
+    }
+    if ssh.key is not None:
+        data["ssh_key"] = str(Path(ssh.key).expanduser())
+    if ssh.sudo and ssh.user != "root":
+        data["_sudo"] = True
+        if password:
+            data["_sudo_password"] = password
+    # Free-form inventory vars (e.g. gpuprov_root, simulated GPUs) reach the deploys as-is;
+    # they may not shadow the connection settings above.
+    for key, value in host.vars.items():
+        data.setdefault(str(key), value)
+    return data
+
+
+def build_state(
+    cluster: Cluster,
+    hosts: list[Host],
+    *,
+    accept_new: bool = False,
+    password: str | None = None,
+    parallel: int | None = None,
+) -> State:
+    from pyinfra.api import Config, Inventory, State
+
+    if not hosts:
+        raise InputError("no hosts selected (check --limit against the inventory)")
+    names = [
+        (h.name, host_data(cluster, h, accept_new=accept_new, password=password)) for h in hosts
+    ]
+    groups: dict[str, tuple[list[str], dict]] = {}
+    for h in hosts:
+        groups.setdefault(h.group, ([], {}))[0].append(h.name)
+    inventory = Inventory((names, {}), **groups)
+    timeout = max(h.ssh.connect_timeout for h in hosts)
+    config = Config(CONNECT_TIMEOUT=timeout, FAIL_PERCENT=None, PARALLEL=parallel or len(hosts))
+    with quiet_pyinfra():
+        return State(inventory, config, check_for_changes=True)
+
+
+def describe_error(cluster: Cluster, host: Host, message: str) -> tuple[str, str]:
+    """Map pyinfra's ConnectError text to (kind, one line with the fix)."""
+    where = f"{host.name} ({host.address}:{host.ssh.port})"
+    inv = cluster.path
+    low = message.lower()
+    if "no host key" in low:
+        return "unknown-key", (
+            f"{where}: host key not in {cluster.known_hosts_path} — run "
+            f"`gpuprov hosts trust {inv} --limit {host.name}`"
+        )
+    if "host key" in low and "does not match" in low:
+        return "changed-key", (
+            f"{where}: HOST KEY CHANGED (does not match {cluster.known_hosts_path}); possible "
+            f"man-in-the-middle — if the host was reinstalled, run "
+            f"`gpuprov hosts trust {inv} --limit {host.name} --replace`"
+        )
+    if "authentication" in low:
+        key = host.ssh.key or "default keys"
+        return "auth", (
+            f"{where}: authentication failed as {host.ssh.user!r} with {key} — check ssh.user "
+            f"and ssh.key in the inventory and the host's authorized_keys"
+        )
+    if "resolve" in low:
+        return "unreachable", f"{where}: cannot resolve {host.address!r}"
+    if any(s in low for s in ("could not connect", "timed out", "refused", "unreachable", "eof")):
+        detail = message.split("(", 1)[-1].rstrip(")") if "(" in message else message
+        detail = detail.replace("[Errno None] ", "")
+        return "unreachable", f"{where}: unreachable ({detail.strip()})"
+    return "error", f"{where}: cannot connect ({message})"
+
+
+def connect_hosts(session: Session) -> dict[str, ConnectResult]:
+    """Connect every host of the session in parallel; never raises for a host."""
+    import gevent
+    from pyinfra.api.exceptions import ConnectError as PyinfraConnectError
+    from pyinfra.connectors.sshuserclient.client import get_host_keys
+    from pyinfra.context import ctx_state
+
+    state = session.state
+    # pyinfra memoizes known_hosts per process; `hosts trust` may have just written it.
+    get_host_keys.cache.clear()
+
+    def one(name: str) -> ConnectResult:
+        host = state.inventory.get_host(name)
+        try:
+            host.connect(show_errors=False, raise_exceptions=True)
+        except PyinfraConnectError as exc:
+            kind, line = describe_error(session.cluster, session.hosts[name], str(exc))
+            return ConnectResult(name, False, kind, line)
+        except Exception as exc:  # a paramiko/gevent surprise must not kill other hosts
+            kind, line = describe_error(
+                session.cluster, session.hosts[name], f"{type(exc).__name__}: {exc}"
+            )
+            return ConnectResult(name, False, kind, line)
+        return ConnectResult(name, True)
+
+    # pyinfra's state context is process-global: hold it across the parallel section.
+    with quiet_pyinfra(), ctx_state.use(state):
+        greenlets = {name: state.pool.spawn(one, name) for name in session.hosts}
+        gevent.joinall(list(greenlets.values()))
+    results = {name: g.get() for name, g in greenlets.items()}
+    for name, res in results.items():
+        host = state.inventory.get_host(name)
+        if res.ok:
+            state.activate_host(host)
+        else:
+            state.failed_hosts.add(host)
+    session.results = results
+    return results
+
+
+def connect(
+    cluster: Cluster,
+    hosts: list[Host],
+    *,
+    accept_new: bool = False,
+    prompt_password: bool = False,
+    require_all: bool = False,
+) -> Session:
+    """Build the State for `hosts` and connect them in parallel.
+
+    Returns the Session with per-host results. Raises ConnectError (exit code 3) when no
+    host could be reached, or when any failed and `require_all` is set; the message has
+    one line per failed host.
+    """
+    password = sudo_password(cluster, hosts, prompt_password)
+    state = build_state(cluster, hosts, accept_new=accept_new, password=password)
+    session = Session(cluster, state, {h.name: h for h in hosts})
+    connect_hosts(session)
+    if not session.connected or (require_all and session.failed):
+        lines = [r.message for r in session.failed]
+        session.close()
+        raise ConnectError("\n".join(lines) if lines else "no host connected")
+    return session

@@ -1,0 +1,148 @@
+"""The cluster's own known_hosts file (beside the inventory): fetch, show, record keys.
+
+Connections always check host keys strictly against this file; `gpuprov hosts trust`
+is the one place a key gets in, after the operator saw its fingerprint. A key that
+differs from the recorded one is never replaced silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+from paramiko.hostkeys import HostKeyEntry, HostKeys
+
+from gpuprov.inventory.model import Host
+
+
+@dataclass(frozen=True)
+class ScannedKey:
+    host: str  # inventory name
+    entry: str  # known_hosts host field: "10.0.1.3" or "[10.0.1.3]:2222"
+    key_type: str | None = None
+    key_base64: str | None = None
+    fingerprint: str | None = None  # "SHA256:..."
+    error: str | None = None
+    status: str = "new"  # new | known | changed | error
+    recorded_fingerprint: str | None = None  # the old key, when changed
+
+
+def host_entry(address: str, port: int) -> str:
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def fetch_key(host: Host, timeout: float | None = None) -> ScannedKey:
+    """Read the host's key from the SSH handshake (no authentication happens)."""
+    entry = host_entry(host.address, host.ssh.port)
+    timeout = timeout or host.ssh.connect_timeout
+    try:
+        sock = socket.create_connection((host.address, host.ssh.port), timeout=timeout)
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return ScannedKey(host.name, entry, error=f"unreachable ({reason})", status="error")
+    transport = paramiko.Transport(sock)
+    try:
+        transport.start_client(timeout=timeout)
+        key = transport.get_remote_server_key()
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        return ScannedKey(host.name, entry, error=f"SSH handshake failed ({exc})", status="error")
+    finally:
+        transport.close()
+    return ScannedKey(
+        host.name, entry, key.get_name(), key.get_base64(), fingerprint(key), status="new"
+    )
+
+
+def _load(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _entry_matches(line: str, entry: str) -> HostKeyEntry | None:
+    parsed = HostKeyEntry.from_line(line) if line.strip() and not line.startswith("#") else None
+    if parsed is None or parsed.key is None:
+        return None
+    for name in parsed.hostnames:
+        if name == entry:
+            return parsed
+        if name.startswith("|1|") and HostKeys.hash_host(entry, name) == name:
+            return parsed
+    return None
+
+
+def classify(scanned: ScannedKey, lines: list[str]) -> ScannedKey:
+    """Compare a fetched key with what the file records for the same host entry."""
+    if scanned.error:
+        return scanned
+    same_type_other: str | None = None
+    for line in lines:
+        parsed = _entry_matches(line, scanned.entry)
+        if parsed is None:
+            continue
+        if parsed.key.get_name() != scanned.key_type:
+            continue
+        if parsed.key.get_base64() == scanned.key_base64:
+            return _replace(scanned, status="known")
+        same_type_other = fingerprint(parsed.key)
+    if same_type_other:
+        return _replace(scanned, status="changed", recorded_fingerprint=same_type_other)
+    return scanned
+
+
+def _replace(s: ScannedKey, **changes: object) -> ScannedKey:
+    from dataclasses import replace
+
+    return replace(s, **changes)
+
+
+def scan(hosts: list[Host], known_hosts: Path) -> list[ScannedKey]:
+    """Fetch every host's key in parallel and classify it against `known_hosts`."""
+    lines = _load(known_hosts)
+    if not hosts:
+        return []
+    with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
+        fetched = list(pool.map(fetch_key, hosts))
+    return [classify(s, lines) for s in fetched]
+
+
+def record(known_hosts: Path, keys: list[ScannedKey], replace: bool = False) -> int:
+    """Write new keys (and, with `replace`, changed ones) to the file atomically,
+    keeping every other line as it was. Returns the number of keys written."""
+    lines = _load(known_hosts)
+    to_write = [k for k in keys if k.status == "new" or (replace and k.status == "changed")]
+    if not to_write:
+        return 0
+    if replace:
+        changed = {(k.entry, k.key_type) for k in to_write if k.status == "changed"}
+
+        def stale(line: str) -> bool:
+            for entry, key_type in changed:
+                parsed = _entry_matches(line, entry)
+                if parsed is not None and parsed.key.get_name() == key_type:
+                    return True
+            return False
+
+        lines = [line for line in lines if not stale(line)]
+    lines += [f"{k.entry} {k.key_type} {k.key_base64}" for k in to_write]
+    known_hosts.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=known_hosts.parent, prefix=f".{known_hosts.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, known_hosts)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(to_write)

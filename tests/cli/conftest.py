@@ -1,0 +1,8 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "gpuprov" / "engine"))
+
+from loopback_sshd import sshd  # noqa: E402, F401  (the fixture)

@@ -1,0 +1,107 @@
+"""Preflight's decisions on HostState data (no host needed)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from gpuprov.deploys.preflight import pci_problem, review
+
+from gpuprov.engine.refusal import HostRefused
+from gpuprov.facts.host_state import HostStateData
+from gpuprov.inventory.model import DriverPin, Host, SSHSettings, Stack
+from gpuprov.parsers.lspci import parse_lspci
+from gpuprov.parsers.system import parse_os_release
+from gpuprov.tables import SystemProfile
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "lspci"
+HGX = SystemProfile(
+    name="hgx-h100-8",
+    description="HGX H100 8-GPU",
+    gpu_model="NVIDIA H100 80GB HBM3",
+    gpu_pci_ids=("10de:2330",),
+    gpu_count=8,
+    nvswitch=True,
+    nvswitch_pci_ids=("10de:22a3",),
+    nvswitch_count=4,
+)
+
+
+def state(**changes: object) -> HostStateData:
+    base = HostStateData(
+        os=parse_os_release('ID=ubuntu\nVERSION_ID="22.04"\nPRETTY_NAME="Ubuntu 22.04.4 LTS"\n'),
+        kernel="5.15.0-105-generic",
+        headers_present=True,
+        secure_boot=False,
+        pci_devices=parse_lspci((FIXTURES / "hgx-h100-8_lspci-nn.txt").read_text()),
+        root_free_bytes=50 * 10**9,
+    )
+    return replace(base, **changes)
+
+
+def host(**vars: object) -> Host:
+    return Host(
+        name="gpu001",
+        address="10.0.1.1",
+        role="gpu",
+        group="hgx",
+        ssh=SSHSettings(),
+        stack=Stack(driver=DriverPin("580", "580.95.05")),
+        profile=None,
+        vars=dict(vars),
+    )
+
+
+def test_a_healthy_host_passes_quietly():
+    assert review(state(), host()) == []
+    assert pci_problem(state(), HGX) is None
+
+
+def test_installable_headers_and_nouveau_are_warnings():
+    warnings = review(state(headers_present=False, nouveau_loaded=True), host(), "5.15.0-105.115")
+    assert any("linux-headers-5.15.0-105-generic not installed" in w for w in warnings)
+    assert any("nouveau" in w for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "check"),
+    [
+        ({"os": parse_os_release("ID=centos\nVERSION_ID=7\n")}, "unsupported OS", "os"),
+        ({"root_free_bytes": 2 * 10**9}, "2.0 GB free", "disk"),
+        ({"headers_present": False}, "no kernel headers", "headers"),
+        ({"secure_boot": True}, "Secure Boot is on", "secure_boot"),
+    ],
+)
+def test_refusals_are_one_line_with_a_fix(change, reason, check):
+    facts = state(**change)
+    with pytest.raises(HostRefused) as exc:
+        review(facts, host())
+    assert reason in exc.value.reason and exc.value.fix
+    assert "\n" not in str(exc.value)
+    # the operator override turns exactly that refusal into a warning
+    warnings = review(facts, host(gpuprov_preflight_ignore=[check]))
+    assert any(reason in w and "ignored" in w for w in warnings)
+
+
+def test_secure_boot_does_not_matter_without_a_driver():
+    mirror = replace(host(), stack=None, role="mirror")
+    assert review(state(secure_boot=True), mirror) == []
+
+
+def test_gpus_missing_from_the_bus():
+    devices = parse_lspci((FIXTURES / "hgx-h100-8_lspci-nn.txt").read_text())
+    one_gpu_gone = [d for d in devices if d.slot != "18:00.0"]
+    reason, fix = pci_problem(state(pci_devices=one_gpu_gone), HGX)
+    assert "7 GPUs" in reason and "expects 8" in reason and fix
+    reason, _ = pci_problem(state(pci_devices=[]), HGX)
+    assert reason.startswith("PCI bus shows no NVIDIA GPU")
+    reason, fix = pci_problem(state(pci_devices=None), HGX)
+    assert "lspci is not installed" in reason and fix == "install pciutils"
+
+
+def test_profile_from_the_data_tables():
+    hgx = replace(host(), profile="hgx-h100-8")
+    assert review(state(), hgx) == []
+    with pytest.raises(HostRefused, match="profile hgx-b200-8 expects 8"):
+        review(state(), replace(host(), profile="hgx-b200-8"))
