@@ -24,9 +24,10 @@ REPO_PORT = 8080
 
 
 class Demo:
-    def __init__(self, settings: LabSettings, out: Callable[[str], None] = print) -> None:
+    def __init__(self, settings: LabSettings, out: Callable[[str], None] | None = None) -> None:
         self.s = settings
-        self.out = out
+        self.out = out or (lambda text: print(text, flush=True))
+        self.repo_url: str | None = None
         self.times: list[tuple[str, float]] = []
         self.skipped: list[str] = []
         self.log = settings.dir / "demo.log"
@@ -116,8 +117,10 @@ class Demo:
                 "    from the control node on the lab network: the mirror-server deploy is "
                 "not on this branch yet (it serves from mirror01 once it is)"
             )
-            url = serve(repo, f"{self.s.net}.1", REPO_PORT, self.s.dir / "repo-server.pid")
-            self.out(f"    {url}")
+            self.repo_url = serve(
+                repo, f"{self.s.net}.1", REPO_PORT, self.s.dir / "repo-server.pid"
+            )
+            self.out(f"    {self.repo_url}")
 
     def inventory_step(self) -> None:
         from gpuprov.lab.inventory import write_inventory
@@ -127,6 +130,24 @@ class Demo:
             for h in hosts:
                 self.out(f"    {h.name}: {h.lab_address} key {h.host_key[:30]}...")
             self.out(f"    wrote {path}")
+
+    def reach_repo(self) -> None:
+        """Every lab host fetches the signed Release file over the private network."""
+        from gpuprov.inventory.loader import load_inventory
+        from gpuprov.lab.snapshot import ssh_command
+
+        if not self.repo_url:
+            return
+        url = f"{self.repo_url}dists/gpuprov-lab/InRelease"
+        with self.step(f"lab hosts reach the repository ({url})"):
+            for host in load_inventory(self.inventory).hosts.values():
+                proc = subprocess.run(
+                    [*ssh_command(host), f"curl -fsS -o /dev/null -w '%{{http_code}}' {url}"],
+                    capture_output=True, text=True, timeout=300, check=False,
+                )  # fmt: skip
+                if proc.returncode != 0:
+                    raise LabError(f"{host.name} cannot fetch {url}: {proc.stderr.strip()}")
+                self.out(f"    {host.name}: HTTP {proc.stdout.strip()}")
 
     def dry_run(self) -> None:
         from gpuprov.inventory.loader import load_inventory
@@ -176,6 +197,7 @@ class Demo:
         self.up()
         self.serve_repo(repo)
         self.inventory_step()
+        self.reach_repo()
         if self.has_command("facts"):
             with self.step("facts"):
                 self.gpuprov("facts", str(self.inventory), check=False)
