@@ -20,11 +20,26 @@ STYLE = {"changed": "yellow", "ok": "green", "failed": "red"}
 @OUTPUT
 @ACCEPT_NEW
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.pass_obj
+@click.option(
+    "--dry-run", is_flag=True, help="Change nothing: show the plan (same as `gpuprov plan`)."
+)
+@click.pass_context
 def apply(
-    app: App, inventory: Path, limit: tuple[str, ...], output: str, accept_new: bool, yes: bool
+    ctx: click.Context,
+    inventory: Path,
+    limit: tuple[str, ...],
+    output: str,
+    accept_new: bool,
+    yes: bool,
+    dry_run: bool,
 ) -> None:
     """Apply the deploys to the hosts. Shows the plan and asks first unless --yes."""
+    app: App = ctx.obj
+    if dry_run:
+        from gpuprov.cli.plan import plan
+
+        ctx.invoke(plan, inventory=inventory, limit=limit, output=output, accept_new=accept_new)
+        return
     from gpuprov.cli._engine import exit_code, load, open_session, static_checks
     from gpuprov.cli.plan import show_plan
 
