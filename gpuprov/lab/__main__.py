@@ -1,4 +1,4 @@
-"""`python -m gpuprov.lab demo|clean|box|profiles|inventory` (make demo, demo-clean, lab-box)."""
+"""`python -m gpuprov.lab demo|clean|box|hardware|inventory` (make demo, demo-clean, lab-box)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("clean", help="destroy the VMs, remove the box and the lab dir")
     box = sub.add_parser("box", help="build and add the local box gpuprov/debian12-local")
     box.add_argument("--force", action="store_true", help="rebuild even if cached")
-    sub.add_parser("profiles", help="write the simulated GPU profiles the Vagrantfile uses")
+    sub.add_parser("hardware", help="write the simulated GPU hardware the Vagrantfile installs")
     inv = sub.add_parser("inventory", help="inventory + known_hosts from the running lab")
     inv.add_argument("-o", "--output", type=Path, default=Path("inventories/vagrant.yaml"))
     args = parser.parse_args(argv)
@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
             built = build_box(force=args.force)
             print(f"{'built' if built.built else 'reused'} {built.file}")
             print(f"{'added' if add_box(built) else 'already added'}: {built.name}")
-        elif args.cmd == "profiles":
-            from gpuprov.lab.demo import write_sim_profiles
+        elif args.cmd == "hardware":
+            from gpuprov.lab.demo import write_hardware
 
-            for path in write_sim_profiles(settings.dir / "sim-profiles"):
+            for path in write_hardware(settings.dir / "hardware"):
                 print(path)
         elif args.cmd == "inventory":
             from gpuprov.lab.inventory import write_inventory

@@ -51,7 +51,8 @@ class Demo:
         exe = Path(sys.executable).with_name("gpuprov")
         cmd = [str(exe) if exe.exists() else "gpuprov", *args]
         self.out(f"    $ gpuprov {' '.join(args)}")
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "150")}  # tables, unwrapped
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         for line in (proc.stdout + proc.stderr).rstrip().splitlines():
             self.out(f"      {line}")
         if check and proc.returncode != 0:
@@ -82,9 +83,9 @@ class Demo:
                 ["bash", str(repo_root() / "scripts" / "install-lab-deps.sh")], check=True
             )
 
-    def profiles(self) -> None:
-        with self.step(f"simulated GPU profile {self.s.profile} -> {self.s.dir}/sim-profiles"):
-            write_sim_profiles(self.s.dir / "sim-profiles")
+    def hardware(self) -> None:
+        with self.step(f"simulated GPU hardware ({self.s.profile}) -> {self.s.dir}/hardware"):
+            write_hardware(self.s.dir / "hardware")
 
     def box(self) -> None:
         with self.step("box gpuprov/debian12-local from the test bed's Debian 12 rootfs"):
@@ -191,7 +192,7 @@ class Demo:
     def run(self) -> None:
         start = time.monotonic()
         self.install()
-        self.profiles()
+        self.hardware()
         self.box()
         repo = self.repo()
         self.up()
@@ -217,22 +218,31 @@ class Demo:
         )
 
 
-def write_sim_profiles(out: Path) -> list[Path]:
-    """Every stand-in GPU profile as JSON, for the Vagrantfile's provisioner."""
+def write_hardware(out: Path) -> list[Path]:
+    """Every stand-in GPU profile as JSON and the gpuprov-gpu-sim package: the simulated
+    hardware the Vagrantfile's provisioner puts on each GPU host (as on a real machine,
+    the GPUs are there before gpuprov provisions anything)."""
+    from gpuprov.testbed.standins import build_standins
     from gpuprov.testbed.standins.profiles import PROFILES, render_profile
     from gpuprov.testbed.standins.sim import profile_json
 
     out.mkdir(parents=True, exist_ok=True)
+    files = {f"{name}.json": profile_json(render_profile(name)).encode() for name in PROFILES}
+    sim = [d for d in build_standins(out.parent / "standin-debs") if _is_sim(d)]
+    files["gpuprov-gpu-sim.deb"] = sim[0].read_bytes()
     paths = []
-    for name in sorted(PROFILES):
-        path = out / f"{name}.json"
-        text = profile_json(render_profile(name))
-        if not path.is_file() or path.read_text() != text:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(text)
+    for name, data in sorted(files.items()):
+        path = out / name
+        if not path.is_file() or path.read_bytes() != data:
+            tmp = path.with_name(f".{name}.tmp")
+            tmp.write_bytes(data)
             tmp.replace(path)
         paths.append(path)
     return paths
+
+
+def _is_sim(deb: Path) -> bool:
+    return deb.name.startswith("gpuprov-gpu-sim_")
 
 
 def build_standin_repo(lab: Path) -> Path:
@@ -240,7 +250,8 @@ def build_standin_repo(lab: Path) -> Path:
     from gpuprov.aptrepo import generate_key, load_key, publish_repo
     from gpuprov.testbed.standins import build_standins
 
-    debs = build_standins(lab / "standin-debs")
+    # The simulator is "hardware" (write_hardware), not something the site's mirror offers.
+    debs = [d for d in build_standins(lab / "standin-debs") if not _is_sim(d)]
     home = lab / "repo-key"
     key = (
         load_key(home)

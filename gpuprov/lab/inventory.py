@@ -60,14 +60,17 @@ def render(hosts: list[LabHost], settings: LabSettings, inventory: Path, known_h
         "    gates: [nvidia-smi]",
         "groups:",
     ]
+    # The lab's repository has stand-in NVIDIA packages, not Debian's linux-headers: the
+    # stand-in driver builds nothing, so preflight's headers check only warns here.
+    ignore = "gpuprov_preflight_ignore: [headers]"
     if mirrors:
-        out += ["  mirror:", "    role: mirror", "    hosts:"]
+        out += ["  mirror:", "    role: mirror", f"    vars: {{{ignore}}}", "    hosts:"]
         out += [_host_line(h, base) for h in mirrors]
     if gpus:
         out += [
             "  gpu:",
             f"    profile: {profile}",
-            f"    vars: {{sim_profile: {profile}}}",
+            f"    vars: {{sim_profile: {profile}, {ignore}}}",
             "    hosts:",
         ]
         out += [_host_line(h, base, rack=f"r{i % 2 + 1}") for i, h in enumerate(gpus)]

@@ -35,7 +35,7 @@ class LabSettings:
     box: str = LOCAL_BOX
     net: str = "192.168.56"
     prefix: str = "gpuprov-lab-"
-    dir: Path = field(default_factory=lab_dir)  # sim profiles, console logs, known_hosts
+    dir: Path = field(default_factory=lab_dir)  # hardware, console logs, known_hosts
     dotfile: Path | None = None  # VAGRANT_DOTFILE_PATH; None: <repo>/.vagrant
     vagrantfile_dir: Path = field(default_factory=repo_root)
 

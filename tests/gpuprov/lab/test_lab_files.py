@@ -1,5 +1,5 @@
 """LAB, fast tier: inventory rendering (loaded back by the real loader), `vagrant ssh-config`
-parsing, snapshot diffs, sim profiles and the checked-in inventories/vagrant.yaml."""
+parsing, snapshot diffs, the simulated hardware and the checked-in inventories/vagrant.yaml."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gpuprov.inventory.loader import load_inventory
 from gpuprov.lab import repo_root
-from gpuprov.lab.demo import write_sim_profiles
+from gpuprov.lab.demo import write_hardware
 from gpuprov.lab.inventory import render
 from gpuprov.lab.snapshot import Snapshot
 from gpuprov.lab.vagrant import LabHost, LabSettings, known_hosts_name, parse_ssh_config
@@ -102,13 +102,20 @@ def test_snapshot_diff_names_the_change() -> None:
     assert any(line.startswith("--- gpu01:etc") for line in diff)
 
 
-def test_sim_profiles_are_the_standins_profiles(tmp_path: Path) -> None:
+def test_hardware_is_the_standins_profiles_and_simulator(tmp_path: Path) -> None:
+    import subprocess
+
     from gpuprov.testbed.standins import PROFILES, render_profile
 
-    paths = write_sim_profiles(tmp_path)
-    assert sorted(p.stem for p in paths) == sorted(PROFILES)
-    h100 = json.loads((tmp_path / "hgx-h100-8.json").read_text())
+    paths = write_hardware(tmp_path / "hardware")
+    assert sorted(p.name for p in paths) == sorted(
+        [f"{n}.json" for n in PROFILES] + ["gpuprov-gpu-sim.deb"]
+    )
+    h100 = json.loads((tmp_path / "hardware/hgx-h100-8.json").read_text())
     assert h100 == render_profile("hgx-h100-8") and h100["gpu_count"] == 8
+    deb = tmp_path / "hardware/gpuprov-gpu-sim.deb"
+    name = subprocess.run(["dpkg-deb", "-f", deb, "Package"], capture_output=True, text=True)
+    assert name.stdout.strip() == "gpuprov-gpu-sim"
 
 
 def test_known_hosts_names() -> None:

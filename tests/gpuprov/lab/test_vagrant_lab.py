@@ -56,10 +56,10 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> LabSettings:
 def lab(settings: LabSettings) -> LabSettings:
     """gpu01 up (box built/added first, cached across runs); destroyed on teardown."""
     from gpuprov.lab.box import add_box, build_box
-    from gpuprov.lab.demo import write_sim_profiles
+    from gpuprov.lab.demo import write_hardware
     from gpuprov.lab.vagrant import destroy, vagrant
 
-    write_sim_profiles(settings.dir / "sim-profiles")
+    write_hardware(settings.dir / "hardware")
     start = time.monotonic()
     add_box(build_box())
     TIMES["box (build or reuse) + add"] = time.monotonic() - start
