@@ -173,6 +173,11 @@ class Demo:
     def apply(self) -> None:
         inv = str(self.inventory)
         with self.step("staged apply: canary gpu01, then the rest"):
+            with contextlib.suppress(ImportError):
+                from gpuprov.engine.playbook import default_deploys
+
+                names = [getattr(d, "__name__", str(d)) for d in default_deploys()]
+                self.out(f"    deploys on this branch: {', '.join(names)}")
             if self.has_command("rollout"):
                 self.gpuprov("rollout", "plan", inv, check=False)  # the waves, canary first
             if self.has_subcommand("rollout", "apply"):

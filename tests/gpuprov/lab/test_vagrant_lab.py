@@ -182,7 +182,8 @@ def test_apply_then_verify(inventory: Path) -> None:
     TIMES["apply"] = time.monotonic() - start
     assert applied.returncode == 0, applied.stdout + applied.stderr
     again = gpuprov("plan", str(inventory))
-    assert again.returncode == 0, again.stdout + again.stderr  # converged: nothing to do
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Plan: 0 changes" in again.stdout + again.stderr  # converged: nothing to do
     if has_command("verify"):
         verified = gpuprov("verify", str(inventory))
         assert verified.returncode == 0, verified.stdout + verified.stderr
