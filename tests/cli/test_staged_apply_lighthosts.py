@@ -216,8 +216,10 @@ def test_failing_canary_stops_everything(lab, tmp_path: Path):
                 {canary: {"gpuprov_min_free_gb": 1_000_000}})  # fmt: skip
     assert site.waves()[0]["hosts"] == [canary]  # vars do not move hosts between waves
 
-    proc, doc = site.apply()
+    state = tmp_path / "elsewhere" / "rollouts.db"
+    proc, doc = site.apply("--state", str(state))
     assert proc.returncode == 4, proc.stderr
+    assert state.exists() and not site.db.exists()
     report = doc["rollout"]
     assert report["status"] == "halted" and "canary" in report["reason"]
     [failure] = report["failed"]
