@@ -69,14 +69,14 @@ def stack_installed(state) -> bool:
     return any(name.startswith(prefixes) for name in state.packages)
 
 
-GATE_CHECKS = {
-    "nvidia-smi": frozenset({
-        "pci-gpus", "pci-nvswitches", "nvidia-smi", "gpu-count", "gpu-model", "driver-version",
-        "ecc", "memory-remap", "fabric", "fabricmanager-version", "inventory",
-    }),
-    "dcgm-diag": frozenset({"dcgm-diag"}),
-    "container": frozenset({"cdi-spec", "container"}),
-}  # fmt: skip
+# Checks of node_verdict owned by a gate; `nvidia-smi` owns every other check (PCI bus,
+# nvidia-smi, GPU count and model, driver, ECC, remaps, fabric, fabric manager...), so a
+# check `gpuprov verify` gains later is gated too, never silently ignored.
+GATE_CHECKS = {"dcgm-diag": frozenset({"dcgm-diag"}), "container": frozenset({"cdi-spec", "container"})}  # fmt: skip
+
+
+def _gate_of(check: str) -> str:
+    return next((g for g, names in GATE_CHECKS.items() if check in names), "nvidia-smi")
 
 
 def builtin_failures(host: Host, gates: Sequence[str], state, probe) -> list[str]:
@@ -86,15 +86,9 @@ def builtin_failures(host: Host, gates: Sequence[str], state, probe) -> list[str
     if not gates or not stack_installed(state):
         return []
     report = node_verdict(host, state, probe if probe is not None else ProbeData())
-    failures = []
-    for gate in gates:
-        names = GATE_CHECKS[gate]
-        failures += [
-            f"{gate}: {c.name}: {c.detail}" for c in report.verdict.failed if c.name in names
-        ]
-        failures += [f"{gate}: {n}: not checked: {why}" for n, why in report.not_checked
-                     if n in names]  # fmt: skip
-    return failures
+    failures = [f"{_gate_of(c.name)}: {c.name}: {c.detail}" for c in report.verdict.failed]
+    failures += [f"{_gate_of(n)}: {n}: not checked: {why}" for n, why in report.not_checked]
+    return [f for f in failures if f.split(":", 1)[0] in gates]
 
 
 class HealthGates:
