@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-fast test-hosts test-vm lint demo demo-clean system-deps venv bench clean
+.PHONY: test test-fast test-hosts test-vm lint demo demo-clean lab-deps lab-box system-deps venv bench clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -31,12 +31,20 @@ test-fast: $(STAMP)
 test-hosts: system-deps $(STAMP)
 	$(PY) -m pytest -m "host and not vm"
 
-test-vm: system-deps $(STAMP)
+test-vm: system-deps lab-deps $(STAMP)
 	$(PY) -m pytest -m vm
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Vagrant + vagrant-libvirt + libvirt, daemons running (only the lab and its tests need them).
+lab-deps:
+	bash scripts/install-lab-deps.sh
+
+## The local Vagrant box gpuprov/debian12-local, from the test bed rootfs (docs/lab.md).
+lab-box: system-deps lab-deps $(STAMP)
+	$(PY) -m gpuprov.lab box
 
 ## The README's main job on a local lab (see README).
 demo: system-deps $(STAMP)

@@ -17,8 +17,10 @@ COMMANDS: dict[str, str] = {
     "plan": "plan:plan",
     "repo": "repo:repo",
     "inventory": "inventory:inventory",
+    "lab": "lab:lab",
     "rollout": "rollout:rollout",
     "mirror": "mirror:mirror",
+    "verify": "verify:verify",
 }
 
 

@@ -1,0 +1,310 @@
+"""LAB: `make demo` — the README's main job on a Vagrant lab of simulated GPU hosts.
+
+Each step says what it does, how long it took, and whether it was skipped (already
+there, or a part of gpuprov that is not built yet). Re-running skips what exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from gpuprov.lab import repo_root
+from gpuprov.lab.box import LabError, add_box, build_box, remove_box
+from gpuprov.lab.vagrant import LabSettings, destroy, machine_states, vagrant
+
+REPO_PORT = 8080
+
+
+class Demo:
+    def __init__(self, settings: LabSettings, out: Callable[[str], None] | None = None) -> None:
+        self.s = settings
+        self.out = out or (lambda text: print(text, flush=True))
+        self.repo_url: str | None = None
+        self.times: list[tuple[str, float]] = []
+        self.skipped: list[str] = []
+        self.log = settings.dir / "demo.log"
+        self.inventory = repo_root() / "inventories" / "vagrant.yaml"
+
+    @contextlib.contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        self.out(f"==> {title}")
+        start = time.monotonic()
+        yield
+        took = time.monotonic() - start
+        self.times.append((title, took))
+        self.out(f"    ({took:.1f} s)")
+
+    def skip(self, what: str) -> None:
+        self.skipped.append(what)
+        self.out(f"    SKIPPED: {what}")
+
+    # --- gpuprov's own CLI, as a user would run it ---------------------------------
+    def gpuprov(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        exe = Path(sys.executable).with_name("gpuprov")
+        cmd = [str(exe) if exe.exists() else "gpuprov", *args]
+        self.out(f"    $ gpuprov {' '.join(args)}")
+        env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "150")}  # tables, unwrapped
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+        for line in (proc.stdout + proc.stderr).rstrip().splitlines():
+            self.out(f"      {line}")
+        if check and proc.returncode != 0:
+            raise LabError(f"`gpuprov {' '.join(args)}` failed (exit {proc.returncode})")
+        return proc
+
+    @staticmethod
+    def has_command(name: str) -> bool:
+        from gpuprov.cli import COMMANDS
+
+        return name in COMMANDS
+
+    @staticmethod
+    def _help(*words: str) -> subprocess.CompletedProcess[str]:
+        exe = Path(sys.executable).with_name("gpuprov")
+        return subprocess.run([str(exe), *words, "--help"], capture_output=True, text=True)
+
+    def has_option(self, command: str, option: str) -> bool:
+        return self.has_command(command) and option in self._help(command).stdout
+
+    def has_subcommand(self, group: str, command: str) -> bool:
+        return self.has_command(group) and self._help(group, command).returncode == 0
+
+    # --- steps -----------------------------------------------------------------------
+    def install(self) -> None:
+        with self.step("system packages: vagrant, vagrant-libvirt, libvirt (+ daemons running)"):
+            subprocess.run(
+                ["bash", str(repo_root() / "scripts" / "install-lab-deps.sh")], check=True
+            )
+
+    def hardware(self) -> None:
+        with self.step(f"simulated GPU hardware ({self.s.profile}) -> {self.s.dir}/hardware"):
+            write_hardware(self.s.dir / "hardware")
+
+    def box(self) -> None:
+        with self.step("box gpuprov/debian12-local from the test bed's Debian 12 rootfs"):
+            box = build_box()
+            self.out(f"    {'built' if box.built else 'reused'} {box.file}")
+            self.out(f"    {'added to' if add_box(box) else 'already in'} vagrant box list")
+
+    def repo(self) -> Path | None:
+        with self.step("signed apt repository of stand-in NVIDIA packages"):
+            try:
+                repo = build_standin_repo(self.s.dir)
+            except ImportError:
+                self.skip("stand-in packages (gpuprov.testbed.standins) not on this branch yet")
+                return None
+            self.out(f"    {repo}")
+            return repo
+
+    def up(self) -> None:
+        with self.step(f"vagrant up: mirror01 + {self.s.gpus} GPU host(s) (log: {self.log})"):
+            states = machine_states(self.s)
+            if all(states.get(n) == "running" for n in self.s.machine_names()):
+                self.out("    all running already")
+            vagrant(self.s, "up", "--provider", self.s.provider, log=self.log, timeout=3600)
+
+    def serve_repo(self, repo: Path | None) -> None:
+        if repo is None:
+            return
+        with self.step("serve the repository to the lab"):
+            self.out(
+                "    from the control node on the lab network: the mirror-server deploy is "
+                "not on this branch yet (it serves from mirror01 once it is)"
+            )
+            self.repo_url = serve(
+                repo, f"{self.s.net}.1", REPO_PORT, self.s.dir / "repo-server.pid"
+            )
+            self.out(f"    {self.repo_url}")
+
+    def inventory_step(self) -> None:
+        from gpuprov.lab.inventory import write_inventory
+
+        with self.step("inventory from `vagrant ssh-config`, host keys by ssh-keyscan"):
+            path, hosts = write_inventory(self.s, self.inventory)
+            for h in hosts:
+                self.out(f"    {h.name}: {h.lab_address} key {h.host_key[:30]}...")
+            self.out(f"    wrote {path}")
+
+    def reach_repo(self) -> None:
+        """Every lab host fetches the signed Release file over the private network."""
+        from gpuprov.inventory.loader import load_inventory
+        from gpuprov.lab.snapshot import ssh_command
+
+        if not self.repo_url:
+            return
+        url = f"{self.repo_url}dists/gpuprov-lab/InRelease"
+        with self.step(f"lab hosts reach the repository ({url})"):
+            for host in load_inventory(self.inventory).hosts.values():
+                proc = subprocess.run(
+                    [*ssh_command(host), f"curl -fsS -o /dev/null -w '%{{http_code}}' {url}"],
+                    capture_output=True, text=True, timeout=300, check=False,
+                )  # fmt: skip
+                if proc.returncode != 0:
+                    raise LabError(f"{host.name} cannot fetch {url}: {proc.stderr.strip()}")
+                self.out(f"    {host.name}: HTTP {proc.stdout.strip()}")
+
+    def dry_run(self) -> None:
+        from gpuprov.inventory.loader import load_inventory
+        from gpuprov.lab.snapshot import take_all
+
+        inv = str(self.inventory)
+        with self.step("dry run (plan, apply --dry-run) changes nothing"):
+            if not self.has_command("plan"):
+                self.skip("`gpuprov plan` (engine) not on this branch yet")
+                return
+            hosts = list(load_inventory(self.inventory).hosts.values())
+            before = take_all(hosts)
+            self.gpuprov("plan", inv, check=False)
+            if self.has_option("apply", "--dry-run"):
+                self.gpuprov("apply", inv, "--dry-run", check=False)
+            after = take_all(hosts)
+            diffs = [d for h in hosts for d in before[h.name].diff(after[h.name])]
+            if diffs:
+                raise LabError("the dry run changed hosts:\n" + "\n".join(diffs[:40]))
+            self.out(f"    packages, /etc and service states identical on {len(hosts)} host(s)")
+
+    def apply(self) -> None:
+        inv = str(self.inventory)
+        with self.step("staged apply: canary gpu01, then the rest"):
+            with contextlib.suppress(ImportError):
+                from gpuprov.engine.playbook import default_deploys
+
+                names = [getattr(d, "__name__", str(d)) for d in default_deploys()]
+                self.out(f"    deploys on this branch: {', '.join(names)}")
+            if self.has_command("rollout"):
+                self.gpuprov("rollout", "plan", inv, check=False)  # the waves, canary first
+            if self.has_subcommand("rollout", "apply"):
+                self.gpuprov("rollout", "apply", inv, "--yes")
+            elif self.has_command("apply"):
+                self.out("    (no staged `rollout apply` on this branch yet: apply, canary first)")
+                self.gpuprov("apply", inv, "--limit", "gpu01", "--yes")
+                self.gpuprov("apply", inv, "--yes")
+            else:
+                self.skip("`gpuprov apply` (engine) not on this branch yet")
+        with self.step("verify"):
+            if self.has_command("verify"):
+                self.gpuprov("verify", inv)
+            else:
+                self.skip("`gpuprov verify` (deploys) not on this branch yet")
+
+    def run(self) -> None:
+        start = time.monotonic()
+        self.install()
+        self.hardware()
+        self.box()
+        repo = self.repo()
+        self.up()
+        self.serve_repo(repo)
+        self.inventory_step()
+        self.reach_repo()
+        if self.has_command("facts"):
+            with self.step("facts"):
+                self.gpuprov("facts", str(self.inventory), check=False)
+        self.dry_run()
+        self.apply()
+        total = time.monotonic() - start
+        self.out(f"\nDone in {total:.0f} s.")
+        for title, took in self.times:
+            self.out(f"  {took:7.1f} s  {title}")
+        if self.skipped:
+            self.out("Skipped (not built yet):\n" + "\n".join(f"  - {w}" for w in self.skipped))
+        self.out(
+            f"\nNext: gpuprov inventory show {self.inventory}\n"
+            f"      vagrant ssh gpu01   (GPUPROV_LAB_BOX={self.s.box})\n"
+            f"      logs: {self.log}, consoles: {self.s.dir}/console/\n"
+            "      make demo-clean   (destroys the VMs, removes the box and the lab dir)"
+        )
+
+
+def write_hardware(out: Path) -> list[Path]:
+    """Every stand-in GPU profile as JSON and the gpuprov-gpu-sim package: the simulated
+    hardware the Vagrantfile's provisioner puts on each GPU host (as on a real machine,
+    the GPUs are there before gpuprov provisions anything)."""
+    from gpuprov.testbed.standins import build_standins
+    from gpuprov.testbed.standins.profiles import PROFILES, render_profile
+    from gpuprov.testbed.standins.sim import profile_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {f"{name}.json": profile_json(render_profile(name)).encode() for name in PROFILES}
+    sim = [d for d in build_standins(out.parent / "standin-debs") if _is_sim(d)]
+    files["gpuprov-gpu-sim.deb"] = sim[0].read_bytes()
+    paths = []
+    for name, data in sorted(files.items()):
+        path = out / name
+        if not path.is_file() or path.read_bytes() != data:
+            tmp = path.with_name(f".{name}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def _is_sim(deb: Path) -> bool:
+    return deb.name.startswith("gpuprov-gpu-sim_")
+
+
+def build_standin_repo(lab: Path) -> Path:
+    """Stand-in .debs published as a signed repo at lab/repo (keyring: lab/repo-keyring.gpg)."""
+    from gpuprov.aptrepo import generate_key, load_key, publish_repo
+    from gpuprov.testbed.standins import build_standins
+
+    # The simulator is "hardware" (write_hardware), not something the site's mirror offers.
+    debs = [d for d in build_standins(lab / "standin-debs") if not _is_sim(d)]
+    home = lab / "repo-key"
+    key = (
+        load_key(home)
+        if home.is_dir()
+        else generate_key(home, "gpuprov lab", "lab@gpuprov.invalid")
+    )
+    repo = lab / "repo"
+    stamp = lab / "repo.inputs"
+    inputs = json.dumps(sorted(p.name for p in debs))
+    if not (repo / "dists").is_dir() or not stamp.is_file() or stamp.read_text() != inputs:
+        publish_repo(debs, repo, suite="gpuprov-lab", key=key)
+        stamp.write_text(inputs)
+    key.export_public(lab / "repo-keyring.gpg")
+    return repo
+
+
+def serve(directory: Path, address: str, port: int, pidfile: Path) -> str:
+    """A static HTTP server for directory on address:port, left running (PID in pidfile)."""
+    url = f"http://{address}:{port}/"
+    if pidfile.is_file():
+        with contextlib.suppress(ValueError, ProcessLookupError):
+            os.kill(int(pidfile.read_text()), 0)
+            return url
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", address, "--directory", str(directory),
+         str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    pidfile.write_text(f"{proc.pid}\n")
+    return url
+
+
+def stop_server(pidfile: Path) -> None:
+    if pidfile.is_file():
+        with contextlib.suppress(ValueError, ProcessLookupError):
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        pidfile.unlink()
+
+
+def clean(settings: LabSettings, out: Callable[[str], None] = print) -> None:
+    """Destroy the VMs, stop the repo server, remove the box and the lab dir."""
+    import shutil
+
+    removed = destroy(settings)
+    out(f"destroyed the lab VMs{' (and stray ' + ', '.join(removed) + ')' if removed else ''}")
+    stop_server(settings.dir / "repo-server.pid")
+    remove_box()
+    out("removed box gpuprov/debian12-local")
+    shutil.rmtree(settings.dir, ignore_errors=True)
+    shutil.rmtree(settings.dotfile_dir, ignore_errors=True)
+    out(f"removed {settings.dir} and {settings.dotfile_dir}")

@@ -1,0 +1,123 @@
+"""LAB, fast tier: inventory rendering (loaded back by the real loader), `vagrant ssh-config`
+parsing, snapshot diffs, the simulated hardware and the checked-in inventories/vagrant.yaml."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gpuprov.inventory.loader import load_inventory
+from gpuprov.lab import repo_root
+from gpuprov.lab.demo import write_hardware
+from gpuprov.lab.inventory import render
+from gpuprov.lab.snapshot import Snapshot
+from gpuprov.lab.vagrant import LabHost, LabSettings, known_hosts_name, parse_ssh_config
+
+# `vagrant ssh-config mirror01 gpu01` of a libvirt lab (format as printed by Vagrant 2.3.4).
+SSH_CONFIG = """\
+Host mirror01
+  HostName 192.168.121.37
+  User vagrant
+  Port 22
+  UserKnownHostsFile /dev/null
+  StrictHostKeyChecking no
+  PasswordAuthentication no
+  IdentityFile /work/lab/.vagrant/machines/mirror01/libvirt/private_key
+  IdentitiesOnly yes
+  LogLevel FATAL
+  PubkeyAcceptedKeyTypes +ssh-rsa
+  HostKeyAlgorithms +ssh-rsa
+
+Host gpu01
+  HostName 192.168.121.112
+  User vagrant
+  Port 22
+  UserKnownHostsFile /dev/null
+  StrictHostKeyChecking no
+  PasswordAuthentication no
+  IdentityFile "/work/lab dir/.vagrant/machines/gpu01/libvirt/private_key"
+  IdentitiesOnly yes
+  LogLevel FATAL
+"""
+
+
+def test_parse_ssh_config() -> None:
+    hosts = parse_ssh_config(SSH_CONFIG)
+    assert list(hosts) == ["mirror01", "gpu01"]
+    assert hosts["mirror01"]["hostname"] == "192.168.121.37"
+    assert (
+        hosts["gpu01"]["identityfile"]
+        == "/work/lab dir/.vagrant/machines/gpu01/libvirt/private_key"
+    )
+    assert hosts["gpu01"]["user"] == "vagrant" and hosts["gpu01"]["port"] == "22"
+
+
+def _hosts(tmp: Path, gpus: int) -> list[LabHost]:
+    names = ["mirror01", *(f"gpu{i:02d}" for i in range(1, gpus + 1))]
+    return [
+        LabHost(n, "192.168.121.9", 22, "vagrant", tmp / ".vagrant/machines" / n / "libvirt/private_key",
+                f"192.168.56.{10 + i}", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF",
+                None if n == "mirror01" else "hgx-h100-8")
+        for i, n in enumerate(names)
+    ]  # fmt: skip
+
+
+def test_rendered_inventory_loads(tmp_path: Path) -> None:
+    inv = tmp_path / "inventories" / "vagrant.yaml"
+    inv.parent.mkdir()
+    (tmp_path / "lab").mkdir()
+    inv.write_text(render(_hosts(tmp_path, 3), LabSettings(), inv, tmp_path / "lab/known_hosts"))
+    cluster = load_inventory(inv)
+    assert list(cluster.hosts) == ["mirror01", "gpu01", "gpu02", "gpu03"]
+    assert cluster.mirror_host().address == "192.168.56.10"
+    gpu = cluster.hosts["gpu02"]
+    assert (gpu.address, gpu.role, gpu.profile) == ("192.168.56.12", "gpu", "hgx-h100-8")
+    assert gpu.ssh.user == "vagrant" and gpu.ssh.sudo
+    assert gpu.ssh.key == tmp_path / ".vagrant/machines/gpu02/libvirt/private_key"
+    assert gpu.ssh.known_hosts == tmp_path / "lab/known_hosts"
+    assert gpu.stack.driver.version == "580.95.05"
+    assert {h.domains["rack"] for h in cluster.gpu_hosts()} == {"r1", "r2"}
+
+
+def test_checked_in_inventory_is_the_default_lab(tmp_path: Path) -> None:
+    """inventories/vagrant.yaml is what `gpuprov lab inventory` writes for the default lab."""
+    inv = repo_root() / "inventories" / "vagrant.yaml"
+    hosts = _hosts(repo_root(), 2)
+    for h in hosts:
+        h.key = repo_root() / ".vagrant/machines" / h.name / "libvirt/private_key"
+    expected = render(hosts, LabSettings(), inv, repo_root() / "lab/known_hosts")
+    assert inv.read_text() == expected
+    cluster = load_inventory(inv)
+    assert [h.address for h in cluster.hosts.values()] == [
+        "192.168.56.10", "192.168.56.11", "192.168.56.12"
+    ]  # fmt: skip
+
+
+def test_snapshot_diff_names_the_change() -> None:
+    a = Snapshot("gpu01", {"packages": ("a 1 ii",), "etc": ("h1  /etc/x",), "units": ("u",)})
+    b = Snapshot("gpu01", {"packages": ("a 1 ii",), "etc": ("h2  /etc/x",), "units": ("u",)})
+    assert a.diff(a) == []
+    diff = a.diff(b)
+    assert "-h1  /etc/x" in diff and "+h2  /etc/x" in diff
+    assert any(line.startswith("--- gpu01:etc") for line in diff)
+
+
+def test_hardware_is_the_standins_profiles_and_simulator(tmp_path: Path) -> None:
+    import subprocess
+
+    from gpuprov.testbed.standins import PROFILES, render_profile
+
+    paths = write_hardware(tmp_path / "hardware")
+    assert sorted(p.name for p in paths) == sorted(
+        [f"{n}.json" for n in PROFILES] + ["gpuprov-gpu-sim.deb"]
+    )
+    h100 = json.loads((tmp_path / "hardware/hgx-h100-8.json").read_text())
+    assert h100 == render_profile("hgx-h100-8") and h100["gpu_count"] == 8
+    deb = tmp_path / "hardware/gpuprov-gpu-sim.deb"
+    name = subprocess.run(["dpkg-deb", "-f", deb, "Package"], capture_output=True, text=True)
+    assert name.stdout.strip() == "gpuprov-gpu-sim"
+
+
+def test_known_hosts_names() -> None:
+    assert known_hosts_name("192.168.56.11", 22) == "192.168.56.11"
+    assert known_hosts_name("127.0.0.1", 2222) == "[127.0.0.1]:2222"

@@ -1,0 +1,202 @@
+"""LAB (marker vm): a one-VM Vagrant lab with the locally built box, under libvirt + qemu
+software emulation. The VM is destroyed at the end even when a test or `up` fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gpuprov.lab import repo_root
+from gpuprov.lab.vagrant import LabSettings
+
+pytestmark = pytest.mark.vm
+
+TIMES: dict[str, float] = {}
+
+
+def gpuprov(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("gpuprov")
+    return subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def has_command(name: str) -> bool:
+    from gpuprov.cli import COMMANDS
+
+    return name in COMMANDS
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> LabSettings:
+    if os.geteuid() != 0:
+        pytest.skip("the Vagrant lab needs root (libvirt system daemon)")
+    subprocess.run(["bash", str(repo_root() / "scripts/install-lab-deps.sh")], check=True)
+    base = tmp_path_factory.mktemp("vagrant-lab")
+    s = LabSettings(
+        gpus=1,
+        memory=1024,
+        net="192.168.57",  # beside a user's `make demo` lab on 192.168.56
+        prefix=f"gpuprov-test-{os.getpid()}-",
+        dir=base / "lab",
+        dotfile=base / "dot-vagrant",
+    )
+    s.dir.mkdir()
+    return s
+
+
+@pytest.fixture(scope="module")
+def lab(settings: LabSettings) -> LabSettings:
+    """gpu01 up (box built/added first, cached across runs); destroyed on teardown."""
+    from gpuprov.lab.box import add_box, build_box
+    from gpuprov.lab.demo import write_hardware
+    from gpuprov.lab.vagrant import destroy, vagrant
+
+    write_hardware(settings.dir / "hardware")
+    start = time.monotonic()
+    add_box(build_box())
+    TIMES["box (build or reuse) + add"] = time.monotonic() - start
+    log = settings.dir / "vagrant.log"
+    try:
+        start = time.monotonic()
+        vagrant(settings, "up", "gpu01", "--provider", "libvirt", log=log, timeout=1500)
+        TIMES["vagrant up gpu01"] = time.monotonic() - start
+        yield settings
+    finally:
+        start = time.monotonic()
+        leftovers = destroy(settings, log=log)
+        TIMES["vagrant destroy -f"] = time.monotonic() - start
+        print(f"\nlab times: {TIMES}; console: {settings.dir / 'console'}; log: {log}")
+        if leftovers:
+            print(f"removed stray domains: {leftovers}")
+
+
+@pytest.fixture(scope="module")
+def inventory(lab: LabSettings) -> Path:
+    from gpuprov.lab.inventory import write_inventory
+
+    start = time.monotonic()
+    path, hosts = write_inventory(lab, lab.dir / "inventory.yaml")
+    TIMES["inventory + keyscan"] = time.monotonic() - start
+    assert [h.name for h in hosts] == ["gpu01"]
+    return path
+
+
+def test_vagrantfile_defines_mirror_and_n_gpu_hosts(settings: LabSettings) -> None:
+    from gpuprov.lab.vagrant import machine_states
+
+    three = LabSettings(**{**settings.__dict__, "gpus": 3})
+    states = machine_states(three)
+    assert list(states) == ["mirror01", "gpu01", "gpu02", "gpu03"]
+    assert set(states.values()) == {"not_created"}
+
+
+def test_vm_has_its_name_profile_and_private_address(inventory: Path) -> None:
+    from gpuprov.inventory.loader import load_inventory
+    from gpuprov.lab.snapshot import ssh_command
+    from gpuprov.testbed.standins import render_profile
+
+    cluster = load_inventory(inventory)
+    host = cluster.hosts["gpu01"]
+    assert host.address == "192.168.57.11"
+    assert host.profile == "hgx-h100-8"
+    out = subprocess.run(
+        [*ssh_command(host), "hostname; cat /etc/gpuprov-sim/profile.json; sudo -n id -u"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    name, _, rest = out.stdout.partition("\n")
+    assert name == "gpu01"
+    profile_text, _, uid = rest.rpartition("}")
+    assert json.loads(profile_text + "}") == render_profile("hgx-h100-8")
+    assert uid.strip() == "0"
+
+
+def test_host_keys_are_checked_strictly(inventory: Path, tmp_path: Path) -> None:
+    from gpuprov.inventory.loader import load_inventory
+    from gpuprov.lab.snapshot import ssh_command
+
+    host = load_inventory(inventory).hosts["gpu01"]
+    ok = subprocess.run([*ssh_command(host), "true"], capture_output=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    # The same connection against a known_hosts holding another key must be refused.
+    wrong = tmp_path / "known_hosts"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp_path / "k"], check=True
+    )
+    other = (tmp_path / "k.pub").read_text().split()[:2]
+    wrong.write_text(f"{host.address} {' '.join(other)}\n")
+    cmd = [a.replace(str(host.ssh.known_hosts), str(wrong)) for a in ssh_command(host)]
+    bad = subprocess.run([*cmd, "true"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 255 and "Host key verification failed" in bad.stderr
+
+
+def test_snapshot_sees_a_change(inventory: Path) -> None:
+    """The no-change proof below is only worth something if a change shows."""
+    from gpuprov.inventory.loader import load_inventory
+    from gpuprov.lab.snapshot import ssh_command, take
+
+    host = load_inventory(inventory).hosts["gpu01"]
+    before = take(host)
+    subprocess.run(
+        [*ssh_command(host), "echo x | sudo tee /etc/gpuprov-lab-probe >/dev/null"],
+        check=True, timeout=300,
+    )  # fmt: skip
+    try:
+        diff = before.diff(take(host))
+        assert any("/etc/gpuprov-lab-probe" in line for line in diff)
+    finally:
+        subprocess.run([*ssh_command(host), "sudo rm -f /etc/gpuprov-lab-probe"], timeout=300)
+    assert before.diff(take(host)) == []
+
+
+def test_dry_run_changes_nothing(inventory: Path) -> None:
+    from gpuprov.inventory.loader import load_inventory
+    from gpuprov.lab.snapshot import take_all
+
+    if not has_command("plan"):
+        pytest.skip("gpuprov plan (engine) is not on this branch yet")
+    hosts = list(load_inventory(inventory).hosts.values())
+    before = take_all(hosts)
+    start = time.monotonic()
+    plan = gpuprov("plan", str(inventory))
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    dry = gpuprov("apply", str(inventory), "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    TIMES["plan + apply --dry-run"] = time.monotonic() - start
+    after = take_all(hosts)
+    assert [line for h in hosts for line in before[h.name].diff(after[h.name])] == []
+
+
+def test_apply_then_verify(inventory: Path) -> None:
+    if not has_command("apply"):
+        pytest.skip("gpuprov apply (engine) is not on this branch yet")
+    start = time.monotonic()
+    applied = gpuprov("apply", str(inventory), "--yes")
+    TIMES["apply"] = time.monotonic() - start
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    again = gpuprov("plan", str(inventory))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Plan: 0 changes" in again.stdout + again.stderr  # converged: nothing to do
+    if has_command("verify"):
+        verified = gpuprov("verify", str(inventory))
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_stray_domains() -> None:
+    yield
+    if shutil.which("virsh"):
+        listed = subprocess.run(
+            ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert not [
+            n for n in listed.stdout.split() if n.startswith(f"gpuprov-test-{os.getpid()}-")
+        ]
