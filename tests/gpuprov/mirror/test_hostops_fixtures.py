@@ -1,9 +1,9 @@
 """The mirror host's operations as data: fixtures/<module>.<operation>/<case>.json (kwargs +
 facts -> exact commands, or the noop description), the pyinfra-testing fixture format.
 
-Run with pyinfra-testing's fake host and state, but not its `make_operation_tests`: that
-imports pyinfra_cli, whose import gevent-patches the whole test process, and the mirror's
-asyncio server tests are meant to run unpatched (cli/__init__.py, UNPATCHED)."""
+Run with pyinfra-testing's fake host and state directly (one parametrized test per
+case) rather than its `make_operation_tests`, which imports pyinfra_cli: its import
+gevent-patches the process unless tests/conftest.py has registered it first."""
 
 from __future__ import annotations
 
