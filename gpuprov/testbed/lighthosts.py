@@ -29,13 +29,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gpuprov.testbed import netalloc, teardown
-from gpuprov.testbed.inventory import write_lab_inventory
+from gpuprov.testbed.labbase import NetworkLab
 from gpuprov.testbed.rootfs import TEST_USER, cache_dir, ensure_rootfs
 
 # Runs inside `ip netns exec NS unshare --mount --uts --ipc --pid --fork`: $1 is the
@@ -88,7 +87,7 @@ def _keypair() -> tuple[bytes, str]:
     return private, public.decode()
 
 
-class LightHostLab:
+class LightHostLab(NetworkLab):
     """N sshd hosts on a private /24; a context manager that leaves nothing behind."""
 
     def __init__(
@@ -124,23 +123,6 @@ class LightHostLab:
         self.slot: netalloc.Slot | None = None
 
     # -- lifecycle -------------------------------------------------------------------
-
-    def __enter__(self) -> LightHostLab:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def bridge(self) -> str:
-        assert self.slot
-        return f"{self.prefix}{self.slot.number}br"
-
-    @property
-    def bridge_address(self) -> str:
-        assert self.slot
-        return self.slot.ip(1)
 
     def start(self) -> None:
         rootfs = ensure_rootfs()
@@ -290,6 +272,9 @@ class LightHostLab:
         self.slot.pids += [h.pid for h in hosts if h.pid]
         self.slot.save()
 
+    def inventory_hosts(self) -> list[tuple[str, str]]:
+        return [(h.name, h.address) for h in self.hosts]
+
     def close(self) -> None:
         """Stop everything this lab started; safe to call twice and from a signal handler."""
         with self._lock:
@@ -339,20 +324,6 @@ class LightHostLab:
                 return host
         raise KeyError(name)
 
-    def ssh_options(self) -> list[str]:
-        """OpenSSH client options for strict host-key checking with the lab key."""
-        return [
-            "-i", str(self.key_path),
-            "-o", "IdentitiesOnly=yes",
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={self.known_hosts_path}",
-            "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "BatchMode=yes",
-            "-o", "ConnectTimeout=5",
-            "-o", "ServerAliveInterval=1",
-            "-o", "ServerAliveCountMax=3",
-        ]  # fmt: skip
-
     def kill(self, name: str) -> None:
         """Power cut: sshd and every session on the host die at once."""
         self._stop(name)
@@ -394,22 +365,6 @@ class LightHostLab:
         if check and proc.returncode != 0:
             raise RuntimeError(f"{name}: {cmd!r} exited {proc.returncode}: {proc.stderr.strip()}")
         return proc
-
-    def serve_http(self, directory: Path | str) -> str:
-        """Serve `directory` over HTTP on the bridge address; stopped at teardown."""
-        server = netalloc.serve_directory(self.bridge_address, directory)
-        self._servers.append(server)
-        return f"http://{self.bridge_address}:{server.server_address[1]}/"
-
-    def write_inventory(self, path: Path | str, *, mirror: bool = False, **stack: Any) -> Path:
-        return write_lab_inventory(
-            Path(path),
-            hosts=[(h.name, h.address) for h in self.hosts],
-            key=self.key_path,
-            known_hosts=self.known_hosts_path,
-            mirror=mirror,
-            **stack,
-        )
 
 
 def _ids(root: Path, user: str) -> tuple[int, int]:

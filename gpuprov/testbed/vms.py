@@ -25,10 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from gpuprov.testbed import netalloc, teardown
-from gpuprov.testbed.inventory import write_lab_inventory
+from gpuprov.testbed.labbase import NetworkLab
 from gpuprov.testbed.lighthosts import _ids, _keypair
 from gpuprov.testbed.rootfs import (
     SEED_LABEL,
@@ -91,8 +90,10 @@ class VM:
         )
 
 
-class VMLab:
+class VMLab(NetworkLab):
     """N qemu VMs with SSH on localhost and a private network; a context manager."""
+
+    ssh_timeouts = (20, 5, 6)  # software-emulated guests answer slowly
 
     def __init__(
         self,
@@ -122,23 +123,6 @@ class VMLab:
         self._lock = threading.RLock()
         self._closed = False
         self.slot: netalloc.Slot | None = None
-
-    def __enter__(self) -> VMLab:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def bridge(self) -> str:
-        assert self.slot
-        return f"{self.prefix}{self.slot.number}br"
-
-    @property
-    def bridge_address(self) -> str:
-        assert self.slot
-        return self.slot.ip(1)
 
     def start(self) -> None:
         rootfs = ensure_rootfs()
@@ -320,6 +304,9 @@ class VMLab:
             if pending:
                 time.sleep(2)
 
+    def inventory_hosts(self) -> list[tuple[str, str]]:
+        return [(vm.name, vm.address) for vm in self.vms]
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
@@ -361,32 +348,6 @@ class VMLab:
             if vm.name == name:
                 return vm
         raise KeyError(name)
-
-    def ssh_options(self) -> list[str]:
-        return [
-            "-i", str(self.key_path), "-o", "IdentitiesOnly=yes",
-            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.known_hosts_path}",
-            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-            "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6",
-        ]  # fmt: skip
-
-    def serve_http(self, directory: Path | str) -> str:
-        """Serve `directory` over HTTP on the private network's host address."""
-        server = netalloc.serve_directory(self.bridge_address, directory)
-        self._servers.append(server)
-        return f"http://{self.bridge_address}:{server.server_address[1]}/"
-
-    def write_inventory(self, path: Path | str, *, mirror: bool = False, **stack: Any) -> Path:
-        """Inventory addressing VMs by their private addresses (reachable from here via
-        the bridge), with the lab key and known_hosts."""
-        return write_lab_inventory(
-            Path(path),
-            hosts=[(vm.name, vm.address) for vm in self.vms],
-            key=self.key_path,
-            known_hosts=self.known_hosts_path,
-            mirror=mirror,
-            **stack,
-        )
 
 
 def _free_port() -> int:
