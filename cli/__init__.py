@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "lab": "lab:lab",
     "rollout": "rollout:rollout",
     "mirror": "mirror:mirror",
+    "verify": "verify:verify",
 }
 
 

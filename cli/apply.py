@@ -1,4 +1,14 @@
-"""`gpuprov apply INVENTORY`: converge the hosts (plan, confirm, run, summarize)."""
+"""`gpuprov apply INVENTORY`: converge the hosts, GPU hosts as a staged rollout.
+
+1. A dry run of the deploys on every selected host (one State, one round trip per host
+   for a converged host): nothing to change anywhere -> "up to date", exit 0, no state.
+2. Infrastructure hosts (mirror, controller) with changes are applied first, directly,
+   from that same dry run; if one fails, no GPU host is touched.
+3. GPU hosts with changes: a staged rollout (docs/rollouts.md): canary, waves bounded by
+   failure domain, drain -> deploy (one fresh State per wave) -> health gates -> undrain,
+   `max_fail` per wave, every transition in the state file. Always staged, even for one
+   host: drain and gates must not depend on how many hosts are selected.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +18,9 @@ from pathlib import Path
 import click
 from gpuprov.cli._engine import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
 from gpuprov.cli.app import App
+from gpuprov.cli.rollout._common import state_option
 
 from gpuprov.errors import ExitCode
-
-STYLE = {"changed": "yellow", "ok": "green", "failed": "red"}
 
 
 @click.command()
@@ -19,68 +28,46 @@ STYLE = {"changed": "yellow", "ok": "green", "failed": "red"}
 @LIMIT
 @OUTPUT
 @ACCEPT_NEW
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask: no confirmation, no wave approvals.")
 @click.option(
-    "--dry-run", is_flag=True, help="Change nothing: show the plan (same as `gpuprov plan`)."
+    "--dry-run", is_flag=True, help="Show the changes and the waves; change nothing, no state."
 )
-@click.pass_context
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the latest interrupted or halted rollout of INVENTORY (its stored plan).",
+)
+@state_option
+@click.pass_obj
 def apply(
-    ctx: click.Context,
+    app: App,
     inventory: Path,
     limit: tuple[str, ...],
     output: str,
     accept_new: bool,
     yes: bool,
     dry_run: bool,
+    resume: bool,
+    state: Path | None,
 ) -> None:
-    """Apply the deploys to the hosts. Shows the plan and asks first unless --yes."""
-    app: App = ctx.obj
-    if dry_run:
-        from gpuprov.cli.plan import plan
+    """Apply the deploys: infrastructure hosts first, then GPU hosts in a staged rollout.
 
-        ctx.invoke(plan, inventory=inventory, limit=limit, output=output, accept_new=accept_new)
-        return
-    from gpuprov.cli._engine import exit_code, load, open_session, static_checks
-    from gpuprov.cli.plan import show_plan
+    \b
+    Examples:
+      gpuprov apply inventories/lab.yaml --dry-run
+      gpuprov apply inventories/lab.yaml --yes --output json
+      gpuprov apply inventories/lab.yaml --resume --yes
+    """
+    from gpuprov.cli._engine import load, static_checks
+    from gpuprov.cli._staged import Staged
 
-    from gpuprov.engine.apply import execute
-    from gpuprov.engine.plan import prepare
-    from gpuprov.engine.playbook import default_deploys
-
-    cluster, hosts = load(app, inventory, limit)
-    static_checks(app, cluster)
-    if not yes and not sys.stdin.isatty():
+    if resume and (limit or dry_run):
+        app.abort("--resume continues the stored plan: it takes no --limit or --dry-run", 2)
+    if not yes and not dry_run and not sys.stdin.isatty():
         app.abort("not a terminal: pass --yes to apply without confirmation", ExitCode.BAD_INPUT)
-    with open_session(app, cluster, hosts, accept_new) as session:
-        plan = prepare(session, default_deploys())
-        if output != "json" or not yes:
-            show_plan(app, plan)
-        if not yes and plan.changes and not click.confirm("Apply these changes?", err=True):
-            app.abort("nothing changed", ExitCode.INTERRUPTED)
-
-        def progress(host: str, op: str, outcome: str) -> None:
-            if output != "json" and outcome != "ok":
-                app.out.print(f"{host}: {outcome}: {op}", style=STYLE[outcome], markup=False)
-
-        if app.out.is_terminal and output != "json":
-            with app.out.status("applying…"):
-                result = execute(session, plan, progress)
-        else:
-            result = execute(session, plan, progress)
-
-    if output == "json":
-        app.json(result.to_dict())
-    else:
-        rows = [
-            (h.name, h.status, h.changed, h.ok, h.failed, h.error or "")
-            for h in result.hosts.values()
-        ]
-        app.table(("host", "status", "changed", "ok", "failed", "error"), rows)
-        app.info(
-            f"Applied: {result.changed} changes; "
-            f"{len(result.hosts) - len(result.failed)} of {len(result.hosts)} hosts ok"
-        )
-    unreachable = sum(1 for h in result.failed if h.status == "unreachable")
-    code = exit_code(unreachable, len(result.failed) - unreachable)
+    cluster, hosts = load(app, inventory, () if resume else limit)
+    static_checks(app, cluster)
+    run = Staged(app, cluster, inventory, state, output=output, yes=yes, accept_new=accept_new)
+    code = run.resume() if resume else run.apply(hosts, dry_run=dry_run)
     if code:
         app.abort(None, code)

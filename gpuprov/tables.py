@@ -232,3 +232,14 @@ def cuda_toolkit_package(os_id: str, cuda: str) -> str:
     cuda_min_driver(cuda)  # unknown versions have no package
     major, minor = cuda.split(".")[:2]
     return _os(os_id)[1]["cuda_toolkit"].format(cuda_major=major, cuda_minor=minor)
+
+
+def runtime_packages(os_id: str, runtime: str) -> tuple[str, ...]:
+    """Packages of container runtime `runtime` on `os_id`: the first is the one to install,
+    any of them already installed counts ("docker" on Debian: docker.io, docker-ce)."""
+    runtimes = _os(os_id)[1].get("runtimes", {})
+    if runtime not in runtimes:
+        raise TableError(
+            f"no packages for container runtime {runtime!r} (known: {', '.join(runtimes)})"
+        )
+    return tuple(runtimes[runtime])

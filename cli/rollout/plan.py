@@ -21,7 +21,7 @@ def plan(app: App, inventory: Path, output: str) -> None:
     """
     from gpuprov.errors import GpuprovError
     from gpuprov.inventory.loader import load_inventory
-    from gpuprov.rollout.planner import domain_of, plan_rollout
+    from gpuprov.rollout.planner import plan_rollout
 
     try:
         cluster = load_inventory(inventory)
@@ -29,7 +29,6 @@ def plan(app: App, inventory: Path, output: str) -> None:
         result = plan_rollout(cluster.gpu_hosts(), policy, seed=cluster.name)
     except GpuprovError as exc:
         app.fail(exc)
-    hosts = result.host_objects
     if output == "json":
         data = result.to_dict()
         data["cluster"] = cluster.name
@@ -37,22 +36,28 @@ def plan(app: App, inventory: Path, output: str) -> None:
         data["max_per_domain"] = policy.max_per_domain
         app.json(data)
         return
+    show_waves(app, result, policy, title=f"rollout plan for {cluster.name}")
+
+
+def show_waves(app: App, result, policy, title: str) -> None:
+    """The waves as a table (members and their failure domains) and a one-line summary."""
+    from gpuprov.rollout.planner import domain_of
+
+    hosts = result.host_objects
 
     def spread(names: tuple[str, ...]) -> str:
         counts = Counter(domain_of(hosts[n], policy.failure_domain).split(":", 1)[1] for n in names)
         return ", ".join(f"{d}×{c}" if c > 1 else d for d, c in sorted(counts.items()))
 
     rows = [(w.name, len(w.hosts), ", ".join(w.hosts), spread(w.hosts)) for w in result.waves]
-    app.table(
-        ["wave", "hosts", "members", policy.failure_domain],
-        rows,
-        title=f"rollout plan for {cluster.name}",
-    )
+    app.table(["wave", "hosts", "members", policy.failure_domain], rows, title=title)
     limit = (
         f", at most {policy.max_per_domain} per {policy.failure_domain}"
         if policy.max_per_domain
         else ""
     )
+    skipped = f"; {len(result.skipped)} already converged (skipped)" if result.skipped else ""
     app.info(
-        f"{len(result.host_names)} hosts in {len(result.waves)} waves{limit}; max_fail {policy.max_fail} per wave"
+        f"{len(result.host_names)} hosts in {len(result.waves)} waves{limit}; "
+        f"max_fail {policy.max_fail} per wave{skipped}"
     )

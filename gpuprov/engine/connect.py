@@ -237,14 +237,17 @@ def connect(
     accept_new: bool = False,
     prompt_password: bool = False,
     require_all: bool = False,
+    password: str | None = None,
 ) -> Session:
     """Build the State for `hosts` and connect them in parallel.
 
     Returns the Session with per-host results. Raises ConnectError (exit code 3) when no
     host could be reached, or when any failed and `require_all` is set; the message has
-    one line per failed host.
+    one line per failed host. `password` (the sudo password, already asked for) skips the
+    environment/prompt lookup: a staged rollout asks once, then connects once per wave.
     """
-    password = sudo_password(cluster, hosts, prompt_password)
+    if password is None:
+        password = sudo_password(cluster, hosts, prompt_password)
     state = build_state(cluster, hosts, accept_new=accept_new, password=password)
     session = Session(cluster, state, {h.name: h for h in hosts})
     connect_hosts(session)

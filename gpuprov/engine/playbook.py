@@ -9,6 +9,7 @@ from typing import Any
 
 def default_deploys() -> list[Callable[..., Any]]:
     # Imported here: deploys import pyinfra's operation modules, which is not free.
-    from gpuprov.deploys.preflight import preflight
+    # gpu_node = preflight, then on GPU hosts the whole stack (deploys/gpu_node.py).
+    from gpuprov.deploys.gpu_node import gpu_node
 
-    return [preflight]
+    return [gpu_node]

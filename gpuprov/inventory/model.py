@@ -69,13 +69,28 @@ class SSHSettings:
 
 
 @dataclass(frozen=True)
+class CommandGate:
+    """A site health gate: a shell command run on the host (as the deploy user) after its
+    deploys; exit 0 passes. `{host}` and `{address}` are substituted, shell-quoted."""
+
+    command: str
+    timeout: int = 300  # seconds
+    location: Location = Location("<default>")
+
+    @property
+    def name(self) -> str:
+        return f"command: {self.command}"
+
+
+@dataclass(frozen=True)
 class RolloutPolicy:
     canary: int | str = 1  # a count or "N%"
     waves: tuple[str, ...] = ("100%",)  # cumulative "10%", "50%", "100%" or counts
     max_fail: str = "0"  # per wave: a count or "N%"
     failure_domain: str = "rack"  # the Host.domains key that bounds a wave
     max_per_domain: int | None = None
-    gates: tuple[str, ...] = ("nvidia-smi",)  # nvidia-smi | dcgm-diag | container
+    # nvidia-smi | dcgm-diag | container, or a CommandGate ({command: "..."} in the file)
+    gates: tuple[str | CommandGate, ...] = ("nvidia-smi",)
     drain: str | None = None  # command template, {host} / {address} substituted
     undrain: str | None = None
     hook_host: str | None = None  # run drain/undrain there (an inventory host); None = local

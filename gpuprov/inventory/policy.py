@@ -9,7 +9,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap
 
 from gpuprov.errors import Location
-from gpuprov.inventory.model import Host, MirrorRef, RolloutPolicy
+from gpuprov.inventory.model import CommandGate, Host, MirrorRef, RolloutPolicy
 from gpuprov.inventory.reader import Missing, Reader, type_name
 
 MIRROR_KEYS = ("host", "apt_port", "registry_port", "models_port", "scheme")
@@ -127,22 +127,10 @@ def read_rollout(r: Reader, node: CommentedMap | None) -> RolloutPolicy:
     v = r.integer(node, "max_per_domain", w, 1)
     if v is not Missing:
         kw["max_per_domain"] = v
-    gates = r.string_list(node, "gates", w)
-    if gates is not Missing:
-        from gpuprov.inventory.reader import suggest
-
-        for i, g in enumerate(gates):
-            if g not in GATES:
-                loc = (
-                    r.value_loc(node["gates"], i)
-                    if isinstance(node["gates"], list)
-                    else r.value_loc(node, "gates")
-                )
-                r.error(
-                    loc,
-                    f"rollout.gates: unknown gate {g!r}{suggest(g, GATES)} (known: {', '.join(GATES)})",
-                )
-        kw["gates"] = tuple(gates)
+    if "gates" in node:
+        gates = read_gates(r, node)
+        if gates is not Missing:
+            kw["gates"] = gates
     for key in ("drain", "undrain"):
         v = r.string(node, key, w)
         if v is Missing:
@@ -161,6 +149,42 @@ def read_rollout(r: Reader, node: CommentedMap | None) -> RolloutPolicy:
     if v is not Missing:
         kw["pause_between_waves"] = v
     return RolloutPolicy(**kw)
+
+
+def read_gates(r: Reader, node: CommentedMap) -> Any:
+    """`gates:` items are built-in gate names or `{command: "...", timeout: 300}` mappings."""
+    from gpuprov.inventory.reader import suggest
+
+    value = node["gates"]
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        r.error(r.value_loc(node, "gates"), f"rollout.gates: expected a list, got {_tn(value)}")
+        return Missing
+    out: list[str | CommandGate] = []
+    for i, item in enumerate(value):
+        loc = r.value_loc(value, i)
+        if isinstance(item, CommentedMap):
+            r.check_keys(item, ("command", "timeout"), f"rollout.gates[{i}]")
+            command = r.string(item, "command", f"rollout.gates[{i}]")
+            if command is Missing or not str(command).strip():
+                r.error(loc, f'rollout.gates[{i}]: a command gate needs `command: "..."`')
+                continue
+            bad = _template_fields(command)
+            if bad:
+                r.error(r.value_loc(item, "command"), f"rollout.gates[{i}].command: {bad}; only {{host}} and {{address}} are substituted")  # fmt: skip
+                continue
+            timeout = r.integer(item, "timeout", f"rollout.gates[{i}]", 1)
+            extra = {} if timeout is Missing else {"timeout": timeout}
+            out.append(CommandGate(command, location=r.node_loc(item), **extra))
+        elif isinstance(item, str) and item in GATES:
+            out.append(item)
+        elif isinstance(item, str):
+            r.error(loc, f"rollout.gates: unknown gate {item!r}{suggest(item, GATES)} "
+                    f"(known: {', '.join(GATES)}, or {{command: \"...\"}})")  # fmt: skip
+        else:
+            r.error(loc, f"rollout.gates[{i}]: expected a gate name or {{command: ...}}, got {_tn(item)}")  # fmt: skip
+    return tuple(out)
 
 
 def _template_fields(template: str) -> str | None:

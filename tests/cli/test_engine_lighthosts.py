@@ -63,6 +63,8 @@ def inventory(lab, tmp: Path) -> Path:
     data["groups"]["gpu"]["vars"] = {
         "gpuprov_min_free_gb": 0.1,
         "gpuprov_preflight_ignore": ["headers", "gpus"],
+        # No GPUs and no mirror here: preflight only (the stack is proven on VMs).
+        "gpuprov_stack": False,
     }
     with path.open("w") as fh:
         yaml.dump(data, fh)
@@ -101,22 +103,32 @@ def test_trust_facts_plan_apply_on_light_hosts(lab, tmp_path: Path):
 
     proc = gpuprov("apply", str(inv), "--yes", "--output", "json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["summary"] == {"hosts": 3, "failed": 0, "changed": 3}
+    summary = json.loads(proc.stdout)["summary"]
+    assert summary == {"hosts": 3, "failed": 0, "changed": 3, "status": "completed"}
     for n in names:
         assert json.loads(identity(n).stdout)["host"] == n
 
     proc = gpuprov("apply", str(inv), "--yes", "--output", "json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["summary"]["changed"] == 0
+    assert json.loads(proc.stdout)["summary"] == {
+        "hosts": 3, "failed": 0, "changed": 0, "status": "up-to-date"
+    }  # fmt: skip
 
-    # a host loses power: one line for it, the others still converge, exit 3
+    # a host loses power: one line for it; it fails its wave of the staged rollout (the
+    # default policy tolerates no failure: exit 4), the other host converges if its wave ran
     lab.exec(names[1], "rm /etc/gpuprov/host.json")
     lab.kill(names[2])
     try:
-        proc = gpuprov("apply", str(inv), "--yes", cwd=tmp_path)
-        assert proc.returncode == 3, proc.stderr
-        [line] = [ln for ln in host_lines(proc.stderr) if ": warning: " not in ln]
-        assert line.startswith(f"{names[2]} ({lab.hosts[2].address}:22): unreachable")
-        assert json.loads(identity(names[1]).stdout)["host"] == names[1]
+        proc = gpuprov("apply", str(inv), "--yes", "--output", "json", cwd=tmp_path)
+        assert proc.returncode == 4, proc.stderr
+        lines = host_lines(proc.stderr)
+        assert lines[0].startswith(f"{names[2]} ({lab.hosts[2].address}:22): unreachable")
+        report = json.loads(proc.stdout)["rollout"]
+        assert [f["host"] for f in report["failed"]] == [names[2]]
+        assert report["status"] == "halted" and report["skipped"] == [names[0]]
+        if names[1] in report["done"]:
+            assert json.loads(identity(names[1]).stdout)["host"] == names[1]
+        else:
+            assert report["pending"] == [names[1]] and identity(names[1]).returncode != 0
     finally:
         lab.start_host(names[2])

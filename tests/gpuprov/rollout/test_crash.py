@@ -17,7 +17,13 @@ from gpuprov.errors import ExitCode, LockedError
 from gpuprov.rollout.hooks import LocalHookRunner
 from gpuprov.rollout.planner import plan_rollout
 from gpuprov.rollout.runner import run_rollout
-from gpuprov.rollout.state import HOST_STATUSES, IN_FLIGHT, StateStore, default_state_path
+from gpuprov.rollout.state import (
+    HOST_STATUSES,
+    IN_FLIGHT,
+    RolloutLock,
+    StateStore,
+    default_state_path,
+)
 
 SUPPORT = Path(__file__).with_name("support.py")
 SUPPORT_GEVENT = Path(__file__).with_name("support_gevent.py")
@@ -118,6 +124,8 @@ def test_kill_9_mid_wave_then_resume_reruns_no_completed_host(
 
     # the OS released the dead process's lock: a resume can take it
     resume_log = tmp_path / "resume-log"
+    # (children of the killed process may still be exiting on a loaded machine)
+    wait_for(lambda: RolloutLock(Path(f"{default_state_path(inventory)}.lock")).holder() is None)
     assert "stopped (its process died; resumable)" in status_text(inventory)
     again = start(inventory, resume_log, "--hosts", "8", "--sleep", "0", "--resume", gevent=gevent)
     out, err = again.communicate(timeout=60)

@@ -203,6 +203,8 @@ def test_sigint_during_work_lets_the_step_finish_then_stops(support, inventory, 
     hosts = support.make_hosts(4)
     policy = support.hook_policy(log, canary=1, waves=("100%",))
     inner = support.ShellWork(log)
+    # Whatever handler was there before (earlier tests may have installed their own).
+    before = signal.getsignal(signal.SIGINT)
 
     def work(wave_hosts, report):
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the wave's work runs
@@ -218,7 +220,7 @@ def test_sigint_during_work_lets_the_step_finish_then_stops(support, inventory, 
     # the work in flight finished; nothing after it (gate, undrain, later waves) started
     assert events(support, log) == {canary: ["drain", "work-start", "work-done"]}
     assert store.host_statuses(report.rollout_id)[canary] == "running"  # re-run on resume
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is before  # handler restored
 
 
 def test_sigint_at_the_approval_prompt_interrupts_at_once(support, inventory, tmp_path):

@@ -1,0 +1,173 @@
+"""What every GPU-node deploy reads, gathered once per host.
+
+`node_context()` reads the host's state in two facts (HostState, and DeployExtras for the
+files the deploys manage), resolves the host's packages from the data tables, and hands
+the result to each deploy. Deploys record what they will change here (`reboot_reasons`,
+`driver_changing`) so later deploys can plan on it without asking the host again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+
+from jinja2 import Environment, StrictUndefined
+from pyinfra import host
+
+from gpuprov.checks import resolve_modules
+from gpuprov.facts.host_state import HostState, HostStateData, ServiceState
+from gpuprov.inventory.model import Host, Stack
+from gpuprov.operations.facts import DeployExtras
+from gpuprov.operations.nvidia import CDI_SPEC
+from gpuprov.tables import PackageSet, SystemProfile, get_profile, packages_for
+
+HOST_DATA_KEY = "gpuprov_host"  # gpuprov.engine.connect.HOST_DATA_KEY
+MIRROR_DATA_KEY = "gpuprov_mirror_client"  # see deploys/mirror_client.py
+
+# Every file the deploys manage, so one command reads all their digests.
+NOUVEAU_CONF = "/etc/modprobe.d/blacklist-nouveau.conf"
+CUDA_PROFILE = "/etc/profile.d/cuda.sh"
+HF_ENV = "/etc/environment.d/90-gpuprov-hf.conf"
+HF_PROFILE = "/etc/profile.d/gpuprov-hf.sh"
+MIRROR_SOURCE_NAME = "gpuprov-mirror"
+MIRROR_SOURCE = f"/etc/apt/sources.list.d/{MIRROR_SOURCE_NAME}.sources"
+MIRROR_KEYRING = f"/etc/apt/keyrings/{MIRROR_SOURCE_NAME}.gpg"
+CONTAINERD_REGISTRY = "/etc/containerd/conf.d/90-gpuprov-registry.toml"
+CONTAINERD_CERTS = "/etc/containerd/certs.d"
+REGISTRY_UPSTREAMS = ("docker.io", "nvcr.io", "ghcr.io")
+MANAGED_PATHS = (
+    NOUVEAU_CONF,
+    CUDA_PROFILE,
+    HF_ENV,
+    HF_PROFILE,
+    MIRROR_SOURCE,
+    MIRROR_KEYRING,
+    CONTAINERD_REGISTRY,
+    *(f"{CONTAINERD_CERTS}/{r}/hosts.toml" for r in REGISTRY_UPSTREAMS),
+)
+
+
+@dataclass
+class NodeContext:
+    me: Host
+    stack: Stack
+    profile: SystemProfile | None
+    state: HostStateData
+    extras: dict
+    pkgs: PackageSet
+    modules: str  # "open" | "proprietary"
+    reboot_reasons: list[str] = field(default_factory=list)
+    driver_changing: bool = False  # the driver packages change in this apply
+    fabricmanager_changing: bool = False
+    apt_lists_stale: bool = True  # the first apt transaction of the apply runs apt update
+
+    @property
+    def os_key(self) -> str:
+        return self.pkgs.os_id
+
+    @property
+    def apt(self) -> bool:
+        return self.pkgs.manager == "apt"
+
+    @property
+    def installed(self) -> dict[str, str]:
+        return {n: p.version for n, p in self.state.packages.items() if p.installed}
+
+    @property
+    def held(self) -> list[str]:
+        return sorted(self.state.held)
+
+    @property
+    def digests(self) -> dict[str, str | None]:
+        return self.extras.get("digests", {})
+
+    @property
+    def nvswitch(self) -> bool:
+        return bool(self.profile and self.profile.nvswitch)
+
+    def install(
+        self,
+        label: str,
+        packages: dict[str, str | None],
+        hold: bool = True,
+        remove: list[str] | None = None,
+    ) -> None:
+        """One apt (or dnf) transaction against the state read at the start; only the
+        first transaction of the apply refreshes the package lists."""
+        from gpuprov.operations.apt import apt_pinned_install
+        from gpuprov.operations.dnf import dnf_pinned_install
+
+        installed = self.installed
+        if not self.apt:
+            dnf_pinned_install(name=label, packages=packages, installed=installed)
+            return
+        changes = any(
+            n not in installed or (v is not None and installed[n] != v) for n, v in packages.items()
+        ) or any(n in installed for n in remove or ())
+        apt_pinned_install(
+            name=label,
+            packages=packages,
+            hold=hold,
+            remove=remove,
+            installed=installed,
+            held=self.held,
+            update=self.apt_lists_stale,
+        )
+        if changes:
+            self.apt_lists_stale = False
+
+    def service(self, name: str) -> ServiceState:
+        return self.state.services.get(name) or ServiceState(None, None)
+
+    def var(self, key: str, default=None):
+        return host.data.get(key, self.me.vars.get(key, default))
+
+
+def node_context() -> NodeContext:
+    """Read the current host's state (two round trips) and resolve its packages."""
+    me: Host | None = host.data.get(HOST_DATA_KEY)
+    if me is None or me.stack is None:
+        from gpuprov.engine.refusal import HostRefused
+
+        raise HostRefused(
+            f"{host.name} has no GPU stack in the inventory", "give it a group with a stack"
+        )
+    state = host.get_fact(HostState)
+    extras = host.get_fact(DeployExtras, paths=MANAGED_PATHS, cdi_spec=CDI_SPEC)
+    if state.os is None:
+        from gpuprov.engine.refusal import HostRefused
+
+        raise HostRefused("cannot tell the host's OS (no /etc/os-release)")
+    if me.stack.os and me.stack.os != state.os.os_key:
+        from gpuprov.engine.refusal import HostRefused
+
+        raise HostRefused(
+            f"the inventory says stack.os {me.stack.os}, the host runs {state.os.os_key}",
+            f"fix stack.os for {me.name} (package names differ per OS)",
+        )
+    profile = get_profile(me.profile) if me.profile else None
+    modules = resolve_modules(me.stack, profile)
+    pin = me.stack.driver
+    pkgs = packages_for(state.os.os_key, pin.branch, pin.version, modules)
+    return NodeContext(me, me.stack, profile, state, extras, pkgs, modules)
+
+
+_env = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+def render(template: str, **values) -> str:
+    """A jinja2 template from gpuprov.templates (package data, so it ships in the wheel)."""
+    text = resources.files("gpuprov.templates").joinpath(template).read_text()
+    return _env.from_string(text).render(**values)
+
+
+def warn(text: str) -> None:
+    """A warning the plan/apply output shows once for this host."""
+    try:
+        from gpuprov.engine.refusal import warn as engine_warn
+    except ImportError:  # the engine is not installed with this build: log it
+        import logging
+
+        logging.getLogger("gpuprov.deploys").warning("%s: %s", host.name, text)
+        return
+    engine_warn(text)

@@ -1,0 +1,228 @@
+"""`gpuprov verify`: is a GPU node what its inventory says, right now?
+
+One extra fact (`VerifyProbe`) beside HostState runs what only verification needs:
+`dcgmi diag -r 1`, the driver version the CDI spec names, and a container started with a
+GPU through CDI when the host has a test image (host var `gpuprov_verify_image`, an image
+in the site registry). `node_verdict` turns both into checks on top of gpuprov.verify's
+(nvidia-smi, count, model, driver, ECC, remapped rows, fabric): PCI bus vs profile,
+fabric manager version == driver, CDI spec current, DCGM, container. What could not be
+checked is reported as *not checked* with the reason, never as passed.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from pyinfra.api import FactBase
+
+from gpuprov.facts.host_state import HostStateData, split_sections
+from gpuprov.inventory.model import Host
+from gpuprov.parsers import ParseError
+from gpuprov.parsers.dcgmi_diag import parse_dcgmi_diag
+from gpuprov.tables import get_profile, packages_for
+from gpuprov.verify import Check, HostVerdict, pci_checks, verdict
+
+CDI_SPEC = "/etc/cdi/nvidia.yaml"
+_LIBCUDA = re.compile(r"libcuda\.so\.(\d+\.\d+(?:\.\d+)?)")
+
+
+@dataclass
+class ProbeData:
+    dcgm_rc: int | None = None  # None: dcgmi not installed
+    dcgm_output: str = ""
+    cdi_spec: str | None = None  # the spec's text, None when absent
+    container_rc: int | None = None  # None: not attempted
+    container_output: str = ""
+    container_how: str = ""
+
+    @property
+    def cdi_driver(self) -> str | None:
+        m = _LIBCUDA.search(self.cdi_spec or "")
+        return m.group(1) if m else None
+
+
+def _section(name: str, script: str) -> str:
+    return (
+        f"printf '@@gpuprov:begin {name}\\n'; ( {script} ) 2>&1; "
+        f"printf '\\n@@gpuprov:end {name} %s\\n' $?"
+    )
+
+
+class VerifyProbe(FactBase[ProbeData]):
+    """DCGM diag level 1, the CDI spec, and (given an image) a CDI GPU container."""
+
+    def command(self, runtime: str = "none", image: str | None = None) -> str:
+        parts = [
+            _section(
+                "dcgm",
+                "if command -v dcgmi >/dev/null 2>&1; then dcgmi diag -r 1; else exit 127; fi",
+            ),
+            _section("cdi", f"if [ -f {CDI_SPEC} ]; then cat {CDI_SPEC}; else exit 127; fi"),
+        ]
+        if image and runtime in ("docker", "containerd"):
+            img = shlex.quote(image)
+            if runtime == "docker":
+                run = f"docker run --rm --device nvidia.com/gpu=all {img} nvidia-smi -L"
+            else:
+                run = (
+                    f"ctr image pull --plain-http {img} >/dev/null && "
+                    f"ctr run --rm --cdi-device nvidia.com/gpu=all {img} gpuprov-verify-$$ "
+                    "nvidia-smi -L"
+                )
+            parts.append(_section("container", f"echo {shlex.quote(run)}; {run}"))
+        return "; ".join(parts) + "; true"
+
+    def process(self, output: list[str]) -> ProbeData:
+        s = split_sections("\n".join(output))
+        probe = ProbeData()
+        if (d := s.get("dcgm")) and d.present:
+            probe.dcgm_rc, probe.dcgm_output = d.rc, d.output
+        if (c := s.get("cdi")) and c.present:
+            probe.cdi_spec = c.output
+        if (k := s.get("container")) is not None:
+            how, _, rest = k.output.partition("\n")
+            probe.container_rc, probe.container_how, probe.container_output = k.rc, how, rest
+        return probe
+
+
+@dataclass
+class NodeReport:
+    host: str
+    verdict: HostVerdict
+    not_checked: list[tuple[str, str]] = field(default_factory=list)  # (check, why)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict.ok
+
+    def as_dict(self) -> dict:
+        return {
+            "host": self.host,
+            "ok": self.ok,
+            "checks": [
+                {"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.verdict.checks
+            ],
+            "not_checked": [{"name": n, "why": w} for n, w in self.not_checked],
+        }
+
+
+def node_verdict(me: Host, state: HostStateData, probe: ProbeData) -> NodeReport:
+    if me.stack is None or me.profile is None:
+        v = HostVerdict([Check("inventory", False, "not a GPU host with a profile and stack")])
+        return NodeReport(me.name, v)
+    profile = get_profile(me.profile)
+    expected = me.stack.driver.version
+    report = NodeReport(me.name, HostVerdict())
+    dcgm = None
+    if probe.dcgm_rc is None:
+        if me.stack.dcgm:
+            report.verdict.checks.append(Check("dcgm-diag", False, "dcgmi is not installed"))
+        else:
+            report.not_checked.append(("dcgm-diag", "dcgm: false in the stack"))
+    else:
+        try:
+            dcgm = parse_dcgmi_diag(probe.dcgm_output)
+        except ParseError:
+            first = (probe.dcgm_output.strip().splitlines() or ["no output"])[0]
+            report.verdict.checks.append(
+                Check("dcgm-diag", False, f"dcgmi diag -r 1 failed (exit {probe.dcgm_rc}): {first}")
+            )
+    base = verdict(state, profile, expected, dcgm)
+    report.verdict.checks = pci_checks(state, profile) + base.checks + report.verdict.checks
+    if profile.nvswitch:
+        report.verdict.checks.append(_fabricmanager_version(state, me, expected))
+    report.verdict.checks.append(_cdi(probe, expected))
+    _container(report, me, probe)
+    return report
+
+
+def _fabricmanager_version(state: HostStateData, me: Host, expected: str) -> Check:
+    from gpuprov.checks import resolve_modules
+
+    if state.os is None:
+        return Check("fabricmanager-version", False, "unknown OS: cannot name the package")
+    pkgs = packages_for(
+        state.os.os_key,
+        me.stack.driver.branch,
+        expected,
+        resolve_modules(me.stack, get_profile(me.profile)),
+    )
+    have = state.package_version(pkgs.fabricmanager)
+    if have is None:
+        return Check("fabricmanager-version", False, f"{pkgs.fabricmanager} is not installed")
+    if have.split("-")[0] != expected:
+        return Check(
+            "fabricmanager-version",
+            False,
+            f"{pkgs.fabricmanager} {have} does not match driver {expected} "
+            "(the service refuses to start; CUDA fails with error 802)",
+        )
+    return Check("fabricmanager-version", True, f"{pkgs.fabricmanager} {have}")
+
+
+def _cdi(probe: ProbeData, expected: str) -> Check:
+    if probe.cdi_spec is None:
+        return Check("cdi-spec", False, f"no CDI spec at {CDI_SPEC}")
+    found = probe.cdi_driver
+    if found != expected:
+        return Check(
+            "cdi-spec",
+            False,
+            f"{CDI_SPEC} is for driver {found or 'unknown'}, installed {expected}: "
+            "regenerate it (nvidia-ctk cdi generate)",
+        )
+    return Check("cdi-spec", True, f"{CDI_SPEC} is current (driver {expected})")
+
+
+def _container(report: NodeReport, me: Host, probe: ProbeData) -> None:
+    runtime = me.stack.container_runtime
+    if runtime == "none":
+        report.not_checked.append(("container", "container_runtime: none"))
+    elif probe.container_rc is None:
+        report.not_checked.append(
+            (
+                "container",
+                f"no test image (host var gpuprov_verify_image): no {runtime} container was "
+                "started; only the CDI spec was checked",
+            )
+        )
+    elif probe.container_rc == 0 and "GPU " in probe.container_output:
+        n = sum(1 for line in probe.container_output.splitlines() if line.startswith("GPU "))
+        report.verdict.checks.append(Check("container", True, f"{n} GPUs visible in a container"))
+    else:
+        first = (probe.container_output.strip().splitlines() or ["no output"])[-1]
+        report.verdict.checks.append(
+            Check(
+                "container",
+                False,
+                f"`{probe.container_how}` failed (exit {probe.container_rc}): {first[:200]}",
+            )
+        )
+
+
+def probe_hosts(session, hosts: dict[str, Host]) -> dict[str, ProbeData | str]:
+    """VerifyProbe on every connected host in parallel, each with its own runtime and
+    test image; a failure is that host's one-line error string."""
+    import gevent
+    from pyinfra.context import ctx_state
+
+    state = session.state
+
+    def one(name: str) -> ProbeData | str:
+        me = hosts[name]
+        runtime = me.stack.container_runtime if me.stack else "none"
+        image = me.vars.get("gpuprov_verify_image")
+        try:
+            return state.inventory.get_host(name).get_fact(
+                VerifyProbe, runtime=runtime, image=image
+            )
+        except Exception as exc:  # this host's problem only
+            lines = str(exc).strip().splitlines()
+            return lines[0] if lines else type(exc).__name__
+
+    with ctx_state.use(state):
+        greenlets = {n: state.pool.spawn(one, n) for n in session.connected if n in hosts}
+        gevent.joinall(list(greenlets.values()))
+    return {n: g.get() for n, g in greenlets.items()}

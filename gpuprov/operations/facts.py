@@ -1,0 +1,111 @@
+"""Small facts the operations fall back to when a deploy did not pass the state in.
+
+The deploys avoid them: they read HostState (and FileDigests for their managed files)
+once per host and hand the values to the operations as arguments.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra.api import FactBase
+
+
+class AptHolds(FactBase[list[str]]):
+    """Held packages, read from dpkg's selections (`apt-mark showhold` loads the apt
+    cache, which takes seconds)."""
+
+    default = list
+
+    def requires_command(self) -> str:
+        return "dpkg-query"
+
+    def command(self) -> str:
+        return (
+            "dpkg-query -W -f='${db:Status-Want} ${Package}\\n' | awk '$1 == \"hold\" { print $2 }'"
+        )
+
+    def process(self, output: list[str]) -> list[str]:
+        return sorted(line.strip() for line in output if line.strip())
+
+
+class FileDigests(FactBase[dict[str, str | None]]):
+    """sha256 of each file in `paths` (None when absent), in one command."""
+
+    default = dict
+
+    def command(self, paths: tuple[str, ...] | list[str]) -> str:
+        quoted = " ".join(shlex.quote(p) for p in paths)
+        return (
+            f'for f in {quoted}; do if [ -f "$f" ]; then '
+            'printf "%s %s\\n" "$(sha256sum < "$f" | cut -d" " -f1)" "$f"; '
+            'else printf -- "- %s\\n" "$f"; fi; done'
+        )
+
+    def process(self, output: list[str]) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for line in output:
+            digest, _, path = line.strip().partition(" ")
+            if path:
+                out[path] = None if digest == "-" else digest
+        return out
+
+
+class FileDigest(FactBase[str | None]):
+    """sha256 of one file, or None when absent."""
+
+    def command(self, path: str) -> str:
+        q = shlex.quote(path)
+        return f"if [ -f {q} ]; then sha256sum < {q} | cut -d' ' -f1; fi"
+
+    def process(self, output: list[str]) -> str | None:
+        value = "".join(output).strip()
+        return value or None
+
+
+class DeployExtras(FactBase[dict]):
+    """What the deploys compare against beyond HostState, in one command: digests of the
+    files they manage, the driver version the CDI spec was generated for, and whether
+    docker/containerd already know the nvidia runtime."""
+
+    default = dict
+
+    def command(
+        self, paths: tuple[str, ...] | list[str], cdi_spec: str = "/etc/cdi/nvidia.yaml"
+    ) -> str:
+        quoted = " ".join(shlex.quote(p) for p in paths)
+        spec = shlex.quote(cdi_spec)
+        return (
+            f'for f in {quoted}; do if [ -f "$f" ]; then '
+            'printf "file %s %s\\n" "$(sha256sum < "$f" | cut -d" " -f1)" "$f"; '
+            'else printf "file - %s\\n" "$f"; fi; done; '
+            # The spec mounts libcuda.so.<driver version> (libcuda.so.1 is only a link name).
+            f"if [ -f {spec} ]; then printf 'cdi %s\\n' \"$(sed -n "
+            f"'s/.*libcuda[.]so[.]\\([0-9][0-9]*[.][0-9][0-9.]*[0-9]\\).*/\\1/p' {spec} "
+            '| head -n1)"; fi; '
+            "if [ -f /etc/docker/daemon.json ] && grep -q '\"nvidia\"' /etc/docker/daemon.json; "
+            "then echo 'docker-nvidia yes'; fi; "
+            "if [ -f /etc/containerd/conf.d/99-nvidia.toml ] && [ -f /etc/containerd/config.toml ] "
+            "&& grep -q '^imports.*conf\\.d' /etc/containerd/config.toml; "
+            "then echo 'containerd-nvidia yes'; fi; true"
+        )
+
+    def process(self, output: list[str]) -> dict:
+        out: dict = {
+            "digests": {},
+            "cdi_driver": None,
+            "docker_nvidia": False,
+            "containerd_nvidia": False,
+        }
+        for line in output:
+            kind, _, rest = line.strip().partition(" ")
+            if kind == "file":
+                digest, _, path = rest.partition(" ")
+                out["digests"][path] = None if digest == "-" else digest
+            elif kind == "cdi":
+                out["cdi_driver"] = rest.strip() or None
+            elif kind == "docker-nvidia":
+                out["docker_nvidia"] = True
+            elif kind == "containerd-nvidia":
+                out["containerd_nvidia"] = True
+        return out

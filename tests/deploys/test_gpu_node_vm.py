@@ -1,0 +1,280 @@
+"""End to end on one test-bed VM (Debian 12, systemd, TCG) with the stand-in NVIDIA
+packages published in a signed apt repository served to the VM: the real `gpuprov`
+CLI, real SSH, real apt, a real reboot.
+
+The steps run in file order on the same VM (each needs the one before):
+fresh apply (570) -> verify -> second apply changes nothing -> plan is empty ->
+upgrade to 580 (one transaction, one reboot, new CDI) -> verify -> the user's containerd
+settings survived -> fault profiles make verify/preflight fail naming the fault.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CACHE = REPO_ROOT / ".cache" / "deploys"
+OLD, NEW = "570.133.20", "580.95.05"
+PROFILE = "hgx-h100-8"
+USER_CONTAINERD = """\
+version = 2
+oom_score = -999
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.site.local/pause:3.9"
+"""
+# Counts boots: one line per boot, so "rebooted exactly once" is a line count.
+BOOT_LOG_UNIT = """\
+[Unit]
+Description=gpuprov test: record each boot
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'cat /proc/sys/kernel/random/boot_id >> /var/lib/gpuprov-test-boots'
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def gpuprov(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpuprov.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"gpuprov {' '.join(args)} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout[-6000:]}\nstderr:\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def as_json(proc: subprocess.CompletedProcess) -> dict:
+    return json.loads(proc.stdout)
+
+
+def runtime_debs(dest: Path) -> list[Path]:
+    """containerd and runc from this machine's Debian mirror (the VM is air-gapped: the
+    site mirror carries them, as it would on a real site)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    debs = sorted(dest.glob("*.deb"))
+    if len(debs) < 2:
+        subprocess.run(["apt-get", "download", "containerd", "runc"], cwd=dest, check=True)
+        debs = sorted(dest.glob("*.deb"))
+    return debs
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """Stand-ins + containerd published in a signed repo; the keyring apt trusts."""
+    from gpuprov.aptrepo import generate_key, publish_repo
+    from gpuprov.testbed.standins import build_standins
+
+    work = tmp_path_factory.mktemp("site")
+    debs = build_standins(CACHE / "standins", releases=(OLD, NEW))
+    sim = [d for d in debs if d.name.startswith("gpuprov-gpu-sim_")]
+    key = generate_key(work / "gnupg", "gpuprov test site", "site@gpuprov.test")
+    repo = work / "repo"
+    publish_repo(
+        [d for d in debs if d not in sim] + runtime_debs(CACHE / "runtime"),
+        repo,
+        suite="gpuprov",
+        key=key,
+    )
+    keyring = key.export_public(work / "site.gpg")
+    hardware = work / "hardware"
+    hardware.mkdir()
+    shutil.copy(sim[0], hardware / "gpuprov-gpu-sim.deb")
+    return {"repo": repo, "keyring": keyring, "hardware": hardware, "work": work}
+
+
+@pytest.fixture(scope="module")
+def node(site, tmp_path_factory):
+    """One VM with simulated HGX H100 hardware and an inventory pointing at it."""
+    from gpuprov.testbed.standins import install_sim_profile, render_profile
+    from gpuprov.testbed.vms import VMLab
+
+    with VMLab(1, memory_mb=1536, names=["gpu001"]) as lab:
+        vm = lab.vms[0]
+        repo_url = lab.serve_http(site["repo"])
+        hw_url = lab.serve_http(site["hardware"])
+
+        def run(cmd: str) -> str:
+            out = vm.ssh(cmd, timeout=600)
+            assert out.returncode == 0, f"{cmd}: {out.stderr}"
+            return out.stdout
+
+        # The "hardware": simulated GPUs (lspci/mokutil shims, boot-time module load).
+        run(f"curl -fsS -o /tmp/sim.deb {hw_url}gpuprov-gpu-sim.deb && dpkg -i /tmp/sim.deb")
+        install_sim_profile(run, render_profile(PROFILE))
+        run(
+            "cat > /etc/systemd/system/boot-log.service <<'EOF'\n" + BOOT_LOG_UNIT + "EOF\n"
+            "systemctl enable --now boot-log.service"
+        )
+        # A user's containerd configuration that must survive.
+        run(
+            "mkdir -p /etc/containerd && cat > /etc/containerd/config.toml <<'EOF'\n"
+            + USER_CONTAINERD
+            + "EOF"
+        )
+        inventory = lab.write_inventory(
+            site["work"] / "lab.yaml",
+            profile=PROFILE,
+            driver={"branch": "570", "version": OLD, "modules": "auto"},
+            cuda=["12.8"],
+            container_runtime="containerd",
+            dcgm=True,
+        )
+        set_vars(
+            inventory,
+            {
+                "gpuprov_mirror_client": {
+                    "apt_url": repo_url.rstrip("/"),
+                    "suite": "gpuprov",
+                    "keyring": str(site["keyring"]),
+                },
+                # Lab VMs: no kernel headers (nothing is built) and a small disk.
+                "gpuprov_preflight_ignore": ["headers"],
+                "gpuprov_min_free_gb": 0.3,
+            },
+        )
+        yield {"vm": vm, "lab": lab, "inventory": inventory, "run": run, "site": site}
+
+
+def set_vars(inventory: Path, values: dict) -> None:
+    yaml = YAML()
+    doc = yaml.load(inventory.read_text())
+    doc["groups"]["gpu"].setdefault("vars", {}).update(values)
+    with inventory.open("w") as fh:
+        yaml.dump(doc, fh)
+
+
+def set_driver(inventory: Path, branch: str, version: str, cuda: list[str]) -> None:
+    yaml = YAML()
+    doc = yaml.load(inventory.read_text())
+    doc["cluster"]["stack"]["driver"].update({"branch": branch, "version": version})
+    doc["cluster"]["stack"]["cuda"] = cuda
+    with inventory.open("w") as fh:
+        yaml.dump(doc, fh)
+
+
+def verify(node, check: bool = True) -> dict:
+    return as_json(gpuprov("verify", str(node["inventory"]), "-o", "json", check=check))
+
+
+def failed_checks(report: dict) -> dict[str, str]:
+    host = report["hosts"][0]
+    return {c["name"]: c["detail"] for c in host["checks"] if not c["ok"]}
+
+
+def boots(node) -> int:
+    return len(node["run"]("cat /var/lib/gpuprov-test-boots").split())
+
+
+def test_fresh_apply_then_verify(node) -> None:
+    inv = str(node["inventory"])
+    result = as_json(gpuprov("apply", inv, "--yes", "-o", "json"))
+    assert result["summary"]["failed"] == 0, result
+    assert result["summary"]["changed"] > 0
+    report = verify(node)
+    assert report["ok"], failed_checks(report)
+    host = report["hosts"][0]
+    names = {c["name"] for c in host["checks"]}
+    assert {"nvidia-smi", "gpu-count", "driver-version", "fabric", "cdi-spec"} <= names
+    assert {"fabricmanager-version", "dcgm-diag"} <= names
+    # No test image in the lab: the container step says so instead of passing.
+    assert [n["name"] for n in host["not_checked"]] == ["container"]
+    held = node["run"]("apt-mark showhold").split()
+    assert {"nvidia-driver-570-open", "nvidia-fabricmanager-570"} <= set(held)
+
+
+def test_second_apply_changes_nothing(node) -> None:
+    before = boots(node)
+    result = as_json(gpuprov("apply", str(node["inventory"]), "--yes", "-o", "json"))
+    assert result["summary"]["changed"] == 0, result
+    assert result["summary"]["failed"] == 0
+    assert boots(node) == before
+
+
+def test_plan_after_apply_has_nothing_to_do(node) -> None:
+    plan = as_json(gpuprov("plan", str(node["inventory"]), "-o", "json"))
+    assert plan["summary"]["changes"] == 0, plan
+
+
+def test_upgrade_570_to_580(node) -> None:
+    inv = node["inventory"]
+    set_driver(inv, "580", NEW, ["12.8", "13.0"])
+    plan = as_json(gpuprov("plan", str(inv), "-o", "json"))
+    changes = [c["name"] for c in plan["hosts"]["gpu001"]["changes"]]
+    assert any(f"NVIDIA driver {NEW}" in c for c in changes), changes
+    assert any("Reboot once" in c for c in changes), changes
+    assert any("CDI spec" in c for c in changes), changes
+
+    before = boots(node)
+    result = as_json(gpuprov("apply", str(inv), "--yes", "-o", "json"))
+    assert result["summary"]["failed"] == 0, result
+    assert boots(node) == before + 1  # exactly one reboot
+
+    installed = node["run"]("dpkg-query -W -f='${Package} ${Version}\\n' 'nvidia-*'")
+    assert f"nvidia-fabricmanager {NEW}-1" in installed
+    assert f"nvidia-driver-580-open {NEW}-1" in installed
+    assert "nvidia-fabricmanager-570 " not in installed  # replaced in the same transaction
+    assert f"libcuda.so.{NEW}" in node["run"]("cat /etc/cdi/nvidia.yaml")
+    report = verify(node)
+    assert report["ok"], failed_checks(report)
+    # And converged again.
+    assert as_json(gpuprov("plan", str(inv), "-o", "json"))["summary"]["changes"] == 0
+
+
+def test_user_containerd_config_survives(node) -> None:
+    text = node["run"]("cat /etc/containerd/config.toml")
+    assert "oom_score = -999" in text
+    assert 'sandbox_image = "registry.site.local/pause:3.9"' in text
+    assert "conf.d" in text  # nvidia-ctk added an import of its drop-in, nothing else
+    assert "nvidia" in node["run"]("cat /etc/containerd/conf.d/99-nvidia.toml")
+    assert node["run"]("systemctl is-active containerd").strip() == "active"
+
+
+@pytest.mark.parametrize(
+    ("fault", "check", "words"),
+    [
+        ({"ecc_uncorrectable": {3: 2}}, "ecc", "volatile uncorrectable"),
+        ({"missing_gpus": 1}, "gpu-count", "7 GPUs"),
+        ({"fabric_in_progress": True}, "fabric", "fabric"),
+    ],
+)
+def test_fault_profiles_fail_verify_naming_the_fault(node, fault, check, words) -> None:
+    from gpuprov.testbed.standins import install_sim_profile, render_profile
+
+    try:
+        install_sim_profile(node["run"], render_profile(PROFILE, **fault))
+        report = verify(node, check=False)
+        failed = failed_checks(report)
+        assert not report["ok"]
+        assert check in failed, failed
+        assert words in failed[check]
+    finally:
+        install_sim_profile(node["run"], render_profile(PROFILE))
+
+
+def test_secure_boot_on_is_refused_by_preflight(node) -> None:
+    from gpuprov.testbed.standins import install_sim_profile, render_profile
+
+    try:
+        install_sim_profile(node["run"], render_profile(PROFILE, secure_boot=True))
+        proc = gpuprov("plan", str(node["inventory"]), check=False)
+        assert proc.returncode == 1
+        assert "Secure Boot" in proc.stdout + proc.stderr
+    finally:
+        install_sim_profile(node["run"], render_profile(PROFILE))

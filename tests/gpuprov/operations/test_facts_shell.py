@@ -1,0 +1,57 @@
+"""The deploys' own facts, run in a real shell on real files (their commands are what
+the hosts run; only the paths differ)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+from gpuprov.operations.facts import DeployExtras, FileDigest, FileDigests
+
+# The shape nvidia-ctk writes: the hook's link name (libcuda.so.1) comes before the mount
+# that names the driver version.
+SPEC = """\
+cdiVersion: 0.5.0
+containerEdits:
+  hooks:
+  - args:
+    - nvidia-cdi-hook
+    - create-symlinks
+    - --link
+    - libcuda.so.1::/usr/lib/x86_64-linux-gnu/libcuda.so
+  mounts:
+  - containerPath: /usr/lib/x86_64-linux-gnu/libcuda.so.580.95.05
+    hostPath: /usr/lib/x86_64-linux-gnu/libcuda.so.580.95.05
+"""
+
+
+def sh(command: str) -> list[str]:
+    return subprocess.run(
+        ["sh", "-c", command], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+
+
+def test_deploy_extras_digests_and_cdi_driver(tmp_path: Path) -> None:
+    present, missing, spec = tmp_path / "a.conf", tmp_path / "none.conf", tmp_path / "nvidia.yaml"
+    present.write_text("blacklist nouveau\n")
+    spec.write_text(SPEC)
+    fact = DeployExtras()
+    out = fact.process(sh(fact.command(paths=(str(present), str(missing)), cdi_spec=str(spec))))
+    assert out["digests"] == {
+        str(present): hashlib.sha256(b"blacklist nouveau\n").hexdigest(),
+        str(missing): None,
+    }
+    assert out["cdi_driver"] == "580.95.05"
+    no_spec = fact.process(sh(fact.command(paths=(), cdi_spec=str(tmp_path / "x.yaml"))))
+    assert no_spec["cdi_driver"] is None
+
+
+def test_file_digest_facts(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"\x00\x01binary")
+    want = hashlib.sha256(b"\x00\x01binary").hexdigest()
+    assert FileDigest().process(sh(FileDigest().command(path=str(f)))) == want
+    assert FileDigest().process(sh(FileDigest().command(path=str(tmp_path / "no")))) is None
+    both = FileDigests().process(sh(FileDigests().command(paths=[str(f), str(tmp_path / "no")])))
+    assert both == {str(f): want, str(tmp_path / "no"): None}

@@ -1,0 +1,111 @@
+"""node_verdict's own checks (CDI spec current, fabric manager == driver, DCGM, container),
+on HostState script output and the real dcgmi capture."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploys"))
+
+from hoststate import host_state_output  # noqa: E402
+from plan_harness import gpu_host  # noqa: E402
+
+from gpuprov.facts.host_state import parse_host_state  # noqa: E402
+from gpuprov.node_verify import ProbeData, VerifyProbe, node_verdict  # noqa: E402
+
+SPEC_580 = "cdiVersion: 0.5.0\n  - containerPath: /usr/lib/x86_64-linux-gnu/libcuda.so.580.95.05\n"
+SPEC_570 = SPEC_580.replace("580.95.05", "570.133.20")
+
+
+def checks(report) -> dict[str, tuple[bool, str]]:
+    return {c.name: (c.ok, c.detail) for c in report.verdict.checks}
+
+
+def state(fm: str | None = "580.95.05-1"):
+    pkgs = {"nvidia-driver-580-open": "580.95.05-1"}
+    if fm:
+        pkgs["nvidia-fabricmanager"] = fm
+    return parse_host_state(host_state_output("debian12", packages=pkgs, module="580.95.05"))
+
+
+def test_stale_cdi_spec_is_named() -> None:
+    r = node_verdict(gpu_host(), state(), ProbeData(cdi_spec=SPEC_570))
+    ok, detail = checks(r)["cdi-spec"]
+    assert not ok
+    assert "driver 570.133.20, installed 580.95.05" in detail
+    r = node_verdict(gpu_host(), state(), ProbeData(cdi_spec=SPEC_580))
+    assert checks(r)["cdi-spec"][0]
+    assert not checks(node_verdict(gpu_host(), state(), ProbeData()))["cdi-spec"][0]
+
+
+def test_fabric_manager_version_mismatch_is_named() -> None:
+    r = node_verdict(gpu_host(), state(fm="570.133.20-1"), ProbeData(cdi_spec=SPEC_580))
+    ok, detail = checks(r)["fabricmanager-version"]
+    assert not ok and "570.133.20-1 does not match driver 580.95.05" in detail
+    assert "802" in detail
+    r = node_verdict(gpu_host(), state(fm=None), ProbeData(cdi_spec=SPEC_580))
+    assert checks(r)["fabricmanager-version"] == (False, "nvidia-fabricmanager is not installed")
+    # No NVSwitch, no fabric manager check.
+    r = node_verdict(gpu_host("h100-pcie"), state(fm=None), ProbeData(cdi_spec=SPEC_580))
+    assert "fabricmanager-version" not in checks(r)
+
+
+def test_dcgm_capture_and_missing_dcgmi(captures: Path) -> None:
+    text = (captures / "azhpc-doc_h200_8gpu_dcgmi-diag-r1_dcgm3.1.8_550.127.08.txt").read_text()
+    r = node_verdict(gpu_host(), state(), ProbeData(dcgm_rc=0, dcgm_output=text))
+    assert "dcgm-diag" in checks(r)
+    r = node_verdict(gpu_host(), state(), ProbeData())
+    assert checks(r)["dcgm-diag"] == (False, "dcgmi is not installed")
+    r = node_verdict(
+        gpu_host(),
+        state(),
+        ProbeData(dcgm_rc=1, dcgm_output="Error: unable to connect to host engine"),
+    )
+    ok, detail = checks(r)["dcgm-diag"]
+    assert not ok and "unable to connect" in detail
+
+
+def test_container_not_run_is_said_not_passed() -> None:
+    r = node_verdict(gpu_host(), state(), ProbeData(cdi_spec=SPEC_580))
+    assert "container" not in checks(r)
+    assert r.not_checked[0][0] == "container" and "only the CDI spec" in r.not_checked[0][1]
+    probe = ProbeData(
+        cdi_spec=SPEC_580,
+        container_rc=0,
+        container_how="docker run ...",
+        container_output="GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1)\n",
+    )
+    assert checks(node_verdict(gpu_host(runtime="docker"), state(), probe))["container"][0]
+    probe = ProbeData(
+        cdi_spec=SPEC_580,
+        container_rc=125,
+        container_how="docker run ...",
+        container_output="docker: Error response from daemon: unresolvable CDI devices",
+    )
+    ok, detail = checks(node_verdict(gpu_host(runtime="docker"), state(), probe))["container"]
+    assert not ok and "unresolvable CDI devices" in detail
+
+
+def test_probe_parses_its_own_sections() -> None:
+    out = (
+        "@@gpuprov:begin dcgm\n\n@@gpuprov:end dcgm 127\n"
+        f"@@gpuprov:begin cdi\n{SPEC_570}\n@@gpuprov:end cdi 0\n"
+        "@@gpuprov:begin container\ndocker run x\nGPU 0: H100\n@@gpuprov:end container 0\n"
+    )
+    probe = VerifyProbe().process(out.splitlines())
+    assert probe.dcgm_rc is None
+    assert probe.cdi_driver == "570.133.20"
+    assert (probe.container_rc, probe.container_how) == (0, "docker run x")
+    cmd = VerifyProbe().command(runtime="containerd", image="10.0.0.5:5000/cuda:13")
+    assert "--cdi-device nvidia.com/gpu=all" in cmd and "dcgmi diag -r 1" in cmd
+
+
+def test_probe_script_runs_in_a_real_shell() -> None:
+    import subprocess
+
+    cmd = VerifyProbe().command(runtime="none", image=None)
+    out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=True).stdout
+    probe = VerifyProbe().process(out.splitlines())
+    # This machine has neither dcgmi nor a CDI spec; the container step is not attempted.
+    assert probe.dcgm_rc is None and probe.cdi_spec is None and probe.container_rc is None
