@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-fast test-hosts test-vm lint demo demo-clean lab-deps lab-box system-deps venv bench clean
+.PHONY: test test-slow test-fast test-hosts test-vm lint demo demo-clean lab-deps lab-box system-deps venv bench clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,11 @@ venv: $(STAMP)
 system-deps:
 	bash scripts/install-system-deps.sh
 
-## The full suite: fast tier, light hosts and VMs. This is what CI runs.
+## The test suite: fast tier, light hosts and the test-bed VMs. This is what CI runs.
+## The long end-to-end VM scenarios are `make test-slow` (docs/testing.md).
 test: system-deps $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow"
 
 ## Fast tier: no hosts, no VMs (a minute or two).
 test-fast: $(STAMP)
@@ -31,8 +32,12 @@ test-fast: $(STAMP)
 test-hosts: system-deps $(STAMP)
 	$(PY) -m pytest -m "host and not vm"
 
-test-vm: system-deps lab-deps $(STAMP)
-	$(PY) -m pytest -m vm
+test-vm: system-deps $(STAMP)
+	$(PY) -m pytest -m "vm and not slow"
+
+## Long end-to-end VM scenarios: GPU node install/upgrade, mirror VM pair, Vagrant lab.
+test-slow: system-deps lab-deps $(STAMP)
+	$(PY) -m pytest -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

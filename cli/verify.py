@@ -23,9 +23,9 @@ def verify(
     driver, CDI spec current, `dcgmi diag -r 1`, and a GPU container through CDI when the
     host has a test image (host var gpuprov_verify_image). Exit 1 when any host fails."""
     from gpuprov.cli._engine import exit_code, load, open_session
+
     from gpuprov.engine.connect import quiet_pyinfra
     from gpuprov.engine.gather import gather
-
     from gpuprov.facts.host_state import HostState
     from gpuprov.node_verify import node_verdict, probe_hosts
 

@@ -60,7 +60,14 @@ def dcgm(ctx: NodeContext) -> None:
         warn(f"DCGM not changed: {problem} (never downgraded)")
         skipped(name=f"DCGM {package}", reason=f"skipped, never downgraded: {problem}")
     else:
-        ctx.install(f"DCGM 4: {package}, held", {package: pinned})
+        # A CUDA major change swaps the DCGM 4 variant: the held old one goes in the same
+        # transaction (the variants conflict; held, apt would refuse).
+        others = sorted(
+            n
+            for n in ctx.installed
+            if n.startswith("datacenter-gpu-manager-4-cuda") and n != package
+        )
+        ctx.install(f"DCGM 4: {package}, held", {package: pinned}, remove=others)
     svc = ctx.service(UNIT)
     service_running(
         name="nvidia-dcgm host engine enabled and running",

@@ -3,9 +3,32 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+import types
 from pathlib import Path
 
 import pytest
+
+
+def _import_pyinfra_cli_without_patching() -> None:
+    """pyinfra_cli/__init__.py runs gevent's monkey.patch_all() on import. The
+    pyinfra-testing runner imports pyinfra_cli.util, which would patch the whole pytest
+    process and break the asyncio-based mirror tests. Register the package without
+    running its __init__; its submodules import normally. (gpuprov's own CLI patches in
+    main(), and tests run it as a subprocess.)"""
+    if "pyinfra_cli" in sys.modules:
+        return
+    spec = importlib.util.find_spec("pyinfra_cli")
+    if spec is None or spec.submodule_search_locations is None:
+        return
+    package = types.ModuleType("pyinfra_cli")
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__spec__ = spec
+    sys.modules["pyinfra_cli"] = package
+
+
+_import_pyinfra_cli_without_patching()
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -49,17 +49,20 @@ def is_local_connector(h) -> bool:
     return name.startswith("@local") or connector == "LocalConnector"
 
 
-def refuse_control_node(state, h) -> bool:
+def refuse_control_node(state, host) -> bool:  # noqa: F811 (pyinfra passes state, host by name)
     """Runs on the host just before the reboot command: the control node is the machine
     running gpuprov, recognised by /etc/machine-id (an SSH port forward to a VM on
-    loopback is *not* the control node, so addresses alone cannot decide)."""
-    if is_local_connector(h):
+    loopback is *not* the control node, so addresses alone cannot decide).
+
+    The parameters must be called `state` and `host`: pyinfra only passes them to a
+    FunctionCommand whose signature names both."""
+    if is_local_connector(host):
         raise OperationError("refusing to reboot: this host runs through the local connector")
-    remote = (h.get_fact(Command, "cat /etc/machine-id 2>/dev/null || true") or "").strip()
+    remote = (host.get_fact(Command, "cat /etc/machine-id 2>/dev/null || true") or "").strip()
     mine = local_machine_id()
     if remote and mine and remote == mine:
         raise OperationError(
-            f"refusing to reboot {h.name}: it is the control node running gpuprov "
+            f"refusing to reboot {host.name}: it is the control node running gpuprov "
             f"({socket.gethostname()}, same /etc/machine-id)"
         )
     return True

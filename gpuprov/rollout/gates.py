@@ -1,16 +1,21 @@
 """Health gates between a wave's deploys and its undrain: the runner's `gate` callable.
 
 One fresh pyinfra State per gate run (the wave's hosts), one greenlet per host, and per
-host one round trip per fact: the HostState fact for the built-in gates, plus one per
-command gate. Built-in gates judge with gpuprov.verify.verdict:
+host one round trip per fact: HostState for the built-in gates (plus `gpuprov verify`'s
+VerifyProbe when `dcgm-diag` or `container` is asked for), one per command gate. The
+built-in gates are `gpuprov verify`'s checks (gpuprov.node_verify.node_verdict), grouped:
 
-- `nvidia-smi`: nvidia-smi runs and agrees with the profile and the pinned driver (GPU
-  count and model, driver loaded, no uncorrectable ECC, no pending remaps, NVLink fabric).
-  It applies to hosts whose NVIDIA stack is installed (nvidia-smi, a loaded nvidia module
-  or a driver package); on a host without one there is nothing to check yet, and the gate
-  says so in its detail instead of failing a host that no deploy has given a driver.
-- `dcgm-diag`: `dcgmi diag -r 1` passes (hosts whose stack has `dcgm: true`).
-- `container`: needs `gpuprov verify`'s container probe, not in this build: fails closed.
+- `nvidia-smi`: GPUs on the PCI bus, nvidia-smi runs, GPU count and model, pinned driver
+  loaded, no uncorrectable ECC, no pending remaps, NVLink fabric up, fabric manager ==
+  driver (NVSwitch systems).
+- `dcgm-diag`: `dcgmi diag -r 1` passes (hosts with `dcgm: true`).
+- `container`: the CDI spec is current and a GPU container starts (host var
+  `gpuprov_verify_image`); without a test image it is *not checked*, which fails the gate:
+  a gate the inventory asks for must really be checked.
+
+They apply to hosts whose NVIDIA stack is installed (nvidia-smi, a loaded nvidia module
+or a driver package); on a host with none (`gpuprov_stack: false`, a scratch
+`gpuprov_root`) there is nothing to judge yet and the built-in gates pass.
 
 A command gate (`{command: "..."}`) runs on the host as the deploy user (with sudo when
 `ssh.sudo`); exit 0 passes, anything else fails the host with the command's output tail.
@@ -56,18 +61,6 @@ class GateCommand(FactBase[CommandOutcome]):
         return CommandOutcome(rc, "\n".join(body).strip())
 
 
-class DcgmDiagText(FactBase[CommandOutcome]):
-    """`dcgmi diag -r 1` (rc 127 when dcgmi is missing)."""
-
-    def command(self) -> str:
-        return GateCommand().command(
-            "command -v dcgmi >/dev/null 2>&1 || exit 127; dcgmi diag -r 1", 600
-        )
-
-    def process(self, output: list[str]) -> CommandOutcome:
-        return GateCommand().process(output)
-
-
 def stack_installed(state) -> bool:
     """Is there an NVIDIA driver on the host for the nvidia-smi gate to judge?"""
     if state.nvidia_smi.present or state.nvidia_module_version:
@@ -76,41 +69,26 @@ def stack_installed(state) -> bool:
     return any(name.startswith(prefixes) for name in state.packages)
 
 
-def builtin_failures(
-    host: Host, gates: Sequence[str], state, dcgm: CommandOutcome | None
-) -> list[str]:
-    """The failed checks of the built-in gates for one host, as "gate: detail" lines."""
-    from gpuprov.parsers import ParseError
-    from gpuprov.parsers.dcgmi_diag import parse_dcgmi_diag
-    from gpuprov.tables import get_profile
-    from gpuprov.verify import verdict
+# Checks of node_verdict owned by a gate; `nvidia-smi` owns every other check (PCI bus,
+# nvidia-smi, GPU count and model, driver, ECC, remaps, fabric, fabric manager...), so a
+# check `gpuprov verify` gains later is gated too, never silently ignored.
+GATE_CHECKS = {"dcgm-diag": frozenset({"dcgm-diag"}), "container": frozenset({"cdi-spec", "container"})}  # fmt: skip
 
-    failures: list[str] = []
-    if "nvidia-smi" in gates and stack_installed(state):
-        if host.profile is None or host.stack is None:
-            failures.append("nvidia-smi: the host has no profile and stack to check against")
-        else:
-            v = verdict(state, get_profile(host.profile), host.stack.driver.version)
-            failures += [f"nvidia-smi: {c.name}: {c.detail}" for c in v.failed]
-    if "dcgm-diag" in gates and host.stack is not None and host.stack.dcgm:
-        if dcgm is None or dcgm.rc == 127:
-            failures.append("dcgm-diag: dcgmi is not installed")
-        else:
-            try:
-                diag = parse_dcgmi_diag(dcgm.output)
-            except ParseError:
-                first = (dcgm.output.splitlines() or ["no output"])[0]
-                failures.append(f"dcgm-diag: dcgmi diag -r 1 failed (exit {dcgm.rc}): {first}")
-            else:
-                if not diag.passed:
-                    names = ", ".join(t.name for t in diag.failed)
-                    failures.append(f"dcgm-diag: failed: {names}")
-    if "container" in gates:
-        failures.append(
-            "container: this build has no container probe (gpuprov verify); "
-            "remove the gate or upgrade gpuprov"
-        )
-    return failures
+
+def _gate_of(check: str) -> str:
+    return next((g for g, names in GATE_CHECKS.items() if check in names), "nvidia-smi")
+
+
+def builtin_failures(host: Host, gates: Sequence[str], state, probe) -> list[str]:
+    """The failed checks of the built-in gates for one host, as "gate: check: detail"."""
+    from gpuprov.node_verify import ProbeData, node_verdict
+
+    if not gates or not stack_installed(state):
+        return []
+    report = node_verdict(host, state, probe if probe is not None else ProbeData())
+    failures = [f"{_gate_of(c.name)}: {c.name}: {c.detail}" for c in report.verdict.failed]
+    failures += [f"{_gate_of(n)}: {n}: not checked: {why}" for n, why in report.not_checked]
+    return [f for f in failures if f.split(":", 1)[0] in gates]
 
 
 class HealthGates:
@@ -162,10 +140,10 @@ class HealthGates:
                 state = pyhost.get_fact(HostState)
                 if state is None:
                     raise RuntimeError("no answer to the HostState fact (host gone?)")
-                dcgm = None
-                if "dcgm-diag" in self.builtin and host.stack is not None and host.stack.dcgm:
-                    dcgm = pyhost.get_fact(DcgmDiagText)
-                failures += builtin_failures(host, self.builtin, state, dcgm)
+                probe = None
+                if stack_installed(state) and {"dcgm-diag", "container"} & set(self.builtin):
+                    probe = self._probe(pyhost, host)
+                failures += builtin_failures(host, self.builtin, state, probe)
             for gate in self.commands:
                 script = render(gate.command, host)
                 out = pyhost.get_fact(GateCommand, script=script, timeout=gate.timeout)
@@ -180,3 +158,14 @@ class HealthGates:
         if failures:
             return HostResult(False, "gate", "\n".join(failures))
         return HostResult(True, "gate")
+
+    @staticmethod
+    def _probe(pyhost, host: Host):
+        from gpuprov.node_verify import VerifyProbe
+
+        runtime = host.stack.container_runtime if host.stack else "none"
+        image = host.vars.get("gpuprov_verify_image")
+        probe = pyhost.get_fact(VerifyProbe, runtime=runtime, image=image)
+        if probe is None:
+            raise RuntimeError("no answer to the verify probe (host gone?)")
+        return probe

@@ -123,7 +123,7 @@ def test_trust_facts_plan_apply(tmp_path: Path, sshd: LoopbackSshd):
     proc = gpuprov("apply", str(inv), "--yes", "--output", "json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["summary"] == {"hosts": 2, "failed": 0, "changed": 2}
+    assert result["summary"] == {"hosts": 2, "failed": 0, "changed": 2, "status": "completed"}
     assert json.loads(target.read_text())["cluster"] == "clitest"
     assert json.loads(target2.read_text())["host"] == "node2"
 
@@ -145,7 +145,9 @@ def test_refusal_and_unreachable(tmp_path: Path, sshd: LoopbackSshd):
     assert f"gone ([127.0.0.9]:{closed}): unreachable" in proc.stderr
 
     proc = gpuprov("apply", str(inv), "--yes", cwd=tmp_path)
-    assert proc.returncode == 1, proc.stderr  # node1 refused (no GPUs), gone unreachable
+    # node1 refused (no GPUs), gone unreachable: both fail in the canary wave, which halts
+    # the staged rollout (exit 4) before any other host is touched
+    assert proc.returncode == 4, proc.stderr
     err = host_lines(proc.stderr)
     assert any(line.startswith(f"gone (127.0.0.9:{closed}): unreachable") for line in err)
     assert any("node1: refused: PCI bus shows no NVIDIA GPU" in line for line in err)

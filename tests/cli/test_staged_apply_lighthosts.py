@@ -216,8 +216,10 @@ def test_failing_canary_stops_everything(lab, tmp_path: Path):
                 {canary: {"gpuprov_min_free_gb": 1_000_000}})  # fmt: skip
     assert site.waves()[0]["hosts"] == [canary]  # vars do not move hosts between waves
 
-    proc, doc = site.apply()
+    state = tmp_path / "elsewhere" / "rollouts.db"
+    proc, doc = site.apply("--state", str(state))
     assert proc.returncode == 4, proc.stderr
+    assert state.exists() and not site.db.exists()
     report = doc["rollout"]
     assert report["status"] == "halted" and "canary" in report["reason"]
     [failure] = report["failed"]
@@ -255,7 +257,8 @@ def test_two_of_ten_failing_halts_and_later_waves_never_start(lab, tmp_path: Pat
         assert site.identity_mtime(host) is None
     # the summary a person reads names host, wave, step and the stderr excerpt
     for host in broken:
-        assert f"failed {host} [wave 1] at Preflight | Record" in proc.stderr
+        [line] = [ln for ln in proc.stderr.splitlines() if f"failed {host} [wave 1] at " in ln]
+        assert "Record the host's identity" in line and "File exists" in line
     assert "File exists" in proc.stderr
     proc = site.run("rollout", "status", str(site.inventory))
     assert proc.returncode == 0 and all(h in proc.stdout for h in broken)

@@ -286,3 +286,14 @@ def test_inventory_os_must_match_the_host() -> None:
     me = replace(me, stack=replace(me.stack, os="ubuntu2204"))
     with pytest.raises(HostRefused, match="stack.os ubuntu2204, the host runs debian12"):
         plan(me, host_state_output("debian12"))
+
+
+def test_cuda_major_change_swaps_the_held_dcgm_variant() -> None:
+    pkgs = {k: v for k, v in CONVERGED_PACKAGES.items() if "dcgm" not in k and "manager" not in k}
+    pkgs["datacenter-gpu-manager-4-cuda12"] = "1:4.4.1-1"
+    state = converged_state(packages=pkgs, held=tuple(n for n in pkgs if n != "containerd"))
+    step = find(plan(gpu_host(), state, converged_extras()), "DCGM 4")
+    assert step.commands[0] == "apt-mark unhold datacenter-gpu-manager-4-cuda12"
+    install = next(c for c in step.commands if " install " in c).split()
+    assert "datacenter-gpu-manager-4-cuda13" in install
+    assert "datacenter-gpu-manager-4-cuda12-" in install

@@ -26,7 +26,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from mirror_harness import apply  # noqa: E402
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 if os.geteuid() != 0 or not shutil.which("qemu-system-x86_64"):
     pytest.skip("VM tests need root and qemu (make system-deps)", allow_module_level=True)

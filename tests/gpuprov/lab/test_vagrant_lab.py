@@ -16,7 +16,7 @@ import pytest
 from gpuprov.lab import repo_root
 from gpuprov.lab.vagrant import LabSettings
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 TIMES: dict[str, float] = {}
 

@@ -36,3 +36,15 @@ def test_no_reasons_is_fine_even_locally() -> None:
 def test_this_machine_has_an_id() -> None:
     # The control-node check compares /etc/machine-id; an empty id would disable it.
     assert local_machine_id()
+
+
+def test_control_node_check_runs_as_a_pyinfra_function_command() -> None:
+    # pyinfra passes (state, host) only to functions whose parameters have those names;
+    # anything else is called without arguments and the reboot op fails on every host.
+    from pyinfra.api import FunctionCommand
+
+    from gpuprov.operations.system import refuse_control_node
+
+    state, host = _local_host()
+    with pytest.raises(OperationError, match="local connector"):
+        FunctionCommand(refuse_control_node, (), {}).execute(state, host, {})
