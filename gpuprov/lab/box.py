@@ -191,9 +191,9 @@ def add_box(box: Box) -> bool:
     if installed_key(box.name) == box.key:
         return False
     log = box.file.parent / "build.log"
-    # vagrant-libvirt reuses the pool's copy of a box (named by box and version, always 0
-    # for a local file): drop it, or new VMs would boot the previous build.
-    _delete_pool_images(box.name)
+    # vagrant-libvirt 0.11 names the pool's copy of a box by name, version and the time it
+    # was added, so a rebuilt box never reuses the previous image (older copies may still
+    # back running VMs: remove_box deletes them).
     _run(["vagrant", "box", "add", "--force", "--name", box.name, str(box.file)], log)
     return True
 
@@ -210,10 +210,12 @@ def _delete_pool_images(name: str) -> None:
     # vagrant-libvirt uploads each box into the pool as <box>_vagrant_box_image_<ver>_box.img.
     prefix = name.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
     vols = subprocess.run(
-        ["virsh", "-c", "qemu:///system", "vol-list", "default", "--name"],
+        ["virsh", "-c", "qemu:///system", "vol-list", "default"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
-    for vol in vols.stdout.split():
+    # A table: "Name Path" header, a rule, then one volume per line (name first).
+    for line in vols.stdout.splitlines()[2:]:
+        vol = line.split()[0] if line.split() else ""
         if vol.startswith(prefix):
             subprocess.run(
                 ["virsh", "-c", "qemu:///system", "vol-delete", "--pool", "default", vol],

@@ -18,9 +18,8 @@ from pathlib import Path
 
 from gpuprov.lab import repo_root
 from gpuprov.lab.box import LabError, add_box, build_box, remove_box
+from gpuprov.lab.inventory import REPO_PORT, REPO_SUITE
 from gpuprov.lab.vagrant import LabSettings, destroy, machine_states, vagrant
-
-REPO_PORT = 8080
 
 
 class Demo:
@@ -72,9 +71,6 @@ class Demo:
 
     def has_option(self, command: str, option: str) -> bool:
         return self.has_command(command) and option in self._help(command).stdout
-
-    def has_subcommand(self, group: str, command: str) -> bool:
-        return self.has_command(group) and self._help(group, command).returncode == 0
 
     # --- steps -----------------------------------------------------------------------
     def install(self) -> None:
@@ -139,7 +135,7 @@ class Demo:
 
         if not self.repo_url:
             return
-        url = f"{self.repo_url}dists/gpuprov-lab/InRelease"
+        url = f"{self.repo_url}dists/{REPO_SUITE}/InRelease"
         with self.step(f"lab hosts reach the repository ({url})"):
             for host in load_inventory(self.inventory).hosts.values():
                 proc = subprocess.run(
@@ -180,10 +176,11 @@ class Demo:
                 self.out(f"    deploys on this branch: {', '.join(names)}")
             if self.has_command("rollout"):
                 self.gpuprov("rollout", "plan", inv, check=False)  # the waves, canary first
-            if self.has_subcommand("rollout", "apply"):
-                self.gpuprov("rollout", "apply", inv, "--yes")
+            if "staged" in self._help("apply").stdout:
+                self.out("    (`gpuprov apply` runs GPU hosts as a staged rollout: canary first)")
+                self.gpuprov("apply", inv, "--yes")
             elif self.has_command("apply"):
-                self.out("    (no staged `rollout apply` on this branch yet: apply, canary first)")
+                self.out("    (no staged apply on this branch: apply, canary first)")
                 self.gpuprov("apply", inv, "--limit", "gpu01", "--yes")
                 self.gpuprov("apply", inv, "--yes")
             else:
@@ -257,6 +254,7 @@ def build_standin_repo(lab: Path) -> Path:
 
     # The simulator is "hardware" (write_hardware), not something the site's mirror offers.
     debs = [d for d in build_standins(lab / "standin-debs") if not _is_sim(d)]
+    debs += runtime_debs(lab / "runtime-debs")
     home = lab / "repo-key"
     key = (
         load_key(home)
@@ -267,10 +265,22 @@ def build_standin_repo(lab: Path) -> Path:
     stamp = lab / "repo.inputs"
     inputs = json.dumps(sorted(p.name for p in debs))
     if not (repo / "dists").is_dir() or not stamp.is_file() or stamp.read_text() != inputs:
-        publish_repo(debs, repo, suite="gpuprov-lab", key=key)
+        publish_repo(debs, repo, suite=REPO_SUITE, key=key)
         stamp.write_text(inputs)
     key.export_public(lab / "repo-keyring.gpg")
     return repo
+
+
+def runtime_debs(dest: Path) -> list[Path]:
+    """containerd and runc from this machine's Debian mirror: the lab hosts are air-gapped
+    (no apt sources), so the lab repository carries them as a site mirror would."""
+    dest.mkdir(parents=True, exist_ok=True)
+    debs = sorted(dest.glob("*.deb"))
+    if len(debs) < 2:
+        subprocess.run(["apt-get", "download", "containerd", "runc"], cwd=dest, check=True,
+                       capture_output=True)  # fmt: skip
+        debs = sorted(dest.glob("*.deb"))
+    return debs
 
 
 def serve(directory: Path, address: str, port: int, pidfile: Path) -> str:

@@ -13,7 +13,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from gpuprov.lab import repo_root
 from gpuprov.lab.vagrant import LabHost, LabSettings, discover, record_host_keys
+
+REPO_PORT = 8080  # the lab repository on the control node's lab-network address
+REPO_SUITE = "gpuprov-lab"
 
 # The stack the stand-in packages provide (gpuprov/testbed/standins/catalog.json).
 STACK = """\
@@ -28,6 +32,19 @@ STACK = """\
 
 def _rel(path: Path, start: Path) -> str:
     return os.path.relpath(path.resolve(), start.resolve())
+
+
+def mirror_client(settings: LabSettings) -> str:
+    """The GPU hosts' apt source: the lab repository `make demo` serves at NET.1:8080."""
+    keyring = (settings.dir / "repo-keyring.gpg").resolve()
+    # The deploys read the keyring on the control node relative to the working directory:
+    # relative to the repository root (where `make demo` runs) when it lies under it.
+    if keyring.is_relative_to(repo_root()):
+        keyring = keyring.relative_to(repo_root())
+    return (
+        f'gpuprov_mirror_client: {{apt_url: "http://{settings.net}.1:{REPO_PORT}", '
+        f"suite: {REPO_SUITE}, keyring: {keyring}}}"
+    )
 
 
 def render(hosts: list[LabHost], settings: LabSettings, inventory: Path, known_hosts: Path) -> str:
@@ -70,7 +87,10 @@ def render(hosts: list[LabHost], settings: LabSettings, inventory: Path, known_h
         out += [
             "  gpu:",
             f"    profile: {profile}",
-            f"    vars: {{sim_profile: {profile}, {ignore}}}",
+            "    vars:",
+            f"      sim_profile: {profile}",
+            f"      {ignore}",
+            f"      {mirror_client(settings)}",
             "    hosts:",
         ]
         out += [_host_line(h, base, rack=f"r{i % 2 + 1}") for i, h in enumerate(gpus)]

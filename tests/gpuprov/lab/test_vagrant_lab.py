@@ -56,10 +56,13 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> LabSettings:
 def lab(settings: LabSettings) -> LabSettings:
     """gpu01 up (box built/added first, cached across runs); destroyed on teardown."""
     from gpuprov.lab.box import add_box, build_box
-    from gpuprov.lab.demo import write_hardware
+    from gpuprov.lab.demo import build_standin_repo, serve, stop_server, write_hardware
+    from gpuprov.lab.inventory import REPO_PORT
     from gpuprov.lab.vagrant import destroy, vagrant
 
     write_hardware(settings.dir / "hardware")
+    repo = build_standin_repo(settings.dir)  # stand-ins + containerd, signed
+    pidfile = settings.dir / "repo-server.pid"
     start = time.monotonic()
     add_box(build_box())
     TIMES["box (build or reuse) + add"] = time.monotonic() - start
@@ -68,8 +71,10 @@ def lab(settings: LabSettings) -> LabSettings:
         start = time.monotonic()
         vagrant(settings, "up", "gpu01", "--provider", "libvirt", log=log, timeout=1500)
         TIMES["vagrant up gpu01"] = time.monotonic() - start
+        serve(repo, f"{settings.net}.1", REPO_PORT, pidfile)  # the lab network exists now
         yield settings
     finally:
+        stop_server(pidfile)
         start = time.monotonic()
         leftovers = destroy(settings, log=log)
         TIMES["vagrant destroy -f"] = time.monotonic() - start
@@ -175,10 +180,11 @@ def test_dry_run_changes_nothing(inventory: Path) -> None:
 
 
 def test_apply_then_verify(inventory: Path) -> None:
+    """The deploys on this branch, from the lab repository, staged; then verify."""
     if not has_command("apply"):
         pytest.skip("gpuprov apply (engine) is not on this branch yet")
     start = time.monotonic()
-    applied = gpuprov("apply", str(inventory), "--yes")
+    applied = gpuprov("apply", str(inventory), "--yes", timeout=2400)
     TIMES["apply"] = time.monotonic() - start
     assert applied.returncode == 0, applied.stdout + applied.stderr
     again = gpuprov("plan", str(inventory))
