@@ -19,19 +19,7 @@ PACKAGES=(
   e2fsprogs                     # mke2fs -d: box disk from the test bed rootfs
 )
 
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "missing Debian packages: ${missing[*]} (run as root or: sudo apt-get install ${missing[*]})" >&2
-    exit 1
-  fi
-  echo "installing: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+bash "$(dirname "$0")/install-system-deps.sh" "${PACKAGES[@]}"
 
 # Without qemu running as root, libvirt re-probes qemu on every call (4-45 s each here);
 # must be set before libvirtd starts.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages gpuprov's tests, benchmarks and local lab need, if missing.
+# Installs the Debian packages gpuprov's tests, benchmarks and local lab need, if missing,
+# plus any package names given as arguments (scripts/install-lab-deps.sh passes its own).
 # Safe to run again: it only calls apt-get when something is absent.
 set -euo pipefail
 
@@ -24,6 +25,8 @@ PACKAGES=(
   curl
   pciutils             # lspci: the HostState fact parses `lspci -nn`; tests parse this machine's output
 )
+
+PACKAGES+=("$@")
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
