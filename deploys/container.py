@@ -47,7 +47,7 @@ def container(ctx: NodeContext) -> None:
         service_running(
             name=f"{runtime} running with the nvidia runtime",
             unit=runtime,
-            restart=not configured,
+            restart=not configured or ctx.runtime_restart,
             active_now=svc.active,
             enabled_now=svc.enabled,
         )

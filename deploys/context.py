@@ -59,6 +59,7 @@ class NodeContext:
     reboot_reasons: list[str] = field(default_factory=list)
     driver_changing: bool = False  # the driver packages change in this apply
     fabricmanager_changing: bool = False
+    runtime_restart: bool = False  # the container runtime's config changed in this apply
     apt_lists_stale: bool = True  # the first apt transaction of the apply runs apt update
 
     @property

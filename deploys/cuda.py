@@ -3,7 +3,8 @@
 Runbook:
 1. cuda-toolkit-X-Y for every version in the host's stack (names from the data tables),
    installed side by side under /usr/local/cuda-X.Y and held.
-2. /usr/local/cuda -> the default toolkit (the stack's cuda_default, else the newest).
+2. /usr/local/cuda -> the default toolkit (the stack's cuda_default, else the newest),
+   through the `cuda` alternative the packages register, pinned to manual.
 3. /etc/profile.d/cuda.sh: PATH and LD_LIBRARY_PATH to lib64 (DeepOps ships `lib`).
 """
 
@@ -12,7 +13,8 @@ from __future__ import annotations
 from gpuprov.deploys.context import CUDA_PROFILE, NodeContext, render
 from pyinfra.api import deploy
 
-from gpuprov.operations.files import managed_file, symlink
+from gpuprov.operations.cuda import cuda_default
+from gpuprov.operations.files import managed_file
 from gpuprov.operations.system import skipped
 from gpuprov.tables import version_key
 
@@ -33,11 +35,11 @@ def cuda(ctx: NodeContext) -> None:
         return
     names = {ctx.pkgs.cuda_toolkit(v): None for v in versions}
     ctx.install(f"CUDA toolkits {', '.join(versions)} side by side, held", names)
-    symlink(
+    cuda_default(
         name=f"/usr/local/cuda -> CUDA {default}",
-        path="/usr/local/cuda",
         target=f"/usr/local/cuda-{default}",
-        current=ctx.state.cuda_link,
+        current=ctx.state.cuda_default,
+        alternative=ctx.state.cuda_alternative,
     )
     managed_file(
         name="CUDA on PATH and LD_LIBRARY_PATH (lib64) for login shells",

@@ -6,7 +6,10 @@ Runbook:
 2. Hugging Face clients: HF_ENDPOINT and HF_HUB_DISABLE_XET=1 (the mirror speaks the Hub
    HTTP API, not Xet) for systemd sessions (environment.d) and login shells (profile.d).
 3. containerd: registry mirrors in /etc/containerd/certs.d/<upstream>/hosts.toml, enabled
-   by a drop-in (the user's config.toml is not rewritten).
+   by a drop-in (the user's config.toml is not rewritten). docker: the site registry added
+   to `registry-mirrors` (and `insecure-registries` for plain http) in daemon.json, merged
+   into the user's settings. docker mirrors Docker Hub only: nvcr.io/ghcr.io images are
+   pulled by their site-registry name. Either way the runtime restarts once afterwards.
 
 Settings come from the host var `gpuprov_mirror_client` (group or host `vars:` in the
 inventory): {"apt_url", "suite", "keyring" (path on the control node), "registry"
@@ -31,7 +34,8 @@ from gpuprov.deploys.context import (
 from pyinfra.api import deploy
 
 from gpuprov.operations.apt import deb822_source
-from gpuprov.operations.files import managed_file
+from gpuprov.operations.docker import DaemonJsonError, docker_daemon_lists, merge_daemon_json
+from gpuprov.operations.files import managed_file, sha256
 from gpuprov.operations.system import skipped
 
 UPSTREAM_SERVERS = {
@@ -77,19 +81,38 @@ def mirror_client(ctx: NodeContext) -> None:
             digests=ctx.digests,
         )
     registry = mirror.get("registry")
+    scheme = mirror.get("registry_scheme", "http")
+    if registry and ctx.stack.container_runtime == "docker":
+        lists = {"registry-mirrors": [f"{scheme}://{registry}"]}
+        if scheme == "http":
+            lists["insecure-registries"] = [registry]
+        try:
+            changes = merge_daemon_json(ctx.extras.get("docker_daemon"), lists) is not None
+        except DaemonJsonError as exc:
+            from gpuprov.engine.refusal import HostRefused
+
+            raise HostRefused(str(exc), "fix the file on the host (docker cannot start)") from None
+        docker_daemon_lists(
+            name="docker: pull Docker Hub images through the site registry",
+            lists=lists,
+            current=ctx.extras.get("docker_daemon"),
+        )
+        ctx.runtime_restart = ctx.runtime_restart or changes
     if registry and ctx.stack.container_runtime == "containerd":
-        scheme = mirror.get("registry_scheme", "http")
+        dropin = render(
+            "containerd-registry.toml.j2",
+            version=2,
+            plugin="io.containerd.grpc.v1.cri",
+            config_path=CONTAINERD_CERTS,
+        )
         managed_file(
             name="containerd: registry mirrors from certs.d",
             path=CONTAINERD_REGISTRY,
-            content=render(
-                "containerd-registry.toml.j2",
-                version=2,
-                plugin="io.containerd.grpc.v1.cri",
-                config_path=CONTAINERD_CERTS,
-            ),
+            content=dropin,
             digests=ctx.digests,
         )
+        if ctx.digests.get(CONTAINERD_REGISTRY) != sha256(dropin):
+            ctx.runtime_restart = True  # config_path is read at start; hosts.toml live
         for upstream in REGISTRY_UPSTREAMS:
             managed_file(
                 name=f"containerd: pull {upstream} from the site registry",

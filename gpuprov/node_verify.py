@@ -25,6 +25,7 @@ from gpuprov.tables import get_profile, packages_for
 from gpuprov.verify import Check, HostVerdict, pci_checks, verdict
 
 CDI_SPEC = "/etc/cdi/nvidia.yaml"
+_FABRICMANAGER = re.compile(r"nvidia-fabricmanager(-\d+)?")
 _LIBCUDA = re.compile(r"libcuda\.so\.(\d+\.\d+(?:\.\d+)?)")
 
 
@@ -68,7 +69,7 @@ class VerifyProbe(FactBase[ProbeData]):
             else:
                 run = (
                     f"ctr image pull --plain-http {img} >/dev/null && "
-                    f"ctr run --rm --cdi-device nvidia.com/gpu=all {img} gpuprov-verify-$$ "
+                    f"ctr run --rm --device nvidia.com/gpu=all {img} gpuprov-verify-$$ "
                     "nvidia-smi -L"
                 )
             parts.append(_section("container", f"echo {shlex.quote(run)}; {run}"))
@@ -151,6 +152,20 @@ def _fabricmanager_version(state: HostStateData, me: Host, expected: str) -> Che
     )
     have = state.package_version(pkgs.fabricmanager)
     if have is None:
+        # Another branch's package (the name changed at 580) is the usual culprit.
+        other = sorted(
+            (n, p.version)
+            for n, p in state.packages.items()
+            if p.installed and _FABRICMANAGER.fullmatch(n) and n != pkgs.fabricmanager
+        )
+        if other:
+            found = ", ".join(f"{n} {v}" for n, v in other)
+            return Check(
+                "fabricmanager-version",
+                False,
+                f"{found} installed instead of {pkgs.fabricmanager} for driver {expected} "
+                "(the service refuses to start; CUDA fails with error 802)",
+            )
         return Check("fabricmanager-version", False, f"{pkgs.fabricmanager} is not installed")
     if have.split("-")[0] != expected:
         return Check(

@@ -88,6 +88,7 @@ class HostStateData:
     services: dict[str, ServiceState] = field(default_factory=dict)
     cdi_specs: list[str] | None = None  # None: no /etc/cdi
     cuda_link: str | None = None  # readlink /usr/local/cuda
+    cuda_alternative: tuple[str, str] | None = None  # ("auto"|"manual", its target)
     cuda_dirs: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # sections that did not parse
 
@@ -98,6 +99,13 @@ class HostStateData:
     @property
     def pci_nvswitches(self) -> list[PciDevice]:
         return nvswitches(self.pci_devices or [])
+
+    @property
+    def cuda_default(self) -> str | None:
+        """Where /usr/local/cuda leads: through the alternatives link when it is one."""
+        if self.cuda_link == "/etc/alternatives/cuda" and self.cuda_alternative:
+            return self.cuda_alternative[1]
+        return self.cuda_link
 
     def package_version(self, name: str) -> str | None:
         pkg = self.packages.get(name)
@@ -172,6 +180,9 @@ def parse_host_state(text: str) -> HostStateData:
             data.cuda_link = value or None
         elif kind == "dir":
             data.cuda_dirs.append(value)
+        elif kind == "alt":
+            mode, _, target = value.partition(" ")
+            data.cuda_alternative = (mode, target)
     return data
 
 

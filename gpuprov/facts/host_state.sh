@@ -93,6 +93,10 @@ begin cuda
 if [ -e /usr/local/cuda ] || [ -L /usr/local/cuda ]; then
     printf 'link %s\n' "$(readlink /usr/local/cuda)"
 fi
+# The CUDA packages register /usr/local/cuda as the `cuda` alternative (auto or manual).
+for _a in /var/lib/dpkg/alternatives/cuda /var/lib/alternatives/cuda; do
+    [ -f "$_a" ] && printf 'alt %s %s\n' "$(head -n1 "$_a")" "$(readlink /etc/alternatives/cuda)"
+done
 for _d in /usr/local/cuda-*; do
     [ -d "$_d" ] && printf 'dir %s\n' "$_d"
 done

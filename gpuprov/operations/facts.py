@@ -6,6 +6,7 @@ once per host and hand the values to the operations as arguments.
 
 from __future__ import annotations
 
+import base64
 import shlex
 
 from pyinfra.api import FactBase
@@ -85,6 +86,9 @@ class DeployExtras(FactBase[dict]):
             '| head -n1)"; fi; '
             "if [ -f /etc/docker/daemon.json ] && grep -q '\"nvidia\"' /etc/docker/daemon.json; "
             "then echo 'docker-nvidia yes'; fi; "
+            # docker's settings, whole: the mirror client merges into them.
+            "if [ -f /etc/docker/daemon.json ]; then "
+            "printf 'docker-daemon %s\\n' \"$(base64 -w0 < /etc/docker/daemon.json)\"; fi; "
             "if [ -f /etc/containerd/conf.d/99-nvidia.toml ] && [ -f /etc/containerd/config.toml ] "
             "&& grep -q '^imports.*conf\\.d' /etc/containerd/config.toml; "
             "then echo 'containerd-nvidia yes'; fi; true"
@@ -96,6 +100,7 @@ class DeployExtras(FactBase[dict]):
             "cdi_driver": None,
             "docker_nvidia": False,
             "containerd_nvidia": False,
+            "docker_daemon": None,
         }
         for line in output:
             kind, _, rest = line.strip().partition(" ")
@@ -106,6 +111,8 @@ class DeployExtras(FactBase[dict]):
                 out["cdi_driver"] = rest.strip() or None
             elif kind == "docker-nvidia":
                 out["docker_nvidia"] = True
+            elif kind == "docker-daemon":
+                out["docker_daemon"] = base64.b64decode(rest.strip()).decode(errors="replace")
             elif kind == "containerd-nvidia":
                 out["containerd_nvidia"] = True
         return out

@@ -77,19 +77,3 @@ def absent_file(path: str, digests: dict[str, str | None] | None = None):
         host.noop(f"{path} is absent")
         return
     yield f"rm -f {shlex.quote(path)}"
-
-
-@operation()
-def symlink(path: str, target: str, current: str | None = None):
-    """
-    Make `path` a symlink to `target` (replacing an older link atomically).
-
-    + path: the link
-    + target: where it points
-    + current: what `readlink path` says now (None when absent)
-    """
-    if current == target:
-        host.noop(f"{path} -> {target} already")
-        return
-    q, tmp = shlex.quote(path), shlex.quote(f"{path}.gpuprov-new")
-    yield f"ln -sfn {shlex.quote(target)} {tmp} && mv -Tf {tmp} {q}"

@@ -24,6 +24,7 @@ def host_state_output(
     headers: bool = True,
     services: dict[str, tuple[str, str]] | None = None,
     cuda_link: str | None = None,
+    cuda_alternative: tuple[str, str] | None = None,
     kernel: str = "6.1.0-26-amd64",
 ) -> str:
     pkgs = "\n".join(
@@ -49,5 +50,8 @@ def host_state_output(
     out += section("nvidia-smi", "", 127)
     out += section("services", svc_lines)
     out += section("cdi", "", 127)
-    out += section("cuda", f"link {cuda_link}" if cuda_link else "")
+    cuda = [f"link {cuda_link}"] if cuda_link else []
+    if cuda_alternative:
+        cuda.append(f"alt {cuda_alternative[0]} {cuda_alternative[1]}")
+    out += section("cuda", "\n".join(cuda))
     return out

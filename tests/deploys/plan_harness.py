@@ -3,6 +3,7 @@ answers the HostState and DeployExtras commands), without running anything."""
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 
 from gpuprov.deploys.context import HOST_DATA_KEY
@@ -45,6 +46,7 @@ def extras_output(
     cdi_driver: str | None = None,
     docker: bool = False,
     containerd: bool = False,
+    docker_daemon: str | None = None,
 ) -> str:
     lines = [f"file {d} {p}" for p, d in (digests or {}).items()]
     if cdi_driver:
@@ -53,6 +55,8 @@ def extras_output(
         lines.append("docker-nvidia yes")
     if containerd:
         lines.append("containerd-nvidia yes")
+    if docker_daemon is not None:
+        lines.append("docker-daemon " + base64.b64encode(docker_daemon.encode()).decode())
     return "\n".join(lines)
 
 

@@ -101,11 +101,10 @@ def test_fresh_debian12_hgx_h100() -> None:
         "systemctl start nvidia-fabricmanager.service",
     ]
     assert find(ops, "Rebuild the initramfs").commands == ["update-initramfs -u -k all"]
-    assert (
-        find(ops, "/usr/local/cuda ->")
-        .commands[0]
-        .startswith("ln -sfn /usr/local/cuda-13.0 /usr/local/cuda.gpuprov-new")
-    )
+    (cuda_cmd,) = find(ops, "/usr/local/cuda ->").commands
+    # Through the packages' `cuda` alternative when registered, else a plain link.
+    assert "update-alternatives --set cuda /usr/local/cuda-13.0;" in cuda_cmd
+    assert "else ln -sfn /usr/local/cuda-13.0 /usr/local/cuda.gpuprov-new" in cuda_cmd
     assert find(ops, "Register the nvidia runtime").commands == [
         "nvidia-ctk runtime configure --runtime=containerd "
         "--drop-in-config=/etc/containerd/conf.d/99-nvidia.toml"
@@ -297,3 +296,66 @@ def test_cuda_major_change_swaps_the_held_dcgm_variant() -> None:
     install = next(c for c in step.commands if " install " in c).split()
     assert "datacenter-gpu-manager-4-cuda13" in install
     assert "datacenter-gpu-manager-4-cuda12-" in install
+
+
+ALT = "/etc/alternatives/cuda"
+
+
+@pytest.mark.parametrize(
+    ("link", "alternative", "changes_expected"),
+    [
+        (ALT, ("manual", "/usr/local/cuda-13.0"), False),  # pinned where we want it
+        (ALT, ("auto", "/usr/local/cuda-13.0"), True),  # right now, but the next toolkit moves it
+        (ALT, ("manual", "/usr/local/cuda-12.8"), True),  # someone chose another toolkit
+        ("/usr/local/cuda-13.0", None, False),  # no alternative: a plain link is kept
+        ("/usr/local/cuda-12.8", None, True),
+    ],
+)
+def test_cuda_default_through_the_alternative(link, alternative, changes_expected) -> None:
+    state = converged_state(cuda_link=link, cuda_alternative=alternative)
+    step = find(plan(gpu_host(), state, converged_extras()), "/usr/local/cuda ->")
+    assert bool(step.commands) is changes_expected
+
+
+def docker_mirror_plan(daemon_json: str | None, tmp_path: Path):
+    keyring = tmp_path / "mirror.gpg"
+    keyring.write_bytes(b"\x99\x01binary-keyring")
+    mirror = {
+        "apt_url": "http://10.0.0.5/apt",
+        "keyring": str(keyring),
+        "registry": "10.0.0.5:5000",
+    }
+    pkgs = {k: v for k, v in CONVERGED_PACKAGES.items() if k != "containerd"}
+    pkgs["docker.io"] = "20.10.24+dfsg1-1+b3"
+    services = {**ALL_RUNNING, "docker": RUNNING}
+    state = converged_state(packages=pkgs, held=tuple(pkgs), services=services)
+    extras = converged_extras(containerd=False, docker=True, docker_daemon=daemon_json)
+    return plan(gpu_host(runtime="docker"), state, extras, gpuprov_mirror_client=mirror)
+
+
+def test_docker_registry_mirror_merged_into_the_users_daemon_json(tmp_path: Path) -> None:
+    import base64
+    import json
+
+    user = '{"log-driver": "journald", "registry-mirrors": ["https://other.example"],\n'
+    user += ' "runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}}}'
+    ops = docker_mirror_plan(user, tmp_path)
+    (write,) = find(ops, "docker: pull Docker Hub").commands
+    written = json.loads(base64.b64decode(write.split("printf %s ")[1].split(" ")[0]))
+    assert written["log-driver"] == "journald"
+    assert written["runtimes"]["nvidia"]["path"] == "nvidia-container-runtime"
+    assert written["registry-mirrors"] == ["https://other.example", "http://10.0.0.5:5000"]
+    assert written["insecure-registries"] == ["10.0.0.5:5000"]
+    # docker reads daemon.json at start only: the converged, running docker restarts.
+    assert find(ops, "docker running").commands == ["systemctl restart docker.service"]
+
+    again = docker_mirror_plan(json.dumps(written), tmp_path)
+    assert find(again, "docker: pull Docker Hub").commands == []
+    assert find(again, "docker running").commands == []
+
+
+def test_broken_daemon_json_refuses_the_host_naming_the_line(tmp_path: Path) -> None:
+    from gpuprov.engine.refusal import HostRefused
+
+    with pytest.raises(HostRefused, match=r"daemon.json line 2: not valid JSON"):
+        docker_mirror_plan('{"a": 1,\n  oops}', tmp_path)

@@ -22,10 +22,10 @@ def checks(report) -> dict[str, tuple[bool, str]]:
     return {c.name: (c.ok, c.detail) for c in report.verdict.checks}
 
 
-def state(fm: str | None = "580.95.05-1"):
+def state(fm: str | None = "580.95.05-1", fm_name: str = "nvidia-fabricmanager"):
     pkgs = {"nvidia-driver-580-open": "580.95.05-1"}
     if fm:
-        pkgs["nvidia-fabricmanager"] = fm
+        pkgs[fm_name] = fm
     return parse_host_state(host_state_output("debian12", packages=pkgs, module="580.95.05"))
 
 
@@ -46,6 +46,18 @@ def test_fabric_manager_version_mismatch_is_named() -> None:
     assert "802" in detail
     r = node_verdict(gpu_host(), state(fm=None), ProbeData(cdi_spec=SPEC_580))
     assert checks(r)["fabricmanager-version"] == (False, "nvidia-fabricmanager is not installed")
+    # The old branch's package (named per branch before 580) in place of the new one.
+    r = node_verdict(
+        gpu_host(),
+        state(fm="570.133.20-1", fm_name="nvidia-fabricmanager-570"),
+        ProbeData(cdi_spec=SPEC_580),
+    )
+    ok, detail = checks(r)["fabricmanager-version"]
+    assert not ok
+    assert detail.startswith(
+        "nvidia-fabricmanager-570 570.133.20-1 installed instead of nvidia-fabricmanager "
+        "for driver 580.95.05"
+    )
     # No NVSwitch, no fabric manager check.
     r = node_verdict(gpu_host("h100-pcie"), state(fm=None), ProbeData(cdi_spec=SPEC_580))
     assert "fabricmanager-version" not in checks(r)
@@ -98,7 +110,7 @@ def test_probe_parses_its_own_sections() -> None:
     assert probe.cdi_driver == "570.133.20"
     assert (probe.container_rc, probe.container_how) == (0, "docker run x")
     cmd = VerifyProbe().command(runtime="containerd", image="10.0.0.5:5000/cuda:13")
-    assert "--cdi-device nvidia.com/gpu=all" in cmd and "dcgmi diag -r 1" in cmd
+    assert "ctr run --rm --device nvidia.com/gpu=all" in cmd and "dcgmi diag -r 1" in cmd
 
 
 def test_probe_script_runs_in_a_real_shell() -> None:

@@ -349,6 +349,12 @@ def _cuda_toolkits() -> list[PackageSpec]:
             FileSpec(f"{prefix}/version.json", "cuda-version.json", subst=tuple(subst.items())),
         ]
         spec.symlinks[f"{prefix}/lib64/libcudart.so"] = f"libcudart.so.{major}"
+        spec.scripts = {"postinst": "cuda-postinst.sh", "prerm": "cuda-prerm.sh"}
+        spec.script_subst = (
+            ("@SERIES@", series),
+            ("@MAJOR@", major),
+            ("@PRIORITY@", series.replace(".", "")),
+        )
         pkgs.append(spec)
     return pkgs
 
