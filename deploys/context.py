@@ -15,10 +15,9 @@ from jinja2 import Environment, StrictUndefined
 from pyinfra import host
 
 from gpuprov.checks import resolve_modules
-from gpuprov.facts.host_state import HostState, HostStateData, ServiceState
+from gpuprov.facts.host_state import HostStateData, ServiceState
+from gpuprov.facts.node_facts import read_node_facts
 from gpuprov.inventory.model import Host, Stack
-from gpuprov.operations.facts import DeployExtras
-from gpuprov.operations.nvidia import CDI_SPEC
 from gpuprov.tables import PackageSet, SystemProfile, get_profile, packages_for
 
 HOST_DATA_KEY = "gpuprov_host"  # gpuprov.engine.connect.HOST_DATA_KEY
@@ -125,7 +124,7 @@ class NodeContext:
 
 
 def node_context() -> NodeContext:
-    """Read the current host's state (two round trips) and resolve its packages."""
+    """The current host's state (read once per apply) and its packages."""
     me: Host | None = host.data.get(HOST_DATA_KEY)
     if me is None or me.stack is None:
         from gpuprov.engine.refusal import HostRefused
@@ -133,8 +132,8 @@ def node_context() -> NodeContext:
         raise HostRefused(
             f"{host.name} has no GPU stack in the inventory", "give it a group with a stack"
         )
-    state = host.get_fact(HostState)
-    extras = host.get_fact(DeployExtras, paths=MANAGED_PATHS, cdi_spec=CDI_SPEC)
+    facts = read_node_facts()  # shared with preflight: one round trip per host
+    state, extras = facts.state, facts.extras
     if state.os is None:
         from gpuprov.engine.refusal import HostRefused
 

@@ -3,11 +3,12 @@
     preflight -> mirror client -> nouveau -> driver -> (one reboot, if needed)
     -> fabric manager -> CUDA -> containers + CDI -> DCGM
 
-The host's state is read once at the start (HostState + DeployExtras); every step
-compares against it and shows as a no-op when the host is already right, so a second
-apply changes nothing and costs about two round trips per host. Every host gets the same
-operation sequence (pyinfra identifies operations by position): steps that do not apply
-to a host are added as explicit skips.
+The host's state is read once, by preflight, in one round trip (gpuprov.facts.node_facts:
+HostState + DeployExtras + the identity file); every step compares against it and shows
+as a no-op when the host is already right, so a second apply changes nothing and costs
+one fact round trip per host. Every host gets the same operation sequence (pyinfra
+identifies operations by position): steps that do not apply to a host are added as
+explicit skips.
 """
 
 from __future__ import annotations

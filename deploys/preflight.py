@@ -1,7 +1,8 @@
 """Preflight: is this host fit for an NVIDIA driver? Refuse it clearly if not.
 
 Runbook:
-1. Read the host's state in one round trip (gpuprov.facts.host_state.HostState).
+1. Read the host's state in one round trip (gpuprov.facts.node_facts: HostState plus what
+   the GPU stack compares against, shared with it).
 2. Refuse: unsupported OS, too little free disk, kernel headers missing and not
    installable, Secure Boot on with a driver that would need signing, GPUs/NVSwitches on
    the PCI bus that do not match the host's profile.
@@ -22,7 +23,8 @@ from pyinfra.api import FactBase, deploy
 from gpuprov.engine.connect import CLUSTER_DATA_KEY, HOST_DATA_KEY
 from gpuprov.engine.ops import render, rendered_file
 from gpuprov.engine.refusal import HostRefused, warn
-from gpuprov.facts.host_state import HostState, HostStateData
+from gpuprov.facts.host_state import HostStateData
+from gpuprov.facts.node_facts import IDENTITY_FILE, read_node_facts
 from gpuprov.inventory.model import Host
 from gpuprov.tables import SystemProfile, get_profile
 
@@ -115,7 +117,8 @@ def pci_problem(state: HostStateData, profile: SystemProfile) -> tuple[str, str]
 @deploy("Preflight")
 def preflight() -> None:
     me: Host = host.data.get(HOST_DATA_KEY)
-    state = host.get_fact(HostState)
+    facts = read_node_facts()  # the GPU stack reuses this answer
+    state = facts.state
     candidate = None
     ignored = me.vars.get("gpuprov_preflight_ignore") or ()
     debian = state.os is not None and state.os.family == "debian"
@@ -135,7 +138,8 @@ def preflight() -> None:
     )
     rendered_file(
         name="Record the host's identity in /etc/gpuprov/host.json",
-        dest=f"{root}/etc/gpuprov/host.json",
+        dest=f"{root}{IDENTITY_FILE}",
         content=identity,
         mode="644",
+        current=facts.identity,
     )

@@ -46,17 +46,28 @@ def render(template: Path, **values: object) -> str:
     return env.from_string(template.read_text()).render(**values)
 
 
+READ = "read"  # rendered_file(current=READ): ask the host (the FileState fact)
+
+
 @operation()
-def rendered_file(dest: str, content: str, mode: str = "644", dir_mode: str = "755"):
+def rendered_file(
+    dest: str,
+    content: str,
+    mode: str = "644",
+    dir_mode: str = "755",
+    current: FileDigest | None | str = READ,
+):
     """Make `dest` hold exactly `content` with `mode`, creating its directory.
 
     + dest: absolute path on the host
     + content: the file's text (small files: it travels inside the command)
     + mode / dir_mode: octal strings
+    + current: the file's FileState when the caller read it already (None: absent)
 
     rendered_file(dest="/etc/gpuprov/host.json", content='{"host": "gpu001"}\\n')
     """
-    current = host.get_fact(FileState, path=dest)
+    if current == READ:
+        current = host.get_fact(FileState, path=dest)
     digest = hashlib.sha256(content.encode()).hexdigest()
     if current is not None and current.sha256 == digest and current.mode == mode:
         host.noop(f"{dest} is up to date")

@@ -60,17 +60,35 @@ def extras_output(
     return "\n".join(lines)
 
 
-def plan(me: Host, host_state: str, extras: str = "", **data: object) -> list[PlannedOp]:
+def node_facts_output(host_state: str, extras: str = "", identity: str = "absent") -> str:
+    """What the NodeFacts command prints: HostState's sections, then extras, identity."""
+    return (
+        host_state
+        + f"@@gpuprov:begin extras\n{extras}\n@@gpuprov:end extras 0\n"
+        + f"@@gpuprov:begin identity\n{identity}\n@@gpuprov:end identity 0\n"
+    )
+
+
+def plan(
+    me: Host,
+    host_state: str,
+    extras: str = "",
+    deploy: object = None,
+    identity: str = "absent",
+    **data: object,
+) -> list[PlannedOp]:
+    """The ops `deploy` (default: the GPU stack after preflight) plans for `me` against
+    the given fact output."""
     from gpuprov.deploys.gpu_node import gpu_stack
 
     host_data = {
         HOST_DATA_KEY: me,
         "fake_delay": 0,
         "fake_delay_jitter": 0,
-        # Matched as substrings of the fact commands, in this order.
+        # Matched as substrings of the fact commands, in this order: the one NodeFacts
+        # command is HostState's script with the extras and identity sections after it.
         "fake_responses": {
-            "gpuprov HostState": host_state.splitlines(),
-            "containerd-nvidia": extras.splitlines() or [""],
+            "gpuprov HostState": node_facts_output(host_state, extras, identity).splitlines(),
         },
         **data,
     }
@@ -78,7 +96,7 @@ def plan(me: Host, host_state: str, extras: str = "", **data: object) -> list[Pl
     state = State(inventory, Config(), check_for_changes=True)
     connect_all(state)
     host = inventory.get_host("@fake/gpu001")
-    add_deploy(state, gpu_stack)
+    add_deploy(state, deploy or gpu_stack)
     if state.failed_hosts:
         raise PyinfraError(f"planning failed for {host.name}")
     ops = []

@@ -1,0 +1,89 @@
+"""Everything one apply compares against, in one SSH round trip per host.
+
+HostState (the host's OS, hardware, packages, services...), DeployExtras (digests of the
+files the deploys manage, the CDI spec's driver, the runtimes' nvidia registration) and
+the identity file preflight writes, as one shell command. Preflight and the GPU stack
+share the one answer (`read_node_facts`), so a no-op apply of a converged host costs one
+fact round trip (DESIGN: "one composite fact").
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+from pyinfra import host
+from pyinfra.api import FactBase
+
+from gpuprov.facts.host_state import SCRIPT, HostStateData, parse_host_state, split_sections
+
+IDENTITY_FILE = "/etc/gpuprov/host.json"
+
+
+@dataclass
+class NodeFactsData:
+    state: HostStateData
+    extras: dict
+    identity: object  # gpuprov.engine.ops.FileDigest | None
+
+
+def _wrapped(name: str, command: str) -> str:
+    return (
+        f"printf '@@gpuprov:begin {name}\\n'; ( {command} ) 2>/dev/null; "
+        f"printf '\\n@@gpuprov:end {name} %s\\n' $?"
+    )
+
+
+class NodeFacts(FactBase[NodeFactsData]):
+    """HostState + DeployExtras + the identity file's mode and digest, one command."""
+
+    def command(self, paths: tuple[str, ...], cdi_spec: str, identity_file: str) -> str:
+        from gpuprov.engine.ops import FileState
+        from gpuprov.operations.facts import DeployExtras
+
+        script = SCRIPT.rstrip()
+        script = script.removesuffix("exit 0").rstrip()  # the sections below follow it
+        extras = DeployExtras().command(paths=paths, cdi_spec=cdi_spec)
+        identity = FileState().command(path=identity_file)
+        return "\n".join(
+            [script, _wrapped("extras", extras), _wrapped("identity", identity), "exit 0"]
+        )
+
+    def process(self, output: list[str]) -> NodeFactsData:
+        from gpuprov.engine.ops import FileState
+        from gpuprov.operations.facts import DeployExtras
+
+        text = "\n".join(output)
+        sections = split_sections(text)
+        extras = sections.get("extras")
+        identity = sections.get("identity")
+        return NodeFactsData(
+            state=parse_host_state(text),
+            extras=DeployExtras().process(extras.output.splitlines() if extras else []),
+            identity=FileState().process(identity.output.splitlines() if identity else []),
+        )
+
+
+_read: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def read_node_facts() -> NodeFactsData:
+    """The current host's NodeFacts, read once per pyinfra State (each wave builds a fresh
+    State, with fresh Host objects, so a later wave never sees an earlier wave's answer)."""
+    from pyinfra.context import ctx_host
+
+    from gpuprov.deploys.context import MANAGED_PATHS
+    from gpuprov.operations.nvidia import CDI_SPEC
+
+    me = ctx_host.get()
+    data = _read.get(me)
+    if data is None:
+        root = str(host.data.get("gpuprov_root") or "").rstrip("/")
+        data = host.get_fact(
+            NodeFacts,
+            paths=tuple(MANAGED_PATHS),
+            cdi_spec=CDI_SPEC,
+            identity_file=f"{root}{IDENTITY_FILE}",
+        )
+        _read[me] = data
+    return data
