@@ -5,7 +5,8 @@ CLI, real SSH, real apt, a real reboot.
 The steps run in file order on the same VM (each needs the one before):
 fresh apply (570) -> verify -> second apply changes nothing -> plan is empty ->
 upgrade to 580 (one transaction, one reboot, new CDI) -> verify -> the user's containerd
-settings survived -> fault profiles make verify/preflight fail naming the fault.
+settings survived -> fault profiles make verify/preflight fail naming the fault -> the
+wrong branch's fabric manager is named by verify and repaired by apply.
 """
 
 from __future__ import annotations
@@ -183,6 +184,17 @@ def boots(node) -> int:
     return len(node["run"]("cat /var/lib/gpuprov-test-boots").split())
 
 
+def cuda_alternative(node) -> tuple[str, str]:
+    """(Status, Value) of the `cuda` alternative, after checking /usr/local/cuda uses it."""
+    assert node["run"]("readlink /usr/local/cuda").strip() == "/etc/alternatives/cuda"
+    query = dict(
+        line.split(": ", 1)
+        for line in node["run"]("update-alternatives --query cuda").splitlines()
+        if ": " in line
+    )
+    return query["Status"], query["Value"]
+
+
 def test_fresh_apply_then_verify(node) -> None:
     inv = str(node["inventory"])
     result = as_json(gpuprov("apply", inv, "--yes", "-o", "json"))
@@ -198,6 +210,7 @@ def test_fresh_apply_then_verify(node) -> None:
     assert [n["name"] for n in host["not_checked"]] == ["container"]
     held = node["run"]("apt-mark showhold").split()
     assert {"nvidia-driver-570-open", "nvidia-fabricmanager-570"} <= set(held)
+    assert cuda_alternative(node) == ("manual", "/usr/local/cuda-12.8")
 
 
 def test_second_apply_changes_nothing(node) -> None:
@@ -239,6 +252,8 @@ def test_upgrade_570_to_580(node) -> None:
     # replaced in the same transaction
     assert not re.search(r"^nvidia-fabricmanager-570 ", installed, re.M), listed
     assert f"libcuda.so.{NEW}" in node["run"]("cat /etc/cdi/nvidia.yaml")
+    # The second toolkit registered itself with a higher priority; the default is pinned.
+    assert cuda_alternative(node) == ("manual", "/usr/local/cuda-13.0")
     report = verify(node)
     assert report["ok"], failed_checks(report)
     # And converged again.
@@ -274,6 +289,30 @@ def test_fault_profiles_fail_verify_naming_the_fault(node, fault, check, words) 
         assert words in failed[check]
     finally:
         install_sim_profile(node["run"], render_profile(PROFILE))
+
+
+def test_fabric_manager_of_another_branch_is_named_then_repaired(node) -> None:
+    """Fault: the 570 branch's fabric manager forced onto the 580 host (dpkg, past its
+    dependencies: apt itself would refuse). verify names it; apply puts 580's back."""
+    run = node["run"]
+    run(
+        "cd /tmp && apt-get download nvidia-fabricmanager-570=570.133.20-1 && "
+        "dpkg -i --force-depends nvidia-fabricmanager-570_570.133.20-1_amd64.deb; "
+        "systemctl restart nvidia-fabricmanager || true"
+    )
+    report = verify(node, check=False)
+    failed = failed_checks(report)
+    assert "fabricmanager-version" in failed, failed
+    assert failed["fabricmanager-version"].startswith(
+        "nvidia-fabricmanager-570 570.133.20-1 installed instead of nvidia-fabricmanager"
+    ), failed
+    assert not report["ok"]
+
+    result = as_json(gpuprov("apply", str(node["inventory"]), "--yes", "-o", "json"))
+    assert result["summary"]["failed"] == 0, result
+    report = verify(node)
+    assert report["ok"], failed_checks(report)
+    assert "nvidia-fabricmanager" in run("apt-mark showhold").split()
 
 
 def test_secure_boot_on_is_refused_by_preflight(node) -> None:
