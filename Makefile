@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow test-fast test-hosts test-vm lint demo demo-clean lab-deps lab-box system-deps venv bench clean
+.PHONY: test test-e2e test-slow test-fast test-hosts test-vm lint demo demo-clean lab-deps lab-box system-deps venv bench clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,13 @@ test-hosts: system-deps $(STAMP)
 test-vm: system-deps $(STAMP)
 	$(PY) -m pytest -m "vm and not slow"
 
-## Long end-to-end VM scenarios: GPU node install/upgrade, mirror VM pair, Vagrant lab.
+## End-to-end on VMs, run by CI after `make test` (about 30-40 min here): the GPU node
+## install -> verify -> idempotence -> 570->580 upgrade -> faults, and the Vagrant lab
+## (vagrant up with the local box, dry run changes nothing, apply, verify, destroy).
+test-e2e: system-deps lab-deps $(STAMP)
+	$(PY) -m pytest -m slow tests/deploys/test_gpu_node_vm.py tests/gpuprov/lab/test_vagrant_lab.py
+
+## Every long end-to-end VM scenario: the two above plus the mirror VM pair.
 test-slow: system-deps lab-deps $(STAMP)
 	$(PY) -m pytest -m slow
 

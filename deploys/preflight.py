@@ -114,6 +114,18 @@ def pci_problem(state: HostStateData, profile: SystemProfile) -> tuple[str, str]
     )
 
 
+def identity_json(me: Host, cluster_name: str | None) -> str:
+    """/etc/gpuprov/host.json: who this host is, for operators and later tools."""
+    return render(
+        TEMPLATE,
+        host_name=me.name,
+        host_group=me.group,
+        host_profile=me.profile,
+        host_role=me.role,
+        cluster_name=cluster_name,
+    )
+
+
 @deploy("Preflight")
 def preflight() -> None:
     me: Host = host.data.get(HOST_DATA_KEY)
@@ -128,14 +140,7 @@ def preflight() -> None:
         warn(text)
 
     root = str(host.data.get("gpuprov_root") or "").rstrip("/")
-    identity = render(
-        TEMPLATE,
-        host_name=me.name,
-        host_group=me.group,
-        host_profile=me.profile,
-        host_role=me.role,
-        cluster_name=host.data.get(CLUSTER_DATA_KEY),
-    )
+    identity = identity_json(me, host.data.get(CLUSTER_DATA_KEY))
     rendered_file(
         name="Record the host's identity in /etc/gpuprov/host.json",
         dest=f"{root}{IDENTITY_FILE}",

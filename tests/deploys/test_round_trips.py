@@ -32,20 +32,11 @@ def sent(monkeypatch) -> list[str]:
 
 
 def converged_identity(me) -> str:
-    from gpuprov.deploys.preflight import TEMPLATE
+    from gpuprov.deploys.preflight import identity_json
 
-    from gpuprov.engine.ops import render
     from gpuprov.operations.files import sha256
 
-    text = render(
-        TEMPLATE,
-        host_name=me.name,
-        host_group=me.group,
-        host_profile=me.profile,
-        host_role=me.role,
-        cluster_name=None,
-    )
-    return f"644\n{sha256(text)}"
+    return f"644\n{sha256(identity_json(me, None))}"
 
 
 def test_converged_node_costs_one_round_trip(sent: list[str]) -> None:
