@@ -293,12 +293,14 @@ def test_fault_profiles_fail_verify_naming_the_fault(node, fault, check, words) 
 
 def test_fabric_manager_of_another_branch_is_named_then_repaired(node) -> None:
     """Fault: the 570 branch's fabric manager forced onto the 580 host (dpkg, past its
-    dependencies: apt itself would refuse). verify names it; apply puts 580's back."""
+    dependencies and the hold: apt itself would refuse). verify names it; apply puts
+    580's back."""
     run = node["run"]
     run(
         "cd /tmp && apt-get download nvidia-fabricmanager-570=570.133.20-1 && "
-        "dpkg -i --force-depends nvidia-fabricmanager-570_570.133.20-1_amd64.deb; "
-        "systemctl restart nvidia-fabricmanager || true"
+        # dpkg removes the held 580 package in favour of the conflicting 570 one
+        "dpkg -i --force-depends,hold nvidia-fabricmanager-570_570.133.20-1_amd64.deb && "
+        "(systemctl restart nvidia-fabricmanager || true)"
     )
     report = verify(node, check=False)
     failed = failed_checks(report)
