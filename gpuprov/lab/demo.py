@@ -1,7 +1,7 @@
 """LAB: `make demo` — the README's main job on a Vagrant lab of simulated GPU hosts.
 
-Each step says what it does, how long it took, and whether it was skipped (already
-there, or a part of gpuprov that is not built yet). Re-running skips what exists.
+Each step says what it does and how long it took. Re-running reuses what exists (box,
+repository, running VMs, converged hosts), so a second run takes minutes.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ class Demo:
         self.out = out or (lambda text: print(text, flush=True))
         self.repo_url: str | None = None
         self.times: list[tuple[str, float]] = []
-        self.skipped: list[str] = []
         self.log = settings.dir / "demo.log"
         self.inventory = repo_root() / "inventories" / "vagrant.yaml"
 
@@ -41,36 +40,24 @@ class Demo:
         self.times.append((title, took))
         self.out(f"    ({took:.1f} s)")
 
-    def skip(self, what: str) -> None:
-        self.skipped.append(what)
-        self.out(f"    SKIPPED: {what}")
-
     # --- gpuprov's own CLI, as a user would run it ---------------------------------
     def gpuprov(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         exe = Path(sys.executable).with_name("gpuprov")
         cmd = [str(exe) if exe.exists() else "gpuprov", *args]
         self.out(f"    $ gpuprov {' '.join(args)}")
         env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "150")}  # tables, unwrapped
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-        for line in (proc.stdout + proc.stderr).rstrip().splitlines():
-            self.out(f"      {line}")
+        # Streamed line by line: a staged apply of software-emulated VMs takes minutes.
+        lines: list[str] = []
+        with subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        ) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                self.out(f"      {line.rstrip()}")
         if check and proc.returncode != 0:
             raise LabError(f"`gpuprov {' '.join(args)}` failed (exit {proc.returncode})")
-        return proc
-
-    @staticmethod
-    def has_command(name: str) -> bool:
-        from gpuprov.cli import COMMANDS
-
-        return name in COMMANDS
-
-    @staticmethod
-    def _help(*words: str) -> subprocess.CompletedProcess[str]:
-        exe = Path(sys.executable).with_name("gpuprov")
-        return subprocess.run([str(exe), *words, "--help"], capture_output=True, text=True)
-
-    def has_option(self, command: str, option: str) -> bool:
-        return self.has_command(command) and option in self._help(command).stdout
+        return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines), "")
 
     # --- steps -----------------------------------------------------------------------
     def install(self) -> None:
@@ -89,13 +76,9 @@ class Demo:
             self.out(f"    {'built' if box.built else 'reused'} {box.file}")
             self.out(f"    {'added to' if add_box(box) else 'already in'} vagrant box list")
 
-    def repo(self) -> Path | None:
+    def repo(self) -> Path:
         with self.step("signed apt repository of stand-in NVIDIA packages"):
-            try:
-                repo = build_standin_repo(self.s.dir)
-            except ImportError:
-                self.skip("stand-in packages (gpuprov.testbed.standins) not on this branch yet")
-                return None
+            repo = build_standin_repo(self.s.dir)
             self.out(f"    {repo}")
             return repo
 
@@ -106,13 +89,11 @@ class Demo:
                 self.out("    all running already")
             vagrant(self.s, "up", "--provider", self.s.provider, log=self.log, timeout=3600)
 
-    def serve_repo(self, repo: Path | None) -> None:
-        if repo is None:
-            return
+    def serve_repo(self, repo: Path) -> None:
         with self.step("serve the repository to the lab"):
             self.out(
-                "    from the control node on the lab network: the mirror-server deploy is "
-                "not on this branch yet (it serves from mirror01 once it is)"
+                "    from the control node on the lab network (`gpuprov apply` does not yet "
+                "install the mirror host's services on mirror01)"
             )
             self.repo_url = serve(
                 repo, f"{self.s.net}.1", REPO_PORT, self.s.dir / "repo-server.pid"
@@ -152,14 +133,10 @@ class Demo:
 
         inv = str(self.inventory)
         with self.step("dry run (plan, apply --dry-run) changes nothing"):
-            if not self.has_command("plan"):
-                self.skip("`gpuprov plan` (engine) not on this branch yet")
-                return
             hosts = list(load_inventory(self.inventory).hosts.values())
             before = take_all(hosts)
             self.gpuprov("plan", inv, check=False)
-            if self.has_option("apply", "--dry-run"):
-                self.gpuprov("apply", inv, "--dry-run", check=False)
+            self.gpuprov("apply", inv, "--dry-run", check=False)
             after = take_all(hosts)
             diffs = [d for h in hosts for d in before[h.name].diff(after[h.name])]
             if diffs:
@@ -169,27 +146,11 @@ class Demo:
     def apply(self) -> None:
         inv = str(self.inventory)
         with self.step("staged apply: canary gpu01, then the rest"):
-            with contextlib.suppress(ImportError):
-                from gpuprov.engine.playbook import default_deploys
-
-                names = [getattr(d, "__name__", str(d)) for d in default_deploys()]
-                self.out(f"    deploys on this branch: {', '.join(names)}")
-            if self.has_command("rollout"):
-                self.gpuprov("rollout", "plan", inv, check=False)  # the waves, canary first
-            if "staged" in self._help("apply").stdout:
-                self.out("    (`gpuprov apply` runs GPU hosts as a staged rollout: canary first)")
-                self.gpuprov("apply", inv, "--yes")
-            elif self.has_command("apply"):
-                self.out("    (no staged apply on this branch: apply, canary first)")
-                self.gpuprov("apply", inv, "--limit", "gpu01", "--yes")
-                self.gpuprov("apply", inv, "--yes")
-            else:
-                self.skip("`gpuprov apply` (engine) not on this branch yet")
+            self.gpuprov("rollout", "plan", inv, check=False)  # the waves, canary first
+            self.out("    (`gpuprov apply` runs GPU hosts as a staged rollout: canary first)")
+            self.gpuprov("apply", inv, "--yes")
         with self.step("verify"):
-            if self.has_command("verify"):
-                self.gpuprov("verify", inv)
-            else:
-                self.skip("`gpuprov verify` (deploys) not on this branch yet")
+            self.gpuprov("verify", inv)
 
     def run(self) -> None:
         start = time.monotonic()
@@ -201,17 +162,14 @@ class Demo:
         self.serve_repo(repo)
         self.inventory_step()
         self.reach_repo()
-        if self.has_command("facts"):
-            with self.step("facts"):
-                self.gpuprov("facts", str(self.inventory), check=False)
+        with self.step("facts"):
+            self.gpuprov("facts", str(self.inventory), check=False)
         self.dry_run()
         self.apply()
         total = time.monotonic() - start
         self.out(f"\nDone in {total:.0f} s.")
         for title, took in self.times:
             self.out(f"  {took:7.1f} s  {title}")
-        if self.skipped:
-            self.out("Skipped (not built yet):\n" + "\n".join(f"  - {w}" for w in self.skipped))
         self.out(
             f"\nNext: gpuprov inventory show {self.inventory}\n"
             f"      vagrant ssh gpu01   (GPUPROV_LAB_BOX={self.s.box})\n"
