@@ -264,9 +264,20 @@ def stop_server(pidfile: Path) -> None:
         pidfile.unlink()
 
 
-def clean(settings: LabSettings, out: Callable[[str], None] = print) -> None:
-    """Destroy the VMs, stop the repo server, remove the box and the lab dir."""
+def clean(
+    settings: LabSettings, out: Callable[[str], None] = print, inventory: Path | None = None
+) -> None:
+    """Destroy the VMs, stop the repo server, remove the box, the lab dir and the rollout
+    state the demo's apply kept beside the lab inventory."""
     import shutil
+
+    from gpuprov.rollout.state import default_state_path
+
+    state = default_state_path(inventory or repo_root() / "inventories" / "vagrant.yaml")
+    for path in (state, state.with_name(state.name + ".lock")):
+        if path.exists():
+            path.unlink()
+            out(f"removed {path}")
 
     removed = destroy(settings)
     out(f"destroyed the lab VMs{' (and stray ' + ', '.join(removed) + ')' if removed else ''}")
