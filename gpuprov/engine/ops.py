@@ -8,6 +8,7 @@ one command) and writes atomically in one command when something differs.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import posixpath
 import shlex
@@ -41,9 +42,16 @@ class FileState(FactBase):
         return FileDigest(mode=output[0].strip(), sha256=output[1].strip())
 
 
+_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+@functools.cache
+def _compiled(template: Path) -> jinja2.Template:
+    return _ENV.from_string(template.read_text())  # once per process, not once per host
+
+
 def render(template: Path, **values: object) -> str:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    return env.from_string(template.read_text()).render(**values)
+    return _compiled(template).render(**values)
 
 
 READ = "read"  # rendered_file(current=READ): ask the host (the FileState fact)
