@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase
 
-from gpuprov.facts.host_state import HostStateData, split_sections
+from gpuprov.facts.host_state import HostStateData, section_command, split_sections
 from gpuprov.inventory.model import Host
 from gpuprov.parsers import ParseError
 from gpuprov.parsers.dcgmi_diag import parse_dcgmi_diag
@@ -44,23 +44,16 @@ class ProbeData:
         return m.group(1) if m else None
 
 
-def _section(name: str, script: str) -> str:
-    return (
-        f"printf '@@gpuprov:begin {name}\\n'; ( {script} ) 2>&1; "
-        f"printf '\\n@@gpuprov:end {name} %s\\n' $?"
-    )
-
-
 class VerifyProbe(FactBase[ProbeData]):
     """DCGM diag level 1, the CDI spec, and (given an image) a CDI GPU container."""
 
     def command(self, runtime: str = "none", image: str | None = None) -> str:
         parts = [
-            _section(
+            section_command(
                 "dcgm",
                 "if command -v dcgmi >/dev/null 2>&1; then dcgmi diag -r 1; else exit 127; fi",
             ),
-            _section("cdi", f"if [ -f {CDI_SPEC} ]; then cat {CDI_SPEC}; else exit 127; fi"),
+            section_command("cdi", f"if [ -f {CDI_SPEC} ]; then cat {CDI_SPEC}; else exit 127; fi"),
         ]
         if image and runtime in ("docker", "containerd"):
             img = shlex.quote(image)
@@ -72,7 +65,7 @@ class VerifyProbe(FactBase[ProbeData]):
                     f"ctr run --rm --device nvidia.com/gpu=all {img} gpuprov-verify-$$ "
                     "nvidia-smi -L"
                 )
-            parts.append(_section("container", f"echo {shlex.quote(run)}; {run}"))
+            parts.append(section_command("container", f"echo {shlex.quote(run)}; {run}"))
         return "; ".join(parts) + "; true"
 
     def process(self, output: list[str]) -> ProbeData:

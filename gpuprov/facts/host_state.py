@@ -112,6 +112,14 @@ class HostStateData:
         return pkg.version if pkg else None
 
 
+def section_command(name: str, script: str, stderr: str = "2>&1") -> str:
+    """`script` as one section of the output split_sections reads (its exit status as rc)."""
+    return (
+        f"printf '@@gpuprov:begin {name}\\n'; ( {script} ) {stderr}; "
+        f"printf '\\n@@gpuprov:end {name} %s\\n' $?"
+    )
+
+
 def split_sections(text: str) -> dict[str, Section]:
     sections: dict[str, Section] = {}
     current: str | None = None

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from pyinfra import host
 from pyinfra.api import FactBase
 
-from gpuprov.facts.host_state import SCRIPT, HostStateData, parse_host_state, split_sections
+from gpuprov.facts.host_state import (
+    SCRIPT,
+    HostStateData,
+    parse_host_state,
+    section_command,
+    split_sections,
+)
 
 IDENTITY_FILE = "/etc/gpuprov/host.json"
 
@@ -25,13 +31,6 @@ class NodeFactsData:
     state: HostStateData
     extras: dict
     identity: object  # gpuprov.engine.ops.FileDigest | None
-
-
-def _wrapped(name: str, command: str) -> str:
-    return (
-        f"printf '@@gpuprov:begin {name}\\n'; ( {command} ) 2>/dev/null; "
-        f"printf '\\n@@gpuprov:end {name} %s\\n' $?"
-    )
 
 
 class NodeFacts(FactBase[NodeFactsData]):
@@ -46,7 +45,12 @@ class NodeFacts(FactBase[NodeFactsData]):
         extras = DeployExtras().command(paths=paths, cdi_spec=cdi_spec)
         identity = FileState().command(path=identity_file)
         return "\n".join(
-            [script, _wrapped("extras", extras), _wrapped("identity", identity), "exit 0"]
+            [
+                script,
+                section_command("extras", extras, "2>/dev/null"),
+                section_command("identity", identity, "2>/dev/null"),
+                "exit 0",
+            ]
         )
 
     def process(self, output: list[str]) -> NodeFactsData:
