@@ -13,6 +13,7 @@ from __future__ import annotations
 from gpuprov.deploys.context import CUDA_PROFILE, NodeContext, render
 from pyinfra.api import deploy
 
+from gpuprov.inventory.model import Stack
 from gpuprov.operations.cuda import cuda_default
 from gpuprov.operations.files import managed_file
 from gpuprov.operations.system import skipped
@@ -20,10 +21,15 @@ from gpuprov.tables import version_key
 
 
 def default_cuda(ctx: NodeContext) -> str | None:
-    versions = list(ctx.stack.cuda)
+    return stack_default_cuda(ctx.stack)
+
+
+def stack_default_cuda(stack: Stack) -> str | None:
+    """The stack's default toolkit: cuda_default, else the newest of `cuda`."""
+    versions = list(stack.cuda)
     if not versions:
         return None
-    return ctx.stack.cuda_default or max(versions, key=version_key)
+    return stack.cuda_default or max(versions, key=version_key)
 
 
 @deploy("CUDA toolkits")

@@ -12,9 +12,10 @@ Runbook:
 from __future__ import annotations
 
 from gpuprov.deploys.context import NodeContext, warn
-from gpuprov.deploys.cuda import default_cuda
+from gpuprov.deploys.cuda import stack_default_cuda
 from pyinfra.api import deploy
 
+from gpuprov.inventory.model import Stack
 from gpuprov.operations.debversion import compare
 from gpuprov.operations.service import service_running
 from gpuprov.operations.system import skipped
@@ -24,10 +25,15 @@ DCGM4_CORE = "datacenter-gpu-manager-4-core"
 
 
 def cuda_major(ctx: NodeContext) -> str:
-    default = default_cuda(ctx)
+    return stack_cuda_major(ctx.stack)
+
+
+def stack_cuda_major(stack: Stack) -> str:
+    """The CUDA major DCGM is chosen for: the default toolkit's, else the driver's."""
+    default = stack_default_cuda(stack)
     if default:
         return default.split(".")[0]
-    return "13" if int(ctx.stack.driver.branch) >= 580 else "12"
+    return "13" if int(stack.driver.branch) >= 580 else "12"
 
 
 def _major(version: str) -> int:

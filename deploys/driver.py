@@ -27,12 +27,21 @@ from gpuprov.operations.system import controlled_reboot
 
 def wanted_packages(ctx: NodeContext) -> dict[str, str]:
     """name -> exact version of everything the driver transaction installs."""
-    p = ctx.pkgs
+    return driver_packages(ctx.pkgs, ctx.nvswitch)
+
+
+def driver_packages(p: tables.PackageSet, nvswitch: bool) -> dict[str, str]:
+    """The driver transaction of one package set (also what a bundle carries for it)."""
     want = {p.driver: p.driver_version, p.kernel_module: p.driver_version}
     want[p.persistenced] = p.driver_version
-    if ctx.nvswitch:
+    if nvswitch:
         want[p.fabricmanager] = p.fabricmanager_version
     return want
+
+
+def headers_package(kernel: str) -> str:
+    """The headers package of a running kernel on apt systems (DKMS builds need it)."""
+    return f"linux-headers-{kernel}"
 
 
 def replaced_packages(ctx: NodeContext, keep: dict[str, str]) -> list[str]:
@@ -66,7 +75,7 @@ def driver(ctx: NodeContext) -> None:
     fm = ctx.pkgs.fabricmanager
     ctx.fabricmanager_changing = ctx.nvswitch and installed.get(fm) != want.get(fm)
     if ctx.apt:
-        headers = f"linux-headers-{ctx.state.kernel}"
+        headers = headers_package(str(ctx.state.kernel))
         need_headers = not ctx.state.headers_present and "headers" not in (
             ctx.var("gpuprov_preflight_ignore") or ()
         )

@@ -24,6 +24,9 @@ PACKAGES=(
   procps
   curl
   pciutils             # lspci: the HostState fact parses `lspci -nn`; tests parse this machine's output
+  skopeo               # gpuprov bundle build: container images into an OCI layout
+  umoci                # bundle tests: a tiny OCI image made offline
+  docker-registry      # bundle tests: a registry on loopback to pull that image from
 )
 
 PACKAGES+=("$@")

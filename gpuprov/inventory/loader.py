@@ -12,6 +12,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from gpuprov.errors import InputError, Location, Problem
 from gpuprov.inventory import layers
+from gpuprov.inventory.bundle import read_bundle
 from gpuprov.inventory.model import (
     Cluster,
     DriverPin,
@@ -24,7 +25,7 @@ from gpuprov.inventory.policy import read_mirror, read_rollout
 from gpuprov.inventory.reader import Missing, Reader
 
 ROOT_KEYS = ("cluster", "groups")
-CLUSTER_KEYS = ("name", "stack", "mirror", "ssh", "rollout")
+CLUSTER_KEYS = ("name", "stack", "mirror", "ssh", "rollout", "bundle")
 GROUP_KEYS = ("role", "profile", "stack", "ssh", "vars", "hosts")
 HOST_KEYS = ("address", "port", "rack", "domains", "profile", "stack", "ssh", "vars")
 ROLES = ("gpu", "mirror", "controller")
@@ -151,6 +152,7 @@ def build(root: CommentedMap, path: Path, r: Reader) -> Cluster | None:
             members.append(host.name)
         groups[gname] = Group(gname, role, profile, tuple(members), gloc)
     mirror = read_mirror(r, cnode, hosts)
+    bundle = read_bundle(r, cnode, base)
     if rollout.hook_host is not None and rollout.hook_host not in hosts:
         r.error(r.value_loc(cnode["rollout"], "hook_host"),
                 f"rollout.hook_host {rollout.hook_host!r} is not a host of this inventory")  # fmt: skip
@@ -166,6 +168,7 @@ def build(root: CommentedMap, path: Path, r: Reader) -> Cluster | None:
         groups=groups,
         hosts=hosts,
         warnings=list(r.warnings),
+        bundle=bundle,
     )
 
 

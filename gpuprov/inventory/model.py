@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from gpuprov.errors import Location, Problem
+from gpuprov.inventory.bundle import BundleSpec
 
 ModuleFlavour = Literal["auto", "open", "proprietary"]
 ContainerRuntime = Literal["docker", "containerd", "none"]
@@ -139,6 +140,8 @@ class Cluster:
     hosts: dict[str, Host]  # in file order
     # Non-fatal findings of the loader (e.g. Ansible vars gpuprov ignores).
     warnings: list[Problem] = field(default_factory=list)
+    # What an air-gapped bundle is built from (`cluster.bundle:`; gpuprov bundle build).
+    bundle: BundleSpec | None = None
 
     def gpu_hosts(self) -> list[Host]:
         return [h for h in self.hosts.values() if h.role == "gpu"]

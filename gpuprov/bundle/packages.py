@@ -1,0 +1,192 @@
+"""Which packages a bundle carries per target OS, derived from the inventory with the
+deploys' own functions and the data tables (never listed by hand):
+
+- every GPU host: the driver transaction (deploys/driver.py's `driver_packages`: driver,
+  kernel module package, persistenced, fabric manager on NVSwitch systems, at the pinned
+  version), kernel headers (the hosts' kernels from `gpuprov facts`, else the default
+  flavour's meta package; none where facts say the headers are installed, as the driver
+  deploy then installs none), the stack's CUDA toolkits, the container runtime's first
+  package name, nvidia-container-toolkit and DCGM for the stack's CUDA major;
+- the mirror host: its own services' packages (gpuprov/data/bundle.yaml).
+
+The closure of these names is apt's business (gpuprov/bundle/aptroot.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gpuprov import tables
+from gpuprov.errors import InputError, Location, Problem
+from gpuprov.inventory.bundle import BundleSpec, BundleTarget
+from gpuprov.inventory.model import Cluster, Host
+
+KERNEL_RE = re.compile(r"[0-9][A-Za-z0-9.+_~-]{0,127}")
+MAX_FACTS_BYTES = 64 * 1024 * 1024
+
+
+@cache
+def bundle_data() -> dict[str, Any]:
+    from ruamel.yaml import YAML
+
+    text = resources.files("gpuprov.data").joinpath("bundle.yaml").read_text(encoding="utf-8")
+    return YAML(typ="safe").load(text)
+
+
+def os_data(os_id: str) -> dict[str, Any]:
+    data = bundle_data()["os"]
+    if os_id not in data:
+        raise tables.TableError(f"no bundle data for OS {os_id!r} (known: {', '.join(data)})")
+    return data[os_id]
+
+
+@dataclass
+class OsPackages:
+    """The names (and pins) a bundle resolves for one OS, and why each is there."""
+
+    os_id: str
+    manager: str  # apt | dnf
+    wanted: dict[str, str | None] = field(default_factory=dict)  # name -> exact version
+    reasons: dict[str, list[str]] = field(default_factory=dict)  # name -> hosts needing it
+
+    def add(self, name: str, version: str | None, why: str) -> None:
+        have = self.wanted.get(name)
+        if name in self.wanted and have != version and None not in (have, version):
+            raise InputError(
+                [
+                    Problem(
+                        Location("<inventory>"),
+                        f"{self.os_id}: {name} is pinned to both "
+                        f"{have} and {version} ({', '.join(self.reasons[name])}; {why})",
+                    )
+                ]  # fmt: skip
+            )
+        self.wanted[name] = version if version is not None else have
+        self.reasons.setdefault(name, []).append(why)
+
+    def specs(self) -> list[str]:
+        """`name=version` (apt) / `name-version` (dnf) or the bare name, sorted."""
+        sep = "=" if self.manager == "apt" else "-"
+        return sorted(n if v is None else f"{n}{sep}{v}" for n, v in self.wanted.items())
+
+
+def read_facts(path: Path) -> dict[str, dict[str, Any]]:
+    """`gpuprov facts --output json` output: host -> {os, kernel, headers_installed}."""
+    where = Location(str(path))
+    try:
+        if path.stat().st_size > MAX_FACTS_BYTES:
+            raise InputError([Problem(where, "facts file larger than 64 MiB")])
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(
+            [Problem(where, f"not a `gpuprov facts --output json` file: {exc}")]
+        ) from None
+    if not isinstance(data, dict):
+        raise InputError([Problem(where, "expected a JSON object of host -> facts")])
+    out = {}
+    for host, facts in data.items():
+        if not isinstance(facts, dict) or not facts.get("ok", True):
+            continue  # a host whose facts could not be read says nothing about kernels
+        kernel = facts.get("kernel")
+        if kernel is not None and (not isinstance(kernel, str) or not KERNEL_RE.fullmatch(kernel)):
+            raise InputError([Problem(where, f"{host}: bad kernel release {kernel!r}")])
+        out[str(host)] = facts
+    return out
+
+
+def _headers(pkgs: OsPackages, target: BundleTarget, hosts: list[Host]) -> None:
+    from gpuprov.deploys.driver import headers_package
+
+    data = os_data(target.os_id)
+    if target.base.kind == "facts" and target.base.path is not None:
+        facts = read_facts(target.base.path)
+        names = {h.name for h in hosts}
+        for host, f in sorted(facts.items()):
+            if host not in names or f.get("headers_installed") or not f.get("kernel"):
+                continue  # the driver deploy installs no headers there either
+            name = (
+                headers_package(f["kernel"])
+                if pkgs.manager == "apt"
+                else data["kernel_headers"].format(kernel=f["kernel"])
+            )
+            pkgs.add(name, None, f"{host}: headers of its kernel {f['kernel']}")
+        return
+    pkgs.add(data["kernel_headers_default"], None, "kernel headers (default kernel flavour)")
+
+
+def _gpu_host(pkgs: OsPackages, host: Host) -> None:
+    from gpuprov.deploys.dcgm import stack_cuda_major
+    from gpuprov.deploys.driver import driver_packages
+
+    from gpuprov.checks import resolve_modules
+
+    stack = host.stack
+    assert stack is not None
+    profile = tables.get_profile(host.profile) if host.profile else None
+    modules = resolve_modules(stack, profile)
+    ps = tables.packages_for(pkgs.os_id, stack.driver.branch, stack.driver.version, modules)
+    nvswitch = bool(profile and profile.nvswitch)
+    for name, version in driver_packages(ps, nvswitch).items():
+        # dnf: the driver is a module stream, resolved as such (aptroot/dnfroot).
+        pkgs.add(name, version if pkgs.manager == "apt" or name != ps.driver else None, host.name)
+    for cuda in stack.cuda:
+        pkgs.add(ps.cuda_toolkit(cuda), None, host.name)
+    if stack.container_runtime != "none":
+        pkgs.add(tables.runtime_packages(pkgs.os_id, stack.container_runtime)[0], None, host.name)
+    pkgs.add(ps.container_toolkit, None, host.name)
+    if stack.dcgm:
+        pinned = host.vars.get("gpuprov_dcgm_version")
+        pkgs.add(ps.dcgm(stack_cuda_major(stack)), str(pinned) if pinned else None, host.name)
+
+
+def host_os(host: Host, spec: BundleSpec) -> str | None:
+    if host.role == "gpu":
+        if host.stack and host.stack.os:
+            return host.stack.os
+        return next(iter(spec.targets)) if len(spec.targets) == 1 else None
+    if host.role == "mirror":
+        if spec.mirror_os:
+            return spec.mirror_os
+        return next(iter(spec.targets)) if len(spec.targets) == 1 else None
+    return None
+
+
+def wanted_packages(cluster: Cluster) -> dict[str, OsPackages]:
+    """os id -> what the bundle must carry for it, for every host of `cluster`."""
+    spec = cluster.bundle
+    where = Location(str(cluster.path))
+    if spec is None or not spec.targets:
+        raise InputError([Problem(where, "no `cluster.bundle.targets:` in the inventory "
+                                  "(the upstream sources per OS; docs/inventory.md)")])  # fmt: skip
+    out = {os_id: OsPackages(os_id, tables.package_manager(os_id)) for os_id in spec.targets}
+    problems = []
+    gpu_hosts: dict[str, list[Host]] = {}
+    for host in cluster.hosts.values():
+        if host.role == "controller":
+            continue
+        os_id = host_os(host, spec)
+        if os_id is None:
+            problems.append(Problem(host.location, f"{host.name}: cannot tell its OS for the bundle; "
+                                    "set stack.os (gpu) or bundle.mirror_os (mirror)"))  # fmt: skip
+            continue
+        if os_id not in out:
+            problems.append(Problem(host.location, f"{host.name} runs {os_id}, which "
+                                    f"cluster.bundle.targets does not list"))  # fmt: skip
+            continue
+        if host.role == "gpu":
+            _gpu_host(out[os_id], host)
+            gpu_hosts.setdefault(os_id, []).append(host)
+        else:
+            for name in os_data(os_id)["mirror_host"]:
+                out[os_id].add(name, None, f"{host.name} (mirror host)")
+    if problems:
+        raise InputError(problems)
+    for os_id, hosts in gpu_hosts.items():
+        _headers(out[os_id], spec.targets[os_id], hosts)
+    return {k: v for k, v in out.items() if v.wanted}

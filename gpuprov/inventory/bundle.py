@@ -1,0 +1,276 @@
+"""The `cluster.bundle:` section: what an air-gapped bundle is built from (docs/inventory.md).
+
+Everything here is read on the connected machine and turned into commands (apt, skopeo,
+pip) and paths, so every value is checked with `re.fullmatch` at this edge and every
+problem is reported with its FILE:LINE:COL, like the rest of the inventory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ruamel.yaml.comments import CommentedMap
+
+from gpuprov.errors import Location
+from gpuprov.inventory.reader import Missing, Reader, suggest, type_name
+
+BUNDLE_KEYS = ("targets", "mirror_os", "images", "models", "python")
+TARGET_KEYS = ("sources", "base")
+SOURCE_KEYS = ("url", "suites", "components", "keyring")
+MODEL_KEYS = ("repo", "source", "revision", "type")
+BASE_FORMS = ("minimal", "facts", "dpkg_status")
+
+URL_RE = re.compile(r"(https?|file)://[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]+")
+# A suite ("bookworm-updates") or a flat repository's path ("/", "./", "x86_64/").
+SUITE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}|\.?/|[A-Za-z0-9._-]{1,64}/")
+COMPONENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# registry/name[:tag][@sha256:...] as `skopeo copy docker://` takes it.
+IMAGE_RE = re.compile(
+    r"(?:[a-z0-9][a-z0-9.-]*(?::[0-9]{1,5})?/)?"  # registry host[:port]
+    r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"  # path
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"  # tag
+    r"(?:@sha256:[0-9a-f]{64})?"
+)
+PYTHON_RE = re.compile(r"3\.[0-9]{1,2}")
+REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+REVISION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
+
+BaseKind = Literal["minimal", "facts", "dpkg_status"]
+
+
+@dataclass(frozen=True)
+class AptSourceSpec:
+    """One upstream repository, trusted only through its own keyring (Signed-By)."""
+
+    url: str
+    suites: tuple[str, ...]
+    components: tuple[str, ...]  # empty for a flat repository (suite ending in "/")
+    keyring: Path
+    location: Location = Location("<default>")
+
+
+@dataclass(frozen=True)
+class BaseSet:
+    """What the target hosts already have: the OS's minimal install, or the real hosts'
+    (a `gpuprov facts --output json` file names their kernels; a dpkg status file their
+    installed packages)."""
+
+    kind: BaseKind = "minimal"
+    path: Path | None = None
+    location: Location = Location("<default>")
+
+
+@dataclass(frozen=True)
+class BundleTarget:
+    os_id: str
+    sources: tuple[AptSourceSpec, ...]
+    base: BaseSet = BaseSet()
+    location: Location = Location("<default>")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    repo: str  # "org/name"
+    source: Path  # a Hugging Face cache or a local directory
+    revision: str | None = None
+    repo_type: str = "model"
+    location: Location = Location("<default>")
+
+
+@dataclass(frozen=True)
+class BundleSpec:
+    targets: dict[str, BundleTarget] = field(default_factory=dict)
+    mirror_os: str | None = None
+    images: tuple[str, ...] = ()
+    models: tuple[ModelSpec, ...] = ()
+    python: tuple[str, ...] = ()
+    location: Location = Location("<default>")
+
+
+def _path(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _file(r: Reader, node: Any, key: Any, where: str, base: Path, *, directory: bool = False) -> Path | None:  # fmt: skip
+    value = node.get(key)
+    if not isinstance(value, str) or not value or "\0" in value:
+        r.error(r.value_loc(node, key), f"{where}: expected a path, got {type_name(value)}")
+        return None
+    path = _path(base, value)
+    ok = path.is_dir() if directory else path.is_file()
+    if not ok:
+        kind = "directory" if directory else "file"
+        r.error(r.value_loc(node, key), f"{where}: {kind} not found: {path}")
+        return None
+    return path
+
+
+def _source(r: Reader, node: Any, where: str, base: Path) -> AptSourceSpec | None:
+    if not isinstance(node, CommentedMap):
+        r.error(r.node_loc(node), f"{where}: expected a mapping with url, suites, keyring")
+        return None
+    r.check_keys(node, SOURCE_KEYS, where)
+    url = r.string(node, "url", where)
+    if url is Missing:
+        r.error(r.node_loc(node), f"{where}: missing `url`")
+    elif not URL_RE.fullmatch(url):
+        r.error(r.value_loc(node, "url"), f"{where}.url: expected an http(s):// or file:// URL, got {url!r}")  # fmt: skip
+        url = Missing
+    suites = r.string_list(node, "suites", where)
+    if suites is Missing or not suites:
+        r.error(r.node_loc(node), f"{where}: missing `suites` (e.g. [bookworm, bookworm-updates])")
+        suites = Missing
+    else:
+        for i, s in enumerate(suites):
+            if not SUITE_RE.fullmatch(s):
+                r.error(r.value_loc(node["suites"], i) if isinstance(node["suites"], list) else r.value_loc(node, "suites"),
+                        f"{where}.suites[{i}]: not a suite name or flat path: {s!r}")  # fmt: skip
+                suites = Missing
+                break
+    components = r.string_list(node, "components", where)
+    if components is Missing:
+        components = []
+    for i, c in enumerate(components):
+        if not COMPONENT_RE.fullmatch(c):
+            r.error(
+                r.value_loc(node, "components"), f"{where}.components[{i}]: bad component {c!r}"
+            )
+            components = Missing
+            break
+    if suites is not Missing and components is not Missing:
+        flat = [s for s in suites if s.endswith("/")]
+        if flat and components:
+            r.error(r.value_loc(node, "components"), f"{where}: a flat repository ({flat[0]!r}) has no components")  # fmt: skip
+        if len(flat) != len(suites) and not components:
+            r.error(r.node_loc(node), f"{where}: missing `components` (e.g. [main])")
+    keyring = None
+    if "keyring" not in node:
+        r.error(r.node_loc(node), f"{where}: missing `keyring` (the repository's signing key; never unsigned)")  # fmt: skip
+    else:
+        keyring = _file(r, node, "keyring", f"{where}.keyring", base)
+    if url is Missing or suites is Missing or components is Missing or keyring is None:
+        return None
+    return AptSourceSpec(url, tuple(suites), tuple(components), keyring, r.node_loc(node))
+
+
+def _base(r: Reader, node: CommentedMap, where: str, base: Path) -> BaseSet:
+    value = node.get("base", "minimal")
+    loc = r.value_loc(node, "base") if "base" in node else r.node_loc(node)
+    if value == "minimal":
+        return BaseSet("minimal", None, loc)
+    if isinstance(value, CommentedMap) and len(value) == 1:
+        kind = next(iter(value))
+        if kind in ("facts", "dpkg_status"):
+            path = _file(r, value, kind, f"{where}.base.{kind}", base)
+            return BaseSet(kind, path, loc)
+    r.error(loc, f"{where}.base: expected `minimal`, {{facts: FILE.json}} or {{dpkg_status: FILE}}, "
+            f"got {type_name(value)}")  # fmt: skip
+    return BaseSet("minimal", None, loc)
+
+
+def _targets(r: Reader, node: CommentedMap, base: Path) -> dict[str, BundleTarget]:
+    from gpuprov.tables import os_ids
+
+    known = os_ids()
+    t = r.mapping(node, "targets", "cluster.bundle", required=True)
+    out: dict[str, BundleTarget] = {}
+    if t is None:
+        return out
+    for os_id, tnode in t.items():
+        where = f"cluster.bundle.targets.{os_id}"
+        if os_id not in known:
+            r.error(r.key_loc(t, os_id), f"unknown target OS {os_id!r}{suggest(str(os_id), known)} "
+                    f"(known: {', '.join(known)})")  # fmt: skip
+            continue
+        if not isinstance(tnode, CommentedMap):
+            r.error(r.value_loc(t, os_id), f"{where}: expected a mapping with sources and base, got {type_name(tnode)}")  # fmt: skip
+            continue
+        r.check_keys(tnode, TARGET_KEYS, where)
+        snode = tnode.get("sources")
+        if not isinstance(snode, list) or not snode:
+            r.error(r.key_loc(t, os_id), f"{where}: `sources` must list the upstream repositories")
+            continue
+        sources = [_source(r, s, f"{where}.sources[{i}]", base) for i, s in enumerate(snode)]
+        out[os_id] = BundleTarget(
+            os_id,
+            tuple(s for s in sources if s is not None),
+            _base(r, tnode, where, base),
+            r.key_loc(t, os_id),
+        )
+    return out
+
+
+def _models(r: Reader, node: CommentedMap, base: Path) -> tuple[ModelSpec, ...]:
+    m = node.get("models")
+    if m is None:
+        return ()
+    if not isinstance(m, list):
+        r.error(r.value_loc(node, "models"), f"cluster.bundle.models: expected a list, got {type_name(m)}")  # fmt: skip
+        return ()
+    out = []
+    for i, item in enumerate(m):
+        where = f"cluster.bundle.models[{i}]"
+        if not isinstance(item, CommentedMap):
+            r.error(r.value_loc(m, i), f"{where}: expected a mapping with repo and source")
+            continue
+        r.check_keys(item, MODEL_KEYS, where)
+        repo = r.string(item, "repo", where)
+        if repo is Missing or not REPO_RE.fullmatch(repo):
+            r.error(r.value_loc(item, "repo") if "repo" in item else r.node_loc(item),
+                    f"{where}.repo: expected 'org/name', got {item.get('repo')!r}")  # fmt: skip
+            continue
+        if "source" not in item:
+            r.error(r.node_loc(item), f"{where}: missing `source` (a Hugging Face cache or a directory)")  # fmt: skip
+            continue
+        source = _file(r, item, "source", f"{where}.source", base, directory=True)
+        revision = r.string(item, "revision", where)
+        if revision is not Missing and not REVISION_RE.fullmatch(revision):
+            r.error(r.value_loc(item, "revision"), f"{where}.revision: bad revision {revision!r}")
+            continue
+        rtype = r.string(item, "type", where, ("model", "dataset"))
+        if source is None:
+            continue
+        out.append(ModelSpec(repo, source, None if revision is Missing else revision,
+                             "model" if rtype is Missing else rtype, r.node_loc(item)))  # fmt: skip
+    return tuple(out)
+
+
+def read_bundle(r: Reader, cnode: CommentedMap, base: Path) -> BundleSpec | None:
+    node = r.mapping(cnode, "bundle", "cluster")
+    if node is None:
+        return None
+    r.check_keys(node, BUNDLE_KEYS, "cluster.bundle")
+    targets = _targets(r, node, base)
+    mirror_os = r.string(node, "mirror_os", "cluster.bundle")
+    if mirror_os is Missing:
+        mirror_os = None
+    elif mirror_os not in targets:
+        r.error(r.value_loc(node, "mirror_os"), f"cluster.bundle.mirror_os {mirror_os!r} is not one of "
+                f"bundle.targets ({', '.join(targets) or 'none'})")  # fmt: skip
+    images = r.string_list(node, "images", "cluster.bundle")
+    images = [] if images is Missing else images
+    for i, image in enumerate(images):
+        if not IMAGE_RE.fullmatch(image):
+            r.error(r.value_loc(node["images"], i) if isinstance(node["images"], list) else r.value_loc(node, "images"),
+                    f"cluster.bundle.images[{i}]: not an image reference: {image!r}")  # fmt: skip
+    python = r.string_list(node, "python", "cluster.bundle")
+    python = [] if python is Missing else python
+    raw = node.get("python")
+    for i, version in enumerate(python):
+        if isinstance(raw, list) and isinstance(raw[i], float):
+            r.error(r.value_loc(node, "python"), f'cluster.bundle.python[{i}]: quote the version ("{version}" '
+                    "as a YAML number loses trailing zeros: 3.10 reads as 3.1)")  # fmt: skip
+        elif not PYTHON_RE.fullmatch(version):
+            r.error(r.value_loc(node, "python"), f"cluster.bundle.python[{i}]: expected a version like \"3.11\", got {version!r}")  # fmt: skip
+    return BundleSpec(
+        targets=targets,
+        mirror_os=mirror_os,
+        images=tuple(images),
+        models=_models(r, node, base),
+        python=tuple(python),
+        location=r.key_loc(cnode, "bundle"),
+    )
