@@ -1,0 +1,88 @@
+"""Fixtures for the bundle tests: throwaway bundle keys (real gpg) and small real bundles
+made with layout.py from real files (apt-like, oci-like, model-like trees)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gpuprov.aptrepo import SigningKey, generate_key
+from gpuprov.bundle import layout
+
+for tool in ("gpg", "gpgv"):
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} not installed (make system-deps)", allow_module_level=True)
+
+
+@dataclass(frozen=True)
+class Keys:
+    key: SigningKey
+    keyring: Path  # binary public keyring, as the far side holds it
+
+
+def _keys(tmp: Path, name: str) -> Keys:
+    key = generate_key(tmp / "home", name, "bundle@gpuprov.invalid")
+    return Keys(key, key.export_public(tmp / "bundle.gpg"))
+
+
+@pytest.fixture(scope="session")
+def site_key(tmp_path_factory) -> Keys:
+    return _keys(tmp_path_factory.mktemp("site-key"), "Site bundle key")
+
+
+@pytest.fixture(scope="session")
+def other_key(tmp_path_factory) -> Keys:
+    return _keys(tmp_path_factory.mktemp("other-key"), "Someone else")
+
+
+def sample_files(seed: int = 0, big: int = 300_000) -> dict[str, bytes]:
+    """A small tree shaped like a real bundle; one file larger than the tests' chunk size."""
+    rnd = os.urandom if seed < 0 else (lambda n: bytes((i * 31 + seed) % 251 for i in range(n)))
+    return {
+        "apt/debian12/dists/bookworm/Release": b"Origin: gpuprov\nSuite: bookworm\n",
+        "apt/debian12/pool/main/a/alpha_1.0-1_amd64.deb": rnd(70_000),
+        "apt/debian12/pool/main/b/beta_2.0-1_all.deb": rnd(5_000),
+        "oci/oci-layout": b'{"imageLayoutVersion": "1.0.0"}\n',
+        "oci/blobs/sha256/" + "a" * 64: rnd(big),
+        "models/empty.txt": b"",
+        "wheels/gpuprov-0.1-py3-none-any.whl": rnd(12_345),
+    }
+
+
+MakeBundle = Callable[..., Path]
+
+
+@pytest.fixture
+def make_bundle(tmp_path, site_key) -> MakeBundle:
+    """make_bundle(files, name=..., keys=..., base=None) -> a signed bundle directory."""
+
+    def make(
+        files: dict[str, bytes] | None = None,
+        *,
+        name: str = "bundle",
+        keys: Keys | None = None,
+        base: layout.Manifest | None = None,
+    ) -> Path:
+        keys = keys or site_key
+        root = tmp_path / name
+        for rel, data in (files if files is not None else sample_files()).items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(data)
+        layout.export_public_key(root, keys.key.home)
+        entries = layout.scan_tree(root)
+        layout.write_manifest(root, entries, base.id if base else None)
+        if base is not None:  # a differential directory holds only what the base lacks
+            manifest = layout.load_manifest(root)
+            keep = {f.path for f in layout.carried_files(manifest, base)}
+            for entry in manifest.files:
+                if entry.path not in keep:
+                    (root / entry.path).unlink()
+        layout.sign_manifest(root, keys.key.home)
+        return root
+
+    return make
