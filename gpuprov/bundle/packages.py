@@ -121,10 +121,9 @@ def _headers(pkgs: OsPackages, target: BundleTarget, hosts: list[Host]) -> None:
 
 
 def _gpu_host(pkgs: OsPackages, host: Host) -> None:
+    from gpuprov.checks import resolve_modules
     from gpuprov.deploys.dcgm import stack_cuda_major
     from gpuprov.deploys.driver import driver_packages
-
-    from gpuprov.checks import resolve_modules
 
     stack = host.stack
     assert stack is not None

@@ -17,7 +17,7 @@ from ruamel.yaml.comments import CommentedMap
 from gpuprov.errors import Location
 from gpuprov.inventory.reader import Missing, Reader, suggest, type_name
 
-BUNDLE_KEYS = ("targets", "mirror_os", "images", "models", "python")
+BUNDLE_KEYS = ("targets", "mirror_os", "images", "insecure_registries", "models", "python")
 TARGET_KEYS = ("sources", "base")
 SOURCE_KEYS = ("url", "suites", "components", "keyring")
 MODEL_KEYS = ("repo", "source", "revision", "type")
@@ -34,6 +34,7 @@ IMAGE_RE = re.compile(
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"  # tag
     r"(?:@sha256:[0-9a-f]{64})?"
 )
+REGISTRY_RE = re.compile(r"[a-z0-9][a-z0-9.-]*(:[0-9]{1,5})?")
 PYTHON_RE = re.compile(r"3\.[0-9]{1,2}")
 REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 REVISION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
@@ -87,6 +88,8 @@ class BundleSpec:
     images: tuple[str, ...] = ()
     models: tuple[ModelSpec, ...] = ()
     python: tuple[str, ...] = ()
+    # Registries reached over plain HTTP or with a self-signed certificate ("host:port").
+    insecure_registries: tuple[str, ...] = ()
     location: Location = Location("<default>")
 
 
@@ -257,6 +260,12 @@ def read_bundle(r: Reader, cnode: CommentedMap, base: Path) -> BundleSpec | None
         if not IMAGE_RE.fullmatch(image):
             r.error(r.value_loc(node["images"], i) if isinstance(node["images"], list) else r.value_loc(node, "images"),
                     f"cluster.bundle.images[{i}]: not an image reference: {image!r}")  # fmt: skip
+    insecure = r.string_list(node, "insecure_registries", "cluster.bundle")
+    insecure = [] if insecure is Missing else insecure
+    for i, registry in enumerate(insecure):
+        if not REGISTRY_RE.fullmatch(registry):
+            r.error(r.value_loc(node, "insecure_registries"), f"cluster.bundle.insecure_registries[{i}]: "
+                    f"expected host[:port], got {registry!r}")  # fmt: skip
     python = r.string_list(node, "python", "cluster.bundle")
     python = [] if python is Missing else python
     raw = node.get("python")
@@ -272,5 +281,6 @@ def read_bundle(r: Reader, cnode: CommentedMap, base: Path) -> BundleSpec | None
         images=tuple(images),
         models=_models(r, node, base),
         python=tuple(python),
+        insecure_registries=tuple(insecure),
         location=r.key_loc(cnode, "bundle"),
     )
