@@ -14,6 +14,7 @@ its directory holds only the files whose (path, sha256) the base does not have.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -302,7 +303,11 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
+        try:
+            os.chmod(tmp, mode)
+        except OSError as exc:  # FAT has no modes; some FUSE drivers refuse chmod outright
+            if exc.errno not in (errno.ENOSYS, errno.EPERM, errno.ENOTSUP):
+                raise
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
