@@ -101,8 +101,8 @@ def _sources_key(target: BundleTarget) -> str:
 def _base_status(root, target: BundleTarget) -> str:
     from gpuprov.bundle.aptroot import read_status_file
 
-    if target.base.kind == "dpkg_status" and target.base.path is not None:
-        return read_status_file(target.base.path)
+    if target.base.dpkg_status is not None:
+        return read_status_file(target.base.dpkg_status)
     minimal = bundle_data()["minimal"]["apt"]
     return root.minimal_status(list(minimal["priorities"]), list(minimal["packages"]))
 
@@ -218,7 +218,8 @@ def _images(cluster: Cluster, opts: BuildOptions, staging: Path | None, result: 
             result.fetches.append(Fetch("oci", ref, images.remote_size(ref, insecure)))
         else:
             report(f"image {ref}")
-            images.fetch(ref, cache_layout, insecure)
+            if images.fetch(ref, cache_layout, insecure):
+                result.fetches.append(Fetch("oci", ref, None))
     result.images = refs
     if not opts.dry_run:
         assert staging is not None

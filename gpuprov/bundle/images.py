@@ -8,6 +8,7 @@ tagged with its full reference in `org.opencontainers.image.ref.name`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -61,9 +62,51 @@ def _tls(ref: str, insecure: tuple[str, ...], flag: str) -> list[str]:
     return [f"--{flag}=false"] if registry_of(ref) in insecure else []
 
 
-def fetch(ref: str, cache_layout: Path, insecure: tuple[str, ...] = ()) -> None:
-    """Registry -> the cache's OCI layout (blobs already there are not fetched again)."""
+def _platform_manifest(ref: str, tls: list[str], arch: str) -> tuple[str, dict]:
+    """(digest, manifest) of the image skopeo copies for linux/`arch` (its manifest, or
+    the platform's entry of a multi-platform index), from the manifest alone."""
+    raw = _skopeo(["inspect", "--raw", *tls, f"docker://{ref}"], f"image {ref}")
+    manifest = json.loads(raw)
+    if "manifests" not in manifest:
+        return "sha256:" + hashlib.sha256(raw.encode()).hexdigest(), manifest
+    for m in manifest["manifests"]:
+        platform = m.get("platform") or {}
+        if platform.get("os") == "linux" and platform.get("architecture") == arch:
+            name = ref.split("@", 1)[0]
+            repo = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+            inner = _skopeo(
+                ["inspect", "--raw", *tls, f"docker://{repo}@{m['digest']}"], f"image {ref}"
+            )
+            return str(m["digest"]), json.loads(inner)
+    raise ImageError(f"image {ref}: no linux/{arch} image in its index")
+
+
+def cached_digest(cache_layout: Path, ref: str) -> str | None:
+    index = cache_layout / "index.json"
+    if not index.is_file():
+        return None
+    for m in json.loads(index.read_text()).get("manifests", []):
+        if (m.get("annotations") or {}).get(REF_NAME) == ref:
+            return str(m.get("digest"))
+    return None
+
+
+def _seen_path(cache_layout: Path) -> Path:
+    return cache_layout.with_name(cache_layout.name + ".remote.json")
+
+
+def fetch(ref: str, cache_layout: Path, insecure: tuple[str, ...] = ()) -> bool:
+    """Registry -> the cache's OCI layout. Only the manifest is read when the cache holds
+    the image the registry has now (skopeo may convert a Docker manifest to OCI, so the
+    registry's digest is remembered beside the layout with the local one); otherwise
+    skopeo copies it, reusing the blobs it has. Returns whether anything was copied."""
     assert IMAGE_RE.fullmatch(ref), ref  # validated by the inventory loader
+    remote, _ = _platform_manifest(ref, _tls(ref, insecure, "tls-verify"), "amd64")
+    seen_file = _seen_path(cache_layout)
+    seen = json.loads(seen_file.read_text()) if seen_file.is_file() else {}
+    local = cached_digest(cache_layout, ref)
+    if local is not None and seen.get(ref) == {"remote": remote, "local": local}:
+        return False
     cache_layout.parent.mkdir(parents=True, exist_ok=True)
     _skopeo(
         [
@@ -75,25 +118,17 @@ def fetch(ref: str, cache_layout: Path, insecure: tuple[str, ...] = ()) -> None:
         ],
         f"image {ref}",
     )
+    seen[ref] = {"remote": remote, "local": cached_digest(cache_layout, ref)}
+    tmp = seen_file.with_name(seen_file.name + ".tmp")
+    tmp.write_text(json.dumps(seen, indent=1, sort_keys=True))
+    tmp.replace(seen_file)
+    return True
 
 
 def remote_size(ref: str, insecure: tuple[str, ...] = (), arch: str = "amd64") -> int:
     """The bytes of the image's blobs as the registry lists them (--dry-run; no blobs are
     fetched). For a multi-platform index, the linux/`arch` image's."""
-    tls = _tls(ref, insecure, "tls-verify")
-    manifest = json.loads(_skopeo(["inspect", "--raw", *tls, f"docker://{ref}"], f"image {ref}"))
-    if "manifests" in manifest:
-        for m in manifest["manifests"]:
-            platform = m.get("platform") or {}
-            if platform.get("os") == "linux" and platform.get("architecture") == arch:
-                name = ref.split("@", 1)[0]
-                repo = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
-                raw = _skopeo(
-                    ["inspect", "--raw", *tls, f"docker://{repo}@{m['digest']}"], f"image {ref}"
-                )
-                return manifest_size(json.loads(raw))
-        raise ImageError(f"image {ref}: no linux/{arch} image in its index")
-    return manifest_size(manifest)
+    return manifest_size(_platform_manifest(ref, _tls(ref, insecure, "tls-verify"), arch)[1])
 
 
 def manifest_size(manifest: dict) -> int:

@@ -104,8 +104,8 @@ def _headers(pkgs: OsPackages, target: BundleTarget, hosts: list[Host]) -> None:
     from gpuprov.deploys.driver import headers_package
 
     data = os_data(target.os_id)
-    if target.base.kind == "facts" and target.base.path is not None:
-        facts = read_facts(target.base.path)
+    if target.base.facts is not None:
+        facts = read_facts(target.base.facts)
         names = {h.name for h in hosts}
         for host, f in sorted(facts.items()):
             if host not in names or f.get("headers_installed") or not f.get("kernel"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
 
@@ -21,7 +21,7 @@ BUNDLE_KEYS = ("targets", "mirror_os", "images", "insecure_registries", "models"
 TARGET_KEYS = ("sources", "base")
 SOURCE_KEYS = ("url", "suites", "components", "keyring")
 MODEL_KEYS = ("repo", "source", "revision", "type")
-BASE_FORMS = ("minimal", "facts", "dpkg_status")
+BASE_FILES = ("facts", "dpkg_status")
 
 URL_RE = re.compile(r"(https?|file)://[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]+")
 # A suite ("bookworm-updates") or a flat repository's path ("/", "./", "x86_64/").
@@ -39,7 +39,6 @@ PYTHON_RE = re.compile(r"3\.[0-9]{1,2}")
 REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 REVISION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 
-BaseKind = Literal["minimal", "facts", "dpkg_status"]
 
 
 @dataclass(frozen=True)
@@ -55,13 +54,18 @@ class AptSourceSpec:
 
 @dataclass(frozen=True)
 class BaseSet:
-    """What the target hosts already have: the OS's minimal install, or the real hosts'
-    (a `gpuprov facts --output json` file names their kernels; a dpkg status file their
-    installed packages)."""
+    """What the target hosts already have. Neither file: the OS's minimal install. A
+    `gpuprov facts --output json` file names the hosts' kernels (their headers go in); a
+    dpkg status file (a real host's /var/lib/dpkg/status) is the installed base apt
+    resolves against instead of the minimal install."""
 
-    kind: BaseKind = "minimal"
-    path: Path | None = None
+    facts: Path | None = None
+    dpkg_status: Path | None = None
     location: Location = Location("<default>")
+
+    @property
+    def minimal(self) -> bool:
+        return self.dpkg_status is None
 
 
 @dataclass(frozen=True)
@@ -164,15 +168,13 @@ def _base(r: Reader, node: CommentedMap, where: str, base: Path) -> BaseSet:
     value = node.get("base", "minimal")
     loc = r.value_loc(node, "base") if "base" in node else r.node_loc(node)
     if value == "minimal":
-        return BaseSet("minimal", None, loc)
-    if isinstance(value, CommentedMap) and len(value) == 1:
-        kind = next(iter(value))
-        if kind in ("facts", "dpkg_status"):
-            path = _file(r, value, kind, f"{where}.base.{kind}", base)
-            return BaseSet(kind, path, loc)
-    r.error(loc, f"{where}.base: expected `minimal`, {{facts: FILE.json}} or {{dpkg_status: FILE}}, "
-            f"got {type_name(value)}")  # fmt: skip
-    return BaseSet("minimal", None, loc)
+        return BaseSet(location=loc)
+    if isinstance(value, CommentedMap) and value and set(value) <= set(BASE_FILES):
+        files = {k: _file(r, value, k, f"{where}.base.{k}", base) for k in value}
+        return BaseSet(files.get("facts"), files.get("dpkg_status"), loc)
+    r.error(loc, f"{where}.base: expected `minimal` or a mapping of facts: FILE.json and/or "
+            f"dpkg_status: FILE, got {type_name(value)}")  # fmt: skip
+    return BaseSet(location=loc)
 
 
 def _targets(r: Reader, node: CommentedMap, base: Path) -> dict[str, BundleTarget]:

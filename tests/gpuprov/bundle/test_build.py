@@ -1,0 +1,374 @@
+"""`gpuprov bundle build` end to end with real tools: apt resolving against Debian's archive
+(the mirror this machine's apt uses) plus the stand-in NVIDIA repository served on
+loopback, skopeo pulling a tiny image (made offline with umoci) from a registry on
+loopback, a model directory, and pip for gpuprov's wheels.
+
+Marked `debian_archive`: these tests need Debian's archive (CI has it). Downloads are
+cached under $GPUPROV_CACHE/bundle, so only the first run fetches (~20 MB of .debs).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gpuprov.aptrepo import generate_key, publish_repo
+from gpuprov.bundle import layout
+from gpuprov.bundle.build import BuildOptions, build_bundle
+from gpuprov.inventory.loader import load_inventory
+from gpuprov.testbed.rootfs import cache_dir, debian_mirror
+
+pytestmark = pytest.mark.debian_archive
+
+for tool in ("apt-get", "gpg", "skopeo", "umoci", "docker-registry", "dpkg-deb"):
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} not installed (make system-deps)", allow_module_level=True)
+
+DRIVER = "580.95.05"
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+# What the deploys install on the test inventory's hosts (gpu: HGX H100 = NVSwitch).
+GPU_PACKAGES = [
+    f"nvidia-driver-580-open={DRIVER}-1",
+    f"nvidia-kernel-open-580={DRIVER}-1",
+    f"nvidia-persistenced={DRIVER}-1",
+    f"nvidia-fabricmanager={DRIVER}-1",
+    "nvidia-container-toolkit",
+    "datacenter-gpu-manager-4-cuda13",
+    "containerd",
+]
+MIRROR_PACKAGES = ["nginx", "docker-registry"]
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
+        pass
+
+
+def _serve(directory: Path) -> tuple[str, http.server.ThreadingHTTPServer]:
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(directory))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """Upstreams on loopback (stand-in NVIDIA repo, a registry with a tiny image), a model
+    directory, the bundle key and the cache; torn down after the module."""
+    from gpuprov.testbed.standins import build_standins
+
+    work = tmp_path_factory.mktemp("bundle-site")
+    cache = cache_dir()
+    debs = build_standins(cache / "standins", releases=(DRIVER,))
+    nvidia_key = generate_key(work / "nvidia-gnupg", "stand-in NVIDIA", "nvidia@gpuprov.invalid")
+    publish_repo(
+        [d for d in debs if not d.name.startswith("gpuprov-gpu-sim_")],
+        work / "nvidia",
+        suite="stable",
+        key=nvidia_key,
+    )
+    nvidia_keyring = nvidia_key.export_public(work / "nvidia.gpg")
+    nvidia_url, nvidia_server = _serve(work / "nvidia")
+
+    # A tiny image made offline, pushed to a registry on loopback.
+    port = _free_port()
+    (work / "registry.yml").write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {work / 'registry'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\nlog:\n  accesslog:\n    disabled: false\n"
+    )
+    reglog = open(work / "registry.log", "w")  # noqa: SIM115 - closed at teardown
+    registry = subprocess.Popen(
+        ["docker-registry", "serve", str(work / "registry.yml")], stdout=reglog, stderr=reglog
+    )
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        img = work / "img"
+        (work / "hello.txt").write_text("hello from a bundle\n")
+        for args in (
+            ["init", "--layout", str(img)],
+            ["new", "--image", f"{img}:latest"],
+            ["insert", "--image", f"{img}:latest", str(work / "hello.txt"), "/hello.txt"],
+        ):
+            subprocess.run(["umoci", *args], check=True, capture_output=True, timeout=60)
+        image = f"127.0.0.1:{port}/test/tiny:1.0"
+        subprocess.run(
+            ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{img}:latest", f"docker://{image}"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+
+        model = work / "model"
+        model.mkdir()
+        (model / "config.json").write_text('{"model_type": "tiny"}\n')
+        (model / "weights.bin").write_bytes(bytes(range(256)) * 64)
+
+        bundle_key = generate_key(work / "bundle-gnupg", "Site bundles", "bundle@gpuprov.invalid")
+        yield {
+            "work": work,
+            "cache": cache / "bundle",
+            "nvidia_url": nvidia_url,
+            "nvidia_keyring": nvidia_keyring,
+            "image": image,
+            "registry_log": work / "registry.log",
+            "model": model,
+            "key": bundle_key,
+            "keyring": bundle_key.export_public(work / "bundle.gpg"),
+        }
+    finally:
+        registry.terminate()
+        registry.wait(timeout=10)
+        reglog.close()
+        nvidia_server.shutdown()
+        nvidia_server.server_close()
+
+
+def write_inventory(site: dict, path: Path, *, driver: str = DRIVER, base: str = "minimal",
+                    extra_images: tuple[str, ...] = ()) -> Path:  # fmt: skip
+    mirror = debian_mirror()
+    images = [site["image"], *extra_images]
+    path.write_text(f"""\
+cluster:
+  name: bundle-test
+  stack:
+    os: debian12
+    driver: {{branch: "580", version: "{driver}"}}
+    container_runtime: containerd
+    dcgm: true
+  mirror: {{host: mirror01}}
+  bundle:
+    targets:
+      debian12:
+        sources:
+          - url: {mirror}
+            suites: [bookworm, bookworm-updates]
+            components: [main]
+            keyring: {DEBIAN_KEYRING}
+          - url: {site["nvidia_url"]}
+            suites: [stable]
+            components: [main]
+            keyring: {site["nvidia_keyring"]}
+        base: {base}
+    images: {json.dumps(images)}
+    insecure_registries: ["{site["image"].split("/")[0]}"]
+    models:
+      - {{repo: acme/tiny, source: {site["model"]}, revision: main}}
+    python: ["3.11"]
+groups:
+  hgx:
+    profile: hgx-h100-8
+    hosts:
+      gpu001: {{address: 10.0.0.11}}
+  mirror:
+    role: mirror
+    hosts:
+      mirror01: {{address: 10.0.0.5}}
+""")
+    return path
+
+
+def build(site: dict, inventory: Path, out: Path | None, **kw):
+    opts = BuildOptions(
+        out=out or Path("."), cache=kw.pop("cache", site["cache"]), key_home=site["key"].home, **kw
+    )
+    return build_bundle(load_inventory(inventory), opts)
+
+
+@pytest.fixture(scope="module")
+def full(site):
+    """One full bundle (and its build result) shared by the tests below."""
+    inv = write_inventory(site, site["work"] / "site.yaml")
+    out = site["work"] / "bundle-1"
+    result = build(site, inv, out)
+    return {"inventory": inv, "out": out, "result": result}
+
+
+def packages_index(repo: Path) -> dict[str, str]:
+    """name -> version from the published Packages index."""
+    from gpuprov.aptrepo.deb822 import parse_paragraphs
+
+    text = (repo / "dists/gpuprov/main/binary-amd64/Packages").read_text()
+    return {p["Package"]: p["Version"] for p in parse_paragraphs(text)}
+
+
+def test_full_bundle_is_signed_and_holds_every_kind(full, site):
+    out = full["out"]
+    assert layout.verify_signature(out, site["keyring"]) == site["key"].fingerprint
+    manifest = layout.load_manifest(out)
+    assert manifest.base is None
+    on_disk = {f.path: f for f in layout.scan_tree(out)}
+    assert on_disk == manifest.by_path()  # every file listed, nothing unlisted
+    assert {f.kind for f in manifest.files} == {"apt", "oci", "model", "wheel", "key"}
+
+    index = packages_index(out / "apt/debian12")
+    for spec in GPU_PACKAGES + MIRROR_PACKAGES:
+        name, _, version = spec.partition("=")
+        assert name in index, f"{name} missing from the bundle's repository"
+        assert not version or index[name] == version
+    # Dependencies came along: apt resolved the closure (runc for containerd, the
+    # stand-in driver's utils/compute libraries, nginx's common files).
+    for dep in ("runc", "nvidia-utils-580", "libnvidia-compute-580", "nginx-common"):
+        assert dep in index
+    # Kernel headers: no facts given, so the default flavour's meta package.
+    assert "linux-headers-amd64" in index
+    # The repository itself is signed with the bundle key.
+    from gpuprov.aptrepo import verify_repo
+
+    assert [p for p in verify_repo(out / "apt/debian12", site["keyring"]) if p.severity == "error"] == []
+
+    oci = json.loads((out / "oci/index.json").read_text())
+    refs = [m["annotations"][layout_ref()] for m in oci["manifests"]]
+    assert refs == [site["image"]]
+    assert (out / "models/repos/models/acme/tiny/refs.json").is_file()
+    reqs = (out / "wheels/requirements.txt").read_text()
+    assert "gpuprov==0.1.0" in reqs and "--hash=sha256:" in reqs and "pyinfra==" in reqs
+    assert (out / "wheels/requirements-3.11.txt").read_text() == reqs
+    assert not list(site["work"].glob(".bundle-1.building-*"))  # no staging left behind
+
+
+def layout_ref() -> str:
+    from gpuprov.bundle.images import REF_NAME
+
+    return REF_NAME
+
+
+def test_rerun_fetches_nothing_new(full, site):
+    """Second build, same inventory and cache: no .deb, blob or wheel is fetched again."""
+    blob_gets = _blob_gets(site["registry_log"])
+    archives = site["cache"] / "apt" / "debian12-archives"
+    before = {p.name: p.stat().st_mtime_ns for p in archives.glob("*.deb")}
+    out = site["work"] / "bundle-again"
+    result = build(site, full["inventory"], out)
+    assert result.fetches == []
+    assert {p.name: p.stat().st_mtime_ns for p in archives.glob("*.deb")} == before
+    assert _blob_gets(site["registry_log"]) == blob_gets
+    again = layout.load_manifest(out).by_path()
+    first = layout.load_manifest(full["out"]).by_path()
+    pool = [p for p in first if "/pool/" in p]
+    assert pool and all(again[p].sha256 == first[p].sha256 for p in pool)
+
+
+def _blob_gets(log: Path) -> int:
+    return sum(1 for line in log.read_text().splitlines() if '"GET /v2/' in line and "/blobs/" in line)
+
+
+def test_since_carries_only_the_changed_files(full, site):
+    model2 = site["work"] / "model2"
+    model2.mkdir()
+    (model2 / "config.json").write_text('{"model_type": "second"}\n')
+    inv = site["work"] / "site-2.yaml"
+    text = write_inventory(site, inv).read_text().replace(
+        "    python:", f"      - {{repo: acme/second, source: {model2}}}\n    python:"
+    )
+    inv.write_text(text)
+    out = site["work"] / "bundle-2"
+    base = layout.load_manifest(full["out"])
+    result = build(site, inv, out, since=full["out"] / "manifest.json")
+    diff = layout.load_manifest(out)
+    assert diff.base == base.id
+    assert layout.verify_signature(out, site["keyring"]) == site["key"].fingerprint
+    carried = {f.path for f in layout.carried_files(diff, base)}
+    on_disk = {f.path for f in layout.scan_tree(out)}
+    assert on_disk == carried and result.carried == len(carried)
+    assert layout.missing_from_tree(diff, out, base) == []
+    # The new model is carried; unchanged pool files and wheels are not.
+    assert any(p.startswith("models/repos/models/acme/second/") for p in carried)
+    assert not any("/pool/" in p or p.startswith("wheels/") for p in carried)
+    # Base + differential gives the full new tree: every listed file is in one of them.
+    for f in diff.files:
+        src = out / f.path if f.path in carried else full["out"] / f.path
+        assert layout.hash_file(src)[1] == f.sha256, f.path
+
+
+def test_dry_run_downloads_nothing(site, tmp_path):
+    inv = write_inventory(site, tmp_path / "site.yaml")
+    cache = tmp_path / "cache"
+    blob_gets = _blob_gets(site["registry_log"])
+    result = build(site, inv, None, dry_run=True, cache=cache)
+    names = {f.name.split("/")[-1].split("_")[0] for f in result.fetches if f.kind == "apt"}
+    assert {"nvidia-driver-580-open", "containerd", "nginx", "runc"} <= names
+    assert all(f.size and f.size > 0 for f in result.fetches if f.kind in ("apt", "oci"))
+    assert any(f.kind == "oci" and f.name == site["image"] for f in result.fetches)
+    assert any(f.kind == "wheel" for f in result.fetches)
+    assert list(cache.rglob("*.deb")) == [] and list(cache.rglob("*.whl")) == []
+    assert not (cache / "oci").exists()
+    assert _blob_gets(site["registry_log"]) == blob_gets
+    assert not list(tmp_path.glob(".*building*"))
+
+
+def test_unresolvable_package_fails_the_build_naming_it(site, tmp_path):
+    """A driver version the upstream repository lacks: the build fails on the connected
+    side, names the package and version, exits 2... no, 1 (a resolve failure), and
+    leaves no bundle behind."""
+    inv = write_inventory(site, tmp_path / "site.yaml", driver="580.65.06")
+    out = tmp_path / "bundle"
+    done = subprocess.run(
+        [sys.executable, "-m", "gpuprov.cli", "bundle", "build", str(inv), "-o", str(out),
+         "--key-home", str(site["key"].home), "--cache", str(site["cache"])],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Version '580.65.06-1' for 'nvidia-driver-580-open' was not found" in done.stderr
+    assert not out.exists() and not list(tmp_path.glob(".bundle.building-*"))
+
+
+@pytest.mark.host
+def test_closure_installs_offline_from_the_bundle_alone(full, site):
+    """The Debian test-bed root filesystem (a debootstrap minbase, as a fresh host is) in
+    a chroot with no network and the bundle's repository as its only source: apt installs
+    the GPU node's and the mirror host's packages from it."""
+    from gpuprov.testbed.rootfs import ensure_rootfs
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root (overlay mount, chroot)")
+    rootfs = ensure_rootfs()
+    work = site["work"] / "chroot"
+    for d in ("upper", "work", "merged"):
+        (work / d).mkdir(parents=True, exist_ok=True)
+    install = " ".join(GPU_PACKAGES + MIRROR_PACKAGES)
+    script = f"""
+set -eu
+mount -t overlay overlay -o lowerdir={rootfs},upperdir={work}/upper,workdir={work}/work {work}/merged
+m={work}/merged
+mkdir -p $m/bundle $m/etc/apt/keyrings
+mount --bind {full["out"]} $m/bundle
+mount -t proc proc $m/proc
+cp {site["keyring"]} $m/etc/apt/keyrings/bundle.gpg
+rm -f $m/etc/apt/sources.list.d/* ; : > $m/etc/apt/sources.list
+printf 'Types: deb\\nURIs: file:/bundle/apt/debian12\\nSuites: gpuprov\\nComponents: main\\nSigned-By: /etc/apt/keyrings/bundle.gpg\\n' > $m/etc/apt/sources.list.d/bundle.sources
+printf '#!/bin/sh\\nexit 101\\n' > $m/usr/sbin/policy-rc.d; chmod +x $m/usr/sbin/policy-rc.d
+chroot $m apt-get update
+DEBIAN_FRONTEND=noninteractive chroot $m apt-get install -y --no-install-recommends {install}
+chroot $m dpkg-query -W -f '${{Package}} ${{Version}} ${{Status}}\\n' {" ".join(p.split("=")[0] for p in GPU_PACKAGES + MIRROR_PACKAGES)}
+"""
+    done = subprocess.run(
+        ["unshare", "--mount", "--net", "--fork", "bash", "-c", script],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    shutil.rmtree(work, ignore_errors=True)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    installed = [line for line in done.stdout.splitlines() if line.endswith("install ok installed")]
+    assert len(installed) == len(GPU_PACKAGES + MIRROR_PACKAGES), done.stdout[-3000:]
+    assert f"nvidia-driver-580-open {DRIVER}-1 install ok installed" in installed
