@@ -37,7 +37,9 @@ def _size(n: int | None) -> str:
     type=click.Path(exists=True, path_type=Path),
     help="The previous bundle's manifest.json: write a differential bundle on that base.",
 )
-@click.option("--dry-run", is_flag=True, help="Print what would be fetched and its size; write no bundle.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print what would be fetched and its size; write no bundle."
+)
 @click.option(
     "--key-home",
     type=click.Path(path_type=Path),

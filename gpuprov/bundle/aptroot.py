@@ -33,8 +33,9 @@ APT_TIMEOUT_S = 1800  # one apt-get call (an update or a download of the whole c
 MAX_STATUS_BYTES = 256 * 1024 * 1024
 # "Inst name [old] (version release [arch])" from `apt-get -s install`
 INST_RE = re.compile(r"Inst (\S+) (?:\[\S+\] )?\((\S+) .*\[([a-z0-9-]+)\]\)(?: \[.*\])?")
-# "'URL' file size hash" from `--print-uris -qq`
-URI_RE = re.compile(r"'(\S+)' (\S+) ([0-9]+) (\S+)")
+# "'URL' file size hash" from `--print-uris -qq`; the hash is empty for some indexes
+# (debian-security's: "... 2039888 " with nothing after the size).
+URI_RE = re.compile(r"'(\S+)' (\S+) ([0-9]+) ?(\S*)")
 PKG_NAME_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 VERSION_RE = re.compile(r"(?:[0-9]+:)?[A-Za-z0-9.+~-]+")
 STATUS_FIELDS = (
@@ -67,7 +68,7 @@ class DebUri:
     url: str
     filename: str
     size: int
-    checksum: str  # "SHA256:<hex>" (apt names the hash it checks)
+    checksum: str  # "SHA256:<hex>", "MD5Sum:<hex>" or "" (apt names the hash it checks)
 
 
 def unresolvable(output: str) -> list[str]:
@@ -210,7 +211,7 @@ class AptRoot:
             raise ResolveError(done.stderr.strip()[-2000:])
         out = []
         for line in done.stdout.splitlines():
-            m = URI_RE.fullmatch(line.strip())
+            m = URI_RE.fullmatch(line.rstrip("\n"))
             if m:
                 out.append(DebUri(m.group(1), m.group(2), int(m.group(3)), m.group(4)))
         return out

@@ -40,7 +40,6 @@ REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]
 REVISION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 
 
-
 @dataclass(frozen=True)
 class AptSourceSpec:
     """One upstream repository, trusted only through its own keyring (Signed-By)."""

@@ -164,6 +164,10 @@ cluster:
             suites: [bookworm, bookworm-updates]
             components: [main]
             keyring: {DEBIAN_KEYRING}
+          - url: {mirror.rstrip("/")}-security
+            suites: [bookworm-security]
+            components: [main]
+            keyring: {DEBIAN_KEYRING}
           - url: {site["nvidia_url"]}
             suites: [stable]
             components: [main]
@@ -234,7 +238,9 @@ def test_full_bundle_is_signed_and_holds_every_kind(full, site):
     # The repository itself is signed with the bundle key.
     from gpuprov.aptrepo import verify_repo
 
-    assert [p for p in verify_repo(out / "apt/debian12", site["keyring"]) if p.severity == "error"] == []
+    assert [
+        p for p in verify_repo(out / "apt/debian12", site["keyring"]) if p.severity == "error"
+    ] == []
 
     oci = json.loads((out / "oci/index.json").read_text())
     refs = [m["annotations"][layout_ref()] for m in oci["manifests"]]
@@ -269,7 +275,9 @@ def test_rerun_fetches_nothing_new(full, site):
 
 
 def _blob_gets(log: Path) -> int:
-    return sum(1 for line in log.read_text().splitlines() if '"GET /v2/' in line and "/blobs/" in line)
+    return sum(
+        1 for line in log.read_text().splitlines() if '"GET /v2/' in line and "/blobs/" in line
+    )
 
 
 def test_since_carries_only_the_changed_files(full, site):
@@ -277,8 +285,10 @@ def test_since_carries_only_the_changed_files(full, site):
     model2.mkdir()
     (model2 / "config.json").write_text('{"model_type": "second"}\n')
     inv = site["work"] / "site-2.yaml"
-    text = write_inventory(site, inv).read_text().replace(
-        "    python:", f"      - {{repo: acme/second, source: {model2}}}\n    python:"
+    text = (
+        write_inventory(site, inv)
+        .read_text()
+        .replace("    python:", f"      - {{repo: acme/second, source: {model2}}}\n    python:")
     )
     inv.write_text(text)
     out = site["work"] / "bundle-2"
