@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gpuprov.errors import ExitCode, GpuprovError
+from gpuprov.terminal import cell
 
 if TYPE_CHECKING:
     from gpuprov.cli.app import App
@@ -143,7 +144,7 @@ class Staged:
 
     def op_progress(self, host: str, op: str, outcome: str) -> None:
         if not self.json and outcome != "ok":
-            self.app.out.print(f"{host}: {outcome}: {op}", style=STYLE[outcome], markup=False)
+            self.app.out.print(cell(f"{host}: {outcome}: {op}", STYLE[outcome]))
 
     # ---- resume -------------------------------------------------------------------------
     def resume(self) -> int:
