@@ -53,9 +53,9 @@ def plan_exit_code(plan: Plan) -> int:
 def plan(app: App, inventory: Path, limit: tuple[str, ...], output: str, accept_new: bool) -> None:
     """Show what `apply` would change on each host (a dry run: nothing is changed)."""
     from gpuprov.cli._options import load, open_session, static_checks
+    from gpuprov.deploys.playbook import default_deploys
 
     from gpuprov.engine.plan import prepare
-    from gpuprov.engine.playbook import default_deploys
 
     cluster, hosts = load(app, inventory, limit)
     static_checks(app, cluster)

@@ -48,10 +48,10 @@ class Staged:
     def apply(self, hosts: list[Host], *, dry_run: bool) -> int:
         from gpuprov.cli._options import open_session
         from gpuprov.cli.plan import plan_exit_code, show_plan
+        from gpuprov.deploys.playbook import default_deploys
 
         from gpuprov.engine.connect import sudo_password
         from gpuprov.engine.plan import prepare
-        from gpuprov.engine.playbook import default_deploys
         from gpuprov.rollout.planner import plan_rollout
         from gpuprov.rollout.wave_work import split
 
@@ -177,7 +177,8 @@ class Staged:
 
     # ---- the rollout --------------------------------------------------------------------
     def rollout(self, rplan: RolloutPlan, resume: int | None, store=None) -> int:
-        from gpuprov.engine.playbook import default_deploys
+        from gpuprov.deploys.playbook import default_deploys
+
         from gpuprov.rollout.gates import HealthGates
         from gpuprov.rollout.hooks import make_hook_runner
         from gpuprov.rollout.progress import make_progress
