@@ -271,15 +271,20 @@ def _wheels(cluster: Cluster, opts: BuildOptions, staging: Path | None, result: 
         own = wheels.build_own_wheel(work)
         dest = staging / layout.WHEELS_DIR if staging else None
         first = True
+        listed: set[str] = set()
         for python in _python_versions(cluster):
             report(f"resolving gpuprov's dependencies for Python {python}")
             files = wheels.resolve(own, python, glibc)
             paths = [own]
             for w in files:
                 path = wheels.cached(cache, w)
+                if path is None and opts.dry_run and w.filename in listed:
+                    continue  # the same wheel for another Python version
                 if path is None:
+                    listed.add(w.filename)
                     result.fetches.append(Fetch("wheel", w.filename, None))
                     if opts.dry_run:
+                        result.fetches[-1].size = wheels.remote_size(w)
                         continue
                     path = wheels.fetch(cache, w)
                     result.fetches[-1].size = path.stat().st_size

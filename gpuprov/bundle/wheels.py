@@ -170,6 +170,21 @@ def fetch(cache: Path, wheel: WheelFile) -> Path:
     return dest
 
 
+def remote_size(wheel: WheelFile) -> int | None:
+    """The file's size from the index without fetching it (HEAD; a file: URL's stat)."""
+    parts = urllib.parse.urlsplit(wheel.url)
+    if parts.scheme == "file":
+        path = Path(urllib.parse.unquote(parts.path))
+        return path.stat().st_size if path.is_file() else None
+    request = urllib.request.Request(wheel.url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_S) as resp:  # noqa: S310 - the index's URL
+            length = resp.headers.get("Content-Length")
+    except OSError:
+        return None
+    return int(length) if length and length.isdigit() else None
+
+
 def requirement_lines(files: list[Path]) -> str:
     """`name==version --hash=sha256:...` for each distribution (every file's hash)."""
     by_dist: dict[tuple[str, str], list[str]] = {}

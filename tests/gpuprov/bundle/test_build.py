@@ -13,6 +13,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -25,6 +26,7 @@ import pytest
 
 from gpuprov.aptrepo import generate_key, publish_repo
 from gpuprov.bundle import layout
+from gpuprov.bundle.aptroot import ResolveError
 from gpuprov.bundle.build import BuildOptions, build_bundle
 from gpuprov.inventory.loader import load_inventory
 from gpuprov.testbed.rootfs import cache_dir, debian_mirror
@@ -310,34 +312,62 @@ def test_since_carries_only_the_changed_files(full, site):
         assert layout.hash_file(src)[1] == f.sha256, f.path
 
 
+def gpuprov(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gpuprov.cli", *map(str, args)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "250"},
+    )  # fmt: skip
+
+
 def test_dry_run_downloads_nothing(site, tmp_path):
+    """A fresh cache: the dry run lists every .deb, the image and the wheels with sizes,
+    and leaves no package, blob or wheel behind (only the package indexes)."""
     inv = write_inventory(site, tmp_path / "site.yaml")
     cache = tmp_path / "cache"
     blob_gets = _blob_gets(site["registry_log"])
-    result = build(site, inv, None, dry_run=True, cache=cache)
-    names = {f.name.split("/")[-1].split("_")[0] for f in result.fetches if f.kind == "apt"}
+    done = gpuprov("bundle", "build", inv, "--dry-run", "--cache", cache)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    apt = [line for line in lines if line.startswith("would fetch apt ")]
+    names = {line.split()[3].split("/")[1].split("_")[0] for line in apt}
     assert {"nvidia-driver-580-open", "containerd", "nginx", "runc"} <= names
-    assert all(f.size and f.size > 0 for f in result.fetches if f.kind in ("apt", "oci"))
-    assert any(f.kind == "oci" and f.name == site["image"] for f in result.fetches)
-    assert any(f.kind == "wheel" for f in result.fetches)
+    assert all(line.endswith(("KiB)", "MiB)", " B)")) for line in apt)
+    assert any(line.startswith(f"would fetch oci   {site['image']} (") for line in lines)
+    assert any(line.startswith("would fetch wheel pyinfra-") for line in lines)
+    assert any(
+        line.startswith("debian12: ") and "packages in the closure" in line for line in lines
+    )
+    listed = [line for line in lines[:-1] if line.startswith("would fetch ")]
+    assert all(line.endswith(("B)", "KiB)", "MiB)", "GiB)")) for line in listed)  # sized
+    assert re.fullmatch(rf"would fetch {len(listed)} files, [0-9.]+ MiB", lines[-1])
     assert list(cache.rglob("*.deb")) == [] and list(cache.rglob("*.whl")) == []
     assert not (cache / "oci").exists()
     assert _blob_gets(site["registry_log"]) == blob_gets
     assert not list(tmp_path.glob(".*building*"))
 
 
+def test_upstream_signed_by_another_key_is_refused(site, tmp_path):
+    """The stand-in repository checked against Debian's keyring: apt refuses its index and
+    the build names the source, before anything is resolved."""
+    inv = write_inventory(site, tmp_path / "site.yaml")
+    inv.write_text(inv.read_text().replace(str(site["nvidia_keyring"]), str(DEBIAN_KEYRING)))
+    with pytest.raises(ResolveError) as info:
+        build(site, inv, tmp_path / "bundle")
+    message = str(info.value)
+    assert "apt-get update of the upstream sources failed" in message
+    assert site["nvidia_url"] in message and "not signed" in message
+    assert not (tmp_path / "bundle").exists()
+
+
 def test_unresolvable_package_fails_the_build_naming_it(site, tmp_path):
     """A driver version the upstream repository lacks: the build fails on the connected
-    side, names the package and version, exits 2... no, 1 (a resolve failure), and
-    leaves no bundle behind."""
+    side, names the package and version, exits 1 (not bad input: the upstream lacks it)
+    and leaves no bundle behind."""
     inv = write_inventory(site, tmp_path / "site.yaml", driver="580.65.06")
     out = tmp_path / "bundle"
-    done = subprocess.run(
-        [sys.executable, "-m", "gpuprov.cli", "bundle", "build", str(inv), "-o", str(out),
-         "--key-home", str(site["key"].home), "--cache", str(site["cache"])],
-        capture_output=True, text=True, timeout=600,
-        env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
+    done = gpuprov(
+        "bundle", "build", inv, "-o", out, "--key-home", site["key"].home, "--cache", site["cache"]
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert "Version '580.65.06-1' for 'nvidia-driver-580-open' was not found" in done.stderr
