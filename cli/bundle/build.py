@@ -107,10 +107,9 @@ def build(
     if dry_run:
         for f in result.fetches:
             app.info(f"would fetch {f.kind:5} {f.name} ({_size(f.size)})")
-        app.info(f"would fetch {len(result.fetches)} files, {_size(result.fetch_bytes)}"
-                 " (plus what the sources do not size)"
-                 if any(f.size is None for f in result.fetches) else
-                 f"would fetch {len(result.fetches)} files, {_size(result.fetch_bytes)}")  # fmt: skip
+        unsized = sum(1 for f in result.fetches if f.size is None)
+        extra = f" (and {unsized} whose size the source does not give)" if unsized else ""
+        app.info(f"would fetch {len(result.fetches)} files, {_size(result.fetch_bytes)}{extra}")
         return
     m = result.manifest
     assert m is not None

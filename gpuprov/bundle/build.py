@@ -118,7 +118,7 @@ def apt_target(
 ) -> None:
     """Resolve, fetch and publish one apt target OS."""
     from gpuprov.aptrepo import publish_repo
-    from gpuprov.bundle.aptroot import AptRoot, ResolveError
+    from gpuprov.bundle.aptroot import AptRoot, DebRef, DebUri, ResolveError
 
     arch = os_data(target.os_id)["arch"]
     cache = opts.cache / "apt" / f"{target.os_id}-{_sources_key(target)}"
@@ -129,19 +129,23 @@ def apt_target(
     report(f"{target.os_id}: apt-get update of {len(target.sources)} upstream source(s)")
     root.update(target.os_id)
     root.set_status(_base_status(root, target))
-    specs = pkgs.specs()
-    report(f"{target.os_id}: resolving {len(specs)} packages with apt: {' '.join(specs)}")
-    closure = root.closure(target.os_id, specs)
-    result.packages[target.os_id] = [d.filename for d in closure]
-    uris = root.print_uris(specs)
-    result.fetches += [Fetch("apt", f"{target.os_id}/{u.filename}", u.size) for u in uris]
+    closure: dict[str, DebRef] = {}
+    uris: dict[str, DebUri] = {}
+    transactions = pkgs.transactions()
+    for specs in transactions:
+        report(f"{target.os_id}: resolving with apt: {' '.join(specs)}")
+        closure.update((d.filename, d) for d in root.closure(target.os_id, specs))
+        uris.update((u.filename, u) for u in root.print_uris(specs))
+    result.packages[target.os_id] = sorted(closure)
+    result.fetches += [Fetch("apt", f"{target.os_id}/{u.filename}", u.size) for u in uris.values()]
     if opts.dry_run:
         return
     if uris:
         report(f"{target.os_id}: downloading {len(uris)} of {len(closure)} packages")
-        root.download(target.os_id, specs)
+        for specs in transactions:
+            root.download(target.os_id, specs)
     debs = []
-    for ref in closure:
+    for ref in closure.values():
         path = root.archives / ref.filename
         if not path.is_file():
             raise ResolveError(f"{target.os_id}: apt did not leave {ref.filename} in its cache")
@@ -169,7 +173,7 @@ def dnf_target(
     cache = opts.cache / "dnf" / f"{target.os_id}-{_sources_key(target)}"
     root = DnfRoot(cache, os_data(target.os_id)["arch"], target.sources)
     root.prepare()
-    report(f"{target.os_id}: resolving {len(pkgs.wanted)} packages with dnf")
+    report(f"{target.os_id}: resolving {len(pkgs.specs())} packages with dnf")
     rpms = root.download(target.os_id, pkgs, dry_run=opts.dry_run)
     result.packages[target.os_id] = [p.name for p in rpms]
     result.fetches += [

@@ -66,7 +66,7 @@ class DnfRoot:
             raise DnfError(f"dnf {args[0]} took longer than {DNF_TIMEOUT_S} s") from None
 
     def download(self, label: str, pkgs: OsPackages, *, dry_run: bool) -> list[Path]:
-        streams = [n for n in pkgs.wanted if ":" in n]  # nvidia-driver:580-open
+        streams = [n for n in pkgs.wanted if ":" in n]  # nvidia-driver:580-open (one per OS here)
         for stream in streams:
             done = self.run("module", "enable", stream)
             if done.returncode != 0:

@@ -48,32 +48,43 @@ def os_data(os_id: str) -> dict[str, Any]:
 
 @dataclass
 class OsPackages:
-    """The names (and pins) a bundle resolves for one OS, and why each is there."""
+    """What a bundle resolves for one OS: per host, the names (and exact pins) its deploys
+    install. Hosts may differ (a canary group on a newer driver, proprietary modules on
+    one group): each distinct set is resolved as its own apt transaction, as on the
+    hosts, and the bundle carries the union of their closures."""
 
     os_id: str
     manager: str  # apt | dnf
-    wanted: dict[str, str | None] = field(default_factory=dict)  # name -> exact version
-    reasons: dict[str, list[str]] = field(default_factory=dict)  # name -> hosts needing it
+    hosts: dict[str, dict[str, str | None]] = field(default_factory=dict)  # host -> name -> pin
+    notes: dict[str, list[str]] = field(default_factory=dict)  # name -> why (hosts)
 
-    def add(self, name: str, version: str | None, why: str) -> None:
-        have = self.wanted.get(name)
-        if name in self.wanted and have != version and None not in (have, version):
-            raise InputError(
-                [
-                    Problem(
-                        Location("<inventory>"),
-                        f"{self.os_id}: {name} is pinned to both "
-                        f"{have} and {version} ({', '.join(self.reasons[name])}; {why})",
-                    )
-                ]  # fmt: skip
-            )
-        self.wanted[name] = version if version is not None else have
-        self.reasons.setdefault(name, []).append(why)
+    def add(self, host: str, name: str, version: str | None, why: str | None = None) -> None:
+        self.hosts.setdefault(host, {})[name] = version
+        self.notes.setdefault(name, []).append(why or host)
+
+    @property
+    def wanted(self) -> dict[str, str | None]:
+        """name -> its pin when every host agrees (None: unpinned or pinned differently)."""
+        out: dict[str, str | None] = {}
+        for want in self.hosts.values():
+            for name, version in want.items():
+                out[name] = version if out.get(name, version) == version else None
+        return dict(sorted(out.items()))
+
+    def _spec(self, name: str, version: str | None) -> str:
+        sep = "=" if self.manager == "apt" else "-"
+        return name if version is None else f"{name}{sep}{version}"
+
+    def transactions(self) -> list[list[str]]:
+        """The distinct per-host sets of `name=version` (apt) / `name-version` (dnf)."""
+        sets = {
+            tuple(sorted(self._spec(n, v) for n, v in want.items())) for want in self.hosts.values()
+        }
+        return [list(t) for t in sorted(sets)]
 
     def specs(self) -> list[str]:
-        """`name=version` (apt) / `name-version` (dnf) or the bare name, sorted."""
-        sep = "=" if self.manager == "apt" else "-"
-        return sorted(n if v is None else f"{n}{sep}{v}" for n, v in self.wanted.items())
+        """Every spec of every host, sorted (what the build reports)."""
+        return sorted({spec for t in self.transactions() for spec in t})
 
 
 def read_facts(path: Path) -> dict[str, dict[str, Any]]:
@@ -115,9 +126,12 @@ def _headers(pkgs: OsPackages, target: BundleTarget, hosts: list[Host]) -> None:
                 if pkgs.manager == "apt"
                 else data["kernel_headers"].format(kernel=f["kernel"])
             )
-            pkgs.add(name, None, f"{host}: headers of its kernel {f['kernel']}")
+            pkgs.add(host, name, None, f"{host}: headers of its kernel {f['kernel']}")
         return
-    pkgs.add(data["kernel_headers_default"], None, "kernel headers (default kernel flavour)")
+    for host in hosts:
+        pkgs.add(
+            host.name, data["kernel_headers_default"], None, f"{host.name}: default kernel headers"
+        )
 
 
 def _gpu_host(pkgs: OsPackages, host: Host) -> None:
@@ -133,15 +147,15 @@ def _gpu_host(pkgs: OsPackages, host: Host) -> None:
     nvswitch = bool(profile and profile.nvswitch)
     for name, version in driver_packages(ps, nvswitch).items():
         # dnf: the driver is a module stream, resolved as such (aptroot/dnfroot).
-        pkgs.add(name, version if pkgs.manager == "apt" or name != ps.driver else None, host.name)
+        pkgs.add(host.name, name, version if pkgs.manager == "apt" or name != ps.driver else None)
     for cuda in stack.cuda:
-        pkgs.add(ps.cuda_toolkit(cuda), None, host.name)
+        pkgs.add(host.name, ps.cuda_toolkit(cuda), None)
     if stack.container_runtime != "none":
-        pkgs.add(tables.runtime_packages(pkgs.os_id, stack.container_runtime)[0], None, host.name)
-    pkgs.add(ps.container_toolkit, None, host.name)
+        pkgs.add(host.name, tables.runtime_packages(pkgs.os_id, stack.container_runtime)[0], None)
+    pkgs.add(host.name, ps.container_toolkit, None)
     if stack.dcgm:
         pinned = host.vars.get("gpuprov_dcgm_version")
-        pkgs.add(ps.dcgm(stack_cuda_major(stack)), str(pinned) if pinned else None, host.name)
+        pkgs.add(host.name, ps.dcgm(stack_cuda_major(stack)), str(pinned) if pinned else None)
 
 
 def host_os(host: Host, spec: BundleSpec) -> str | None:
@@ -183,9 +197,9 @@ def wanted_packages(cluster: Cluster) -> dict[str, OsPackages]:
             gpu_hosts.setdefault(os_id, []).append(host)
         else:
             for name in os_data(os_id)["mirror_host"]:
-                out[os_id].add(name, None, f"{host.name} (mirror host)")
+                out[os_id].add(host.name, name, None, f"{host.name} (mirror host)")
     if problems:
         raise InputError(problems)
     for os_id, hosts in gpu_hosts.items():
         _headers(out[os_id], spec.targets[os_id], hosts)
-    return {k: v for k, v in out.items() if v.wanted}
+    return {k: v for k, v in out.items() if v.hosts}

@@ -38,6 +38,7 @@ for tool in ("apt-get", "gpg", "skopeo", "umoci", "docker-registry", "dpkg-deb")
         pytest.skip(f"{tool} not installed (make system-deps)", allow_module_level=True)
 
 DRIVER = "580.95.05"
+CANARY = "570.133.20"  # one group on another branch, proprietary modules
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 # What the deploys install on the test inventory's hosts (gpu: HGX H100 = NVSwitch).
 GPU_PACKAGES = [
@@ -79,7 +80,7 @@ def site(tmp_path_factory):
 
     work = tmp_path_factory.mktemp("bundle-site")
     cache = cache_dir()
-    debs = build_standins(cache / "standins", releases=(DRIVER,))
+    debs = build_standins(cache / "standins", releases=(CANARY, DRIVER))
     nvidia_key = generate_key(work / "nvidia-gnupg", "stand-in NVIDIA", "nvidia@gpuprov.invalid")
     publish_repo(
         [d for d in debs if not d.name.startswith("gpuprov-gpu-sim_")],
@@ -185,6 +186,11 @@ groups:
     profile: hgx-h100-8
     hosts:
       gpu001: {{address: 10.0.0.11}}
+  canary:
+    profile: hgx-h100-8
+    stack: {{driver: {{branch: "570", version: "{CANARY}", modules: proprietary}}}}
+    hosts:
+      gpu002: {{address: 10.0.0.12}}
   mirror:
     role: mirror
     hosts:
@@ -209,12 +215,15 @@ def full(site):
     return {"inventory": inv, "out": out, "result": result}
 
 
-def packages_index(repo: Path) -> dict[str, str]:
-    """name -> version from the published Packages index."""
+def packages_index(repo: Path) -> dict[str, set[str]]:
+    """name -> versions in the published Packages index."""
     from gpuprov.aptrepo.deb822 import parse_paragraphs
 
     text = (repo / "dists/gpuprov/main/binary-amd64/Packages").read_text()
-    return {p["Package"]: p["Version"] for p in parse_paragraphs(text)}
+    out: dict[str, set[str]] = {}
+    for p in parse_paragraphs(text):
+        out.setdefault(p["Package"], set()).add(p["Version"])
+    return out
 
 
 def test_full_bundle_is_signed_and_holds_every_kind(full, site):
@@ -230,11 +239,20 @@ def test_full_bundle_is_signed_and_holds_every_kind(full, site):
     for spec in GPU_PACKAGES + MIRROR_PACKAGES:
         name, _, version = spec.partition("=")
         assert name in index, f"{name} missing from the bundle's repository"
-        assert not version or index[name] == version
+        assert not version or version in index[name], (name, index[name])
     # Dependencies came along: apt resolved the closure (runc for containerd, the
     # stand-in driver's utils/compute libraries, nginx's common files).
     for dep in ("runc", "nvidia-utils-580", "libnvidia-compute-580", "nginx-common"):
         assert dep in index
+    # The canary group's transaction: another branch, proprietary modules (they conflict
+    # with the open 580 ones, so apt resolved it apart).
+    for name in (
+        "cuda-drivers-570",
+        "nvidia-driver-570",
+        "nvidia-kernel-570",
+        "nvidia-fabricmanager-570",
+    ):
+        assert f"{CANARY}-1" in index[name], name
     # Kernel headers: no facts given, so the default flavour's meta package.
     assert "linux-headers-amd64" in index
     # The repository itself is signed with the bundle key.

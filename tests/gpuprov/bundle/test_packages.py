@@ -69,7 +69,32 @@ def test_gpu_and_mirror_packages_for_debian(tmp_path):
         "docker-registry": None,
     }
     assert "nvidia-driver-580-open=580.95.05-1" in deb.specs()
-    assert deb.reasons["nvidia-driver-580-open"] == ["gpu001", "gpu002"]
+    assert deb.notes["nvidia-driver-580-open"] == ["gpu001", "gpu002"]
+    # Both GPU hosts need the same transaction; the mirror host its own.
+    assert len(deb.transactions()) == 2
+    assert ["docker-registry", "nginx"] in deb.transactions()
+
+
+def test_hosts_pinned_differently_are_resolved_apart(tmp_path):
+    """A canary group on another driver branch with proprietary modules: its packages
+    conflict with the others', so each host's set is its own apt transaction."""
+    groups = textwrap.indent(textwrap.dedent("""\
+        canary:
+          profile: hgx-h100-8
+          stack: {driver: {branch: "570", version: "570.133.20", modules: proprietary}}
+          hosts:
+            gpu009: {address: 10.0.0.9}
+    """), "  ")  # fmt: skip
+    deb = wanted_packages(load_inventory(inventory(tmp_path, groups=groups)))["debian12"]
+    t580, t570 = (next(t for t in deb.transactions() if f"nvidia-persistenced={v}-1" in t)
+                  for v in ("580.95.05", "570.133.20"))  # fmt: skip
+    assert (
+        "nvidia-driver-580-open=580.95.05-1" in t580
+        and "nvidia-kernel-open-580=580.95.05-1" in t580
+    )
+    assert "cuda-drivers-570=570.133.20-1" in t570 and "nvidia-kernel-570=570.133.20-1" in t570
+    assert "nvidia-fabricmanager-570=570.133.20-1" in t570
+    assert deb.wanted["nvidia-persistenced"] is None  # pinned differently per host
 
 
 def test_facts_name_each_kernel_and_skip_hosts_with_headers(tmp_path):
