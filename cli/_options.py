@@ -59,18 +59,13 @@ def open_session(
     app: App, cluster: Cluster, hosts: list[Host], accept_new: bool, password: str | None = None
 ) -> Session:
     from gpuprov.engine.connect import connect
-    from gpuprov.errors import ConnectError
 
-    try:
-        # prompt for a sudo password only on a terminal (and only if the env var is unset)
-        prompt = sys.stdin.isatty()
-        session = connect(
-            cluster, hosts, accept_new=accept_new, prompt_password=prompt, password=password
-        )
-    except ConnectError as exc:  # no host reachable: one line per host, exit 3
-        for line in str(exc).splitlines():
-            app.error(line)
-        app.abort(None, exc.exit_code)
+    # prompt for a sudo password only on a terminal (and only if the env var is unset);
+    # no host reachable raises ConnectError: one line per host, exit 3 (the root group)
+    prompt = sys.stdin.isatty()
+    session = connect(
+        cluster, hosts, accept_new=accept_new, prompt_password=prompt, password=password
+    )
     for failure in session.failed:
         app.error(failure.message)
     return session

@@ -62,7 +62,10 @@ def apply(
     from gpuprov.cli.apply.staged import Staged
 
     if resume and (limit or dry_run):
-        app.abort("--resume continues the stored plan: it takes no --limit or --dry-run", 2)
+        app.abort(
+            "--resume continues the stored plan: it takes no --limit or --dry-run",
+            ExitCode.BAD_INPUT,
+        )
     if not yes and not dry_run and not sys.stdin.isatty():
         app.abort("not a terminal: pass --yes to apply without confirmation", ExitCode.BAD_INPUT)
     cluster, hosts = load(app, inventory, () if resume else limit)

@@ -16,13 +16,10 @@ def check(app: App, inventory_file: str) -> None:
     error (warnings and notes do not fail).
     """
     from gpuprov.checks import static_checks
-    from gpuprov.errors import ExitCode, InputError
+    from gpuprov.errors import ExitCode
     from gpuprov.inventory.loader import load_inventory
 
-    try:
-        cluster = load_inventory(inventory_file)
-    except InputError as exc:
-        app.fail(exc)
+    cluster = load_inventory(inventory_file)
     findings = [*cluster.warnings, *static_checks(cluster)]
     errors = [p for p in findings if p.severity == "error"]
     if errors:

@@ -18,11 +18,7 @@ def import_(app: App, source: str, dest: str, force: bool) -> None:
     The result is validated first; nothing is written if it has errors. The file is
     written atomically and an existing one is only replaced with --force.
     """
-    from gpuprov.errors import InputError
     from gpuprov.inventory.convert import convert_file
 
-    try:
-        out = convert_file(source, dest, force=force)
-    except InputError as exc:
-        app.fail(exc)
+    out = convert_file(source, dest, force=force)
     app.success(f"wrote {out}; check it with: gpuprov inventory check {out}")

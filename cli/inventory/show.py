@@ -20,14 +20,11 @@ def show(app: App, inventory_file: str, output: str, limit: tuple[str, ...]) -> 
     variable that holds the sudo password is.
     """
     from gpuprov.checks import resolve_modules
-    from gpuprov.errors import ExitCode, InputError
+    from gpuprov.errors import ExitCode
     from gpuprov.inventory.loader import load_inventory
     from gpuprov.tables import TableError, get_profile
 
-    try:
-        cluster = load_inventory(inventory_file)
-    except InputError as exc:
-        app.fail(exc)
+    cluster = load_inventory(inventory_file)
     hosts = cluster.select(list(limit) or None)
     if limit and not hosts:
         app.abort(f"--limit {' '.join(limit)} matches no host", ExitCode.BAD_INPUT)

@@ -41,13 +41,9 @@ def add_model(
     SOURCE is a plain directory (the commit sha is a hash of its manifest) or a Hugging
     Face cache snapshot, models--ORG--NAME/snapshots/SHA or models--ORG--NAME (the
     upstream sha is kept)."""
-    from gpuprov.errors import GpuprovError
     from gpuprov.mirror.store import add_model as do_add
 
-    try:
-        info = do_add(source, store, repo, revision, repo_type=repo_type)
-    except GpuprovError as exc:
-        app.fail(exc)
+    info = do_add(source, store, repo, revision, repo_type=repo_type)
     if output == "json":
         app.json(
             {

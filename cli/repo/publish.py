@@ -63,28 +63,25 @@ def publish(
 ) -> None:
     """Publish every .deb under DEBS_DIR as a signed repository at --out."""
     from gpuprov.aptrepo import load_key, publish_repo
-    from gpuprov.errors import ExitCode, GpuprovError
+    from gpuprov.errors import ExitCode
 
     debs = sorted(p for p in debs_dir.rglob("*.deb") if p.is_file())
     if not debs:
         app.abort(f"{debs_dir}: no .deb files found", ExitCode.BAD_INPUT)
-    try:
-        key = load_key(key_home, fingerprint, passphrase_file=passphrase_file)
-        info = publish_repo(
-            debs,
-            out,
-            suite=suite,
-            key=key,
-            components=(component,),
-            architectures=archs,
-            origin=origin,
-            label=label,
-            valid_for=timedelta(days=valid_days) if valid_days else None,
-        )
-        if export_key:
-            key.export_public(export_key)
-    except GpuprovError as exc:
-        app.fail(exc)
+    key = load_key(key_home, fingerprint, passphrase_file=passphrase_file)
+    info = publish_repo(
+        debs,
+        out,
+        suite=suite,
+        key=key,
+        components=(component,),
+        architectures=archs,
+        origin=origin,
+        label=label,
+        valid_for=timedelta(days=valid_days) if valid_days else None,
+    )
+    if export_key:
+        key.export_public(export_key)
     if as_json:
         app.json(
             {

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from gpuprov.errors import ExitCode
+
 state_option = click.option(
     "--state",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -26,5 +28,8 @@ def open_store(app, inventory: Path, state: Path | None):
 
     path = state or default_state_path(inventory)
     if not path.exists():
-        app.abort(f"no rollout state at {path} (no rollout of {inventory} has run yet)", 2)
+        app.abort(
+            f"no rollout state at {path} (no rollout of {inventory} has run yet)",
+            ExitCode.BAD_INPUT,
+        )
     return StateStore.for_inventory(inventory, path)

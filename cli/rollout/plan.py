@@ -19,16 +19,12 @@ def plan(app: App, inventory: Path, output: str) -> None:
     Nothing connects to a host: the plan depends only on the inventory, and is the same
     on every run (hosts are ordered by a hash seeded with the cluster name).
     """
-    from gpuprov.errors import GpuprovError
     from gpuprov.inventory.loader import load_inventory
     from gpuprov.rollout.planner import plan_rollout
 
-    try:
-        cluster = load_inventory(inventory)
-        policy = cluster.rollout
-        result = plan_rollout(cluster.gpu_hosts(), policy, seed=cluster.name)
-    except GpuprovError as exc:
-        app.fail(exc)
+    cluster = load_inventory(inventory)
+    policy = cluster.rollout
+    result = plan_rollout(cluster.gpu_hosts(), policy, seed=cluster.name)
     if output == "json":
         data = result.to_dict()
         data["cluster"] = cluster.name

@@ -8,6 +8,8 @@ import click
 from gpuprov.cli.app import App
 from gpuprov.cli.rollout._common import fmt_time, open_store, state_option
 
+from gpuprov.errors import ExitCode
+
 
 @click.command()
 @click.argument("inventory", type=click.Path(dir_okay=False, path_type=Path))
@@ -29,11 +31,11 @@ def status(
     if rollout_id is None:
         latest = store.latest()
         if latest is None:
-            app.abort(f"no rollout of {inventory} recorded in {store.path}", 2)
+            app.abort(f"no rollout of {inventory} recorded in {store.path}", ExitCode.BAD_INPUT)
         rollout_id = latest.id
     st = store.status(rollout_id)
     if st is None:
-        app.abort(f"no rollout {rollout_id} in {store.path}", 2)
+        app.abort(f"no rollout {rollout_id} in {store.path}", ExitCode.BAD_INPUT)
     if output == "json":
         app.json(st.to_dict())
         return
