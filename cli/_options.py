@@ -1,5 +1,6 @@
-"""What facts/plan/apply/hosts share: load the inventory, select hosts, run the static
-checks, connect, and print connection failures one line per host."""
+"""The options every command shares (declared once here) and the steps facts, plan,
+apply, verify and hosts share: load the inventory, select hosts, run the static checks,
+connect."""
 
 from __future__ import annotations
 
@@ -27,7 +28,18 @@ LIMIT = click.option(
     help="Only these hosts or groups (names or globs; comma-separated or repeated).",
 )
 OUTPUT = click.option(
-    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format (a file to write is always --to FILE or an argument).",
+)
+STATE = click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="State database (default: INVENTORY.gpuprov-state.db beside the inventory).",
 )
 
 

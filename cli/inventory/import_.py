@@ -1,4 +1,4 @@
-"""`gpuprov inventory import ANSIBLE.yaml -o OUT.yaml`: convert an Ansible inventory."""
+"""`gpuprov inventory import ANSIBLE.yaml --to OUT.yaml`: convert an Ansible inventory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from gpuprov.cli.app import App
 
 @click.command("import")
 @click.argument("source", metavar="ANSIBLE.yaml", type=click.Path(dir_okay=False))
-@click.option("--output", "-o", "dest", required=True, type=click.Path(dir_okay=False),
+@click.option("--to", "dest", required=True, type=click.Path(dir_okay=False),
               help="Inventory file to write (our format).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.pass_obj

@@ -9,7 +9,7 @@ from gpuprov.cli.lab.inventory import inventory
 @click.group(
     epilog="""\b
 Examples:
-  vagrant up && gpuprov lab inventory --vagrant-dir . -o inventories/vagrant.yaml
+  vagrant up && gpuprov lab inventory --vagrant-dir . --to inventories/vagrant.yaml
   make demo          # everything: box, lab, host keys, dry run, staged apply, verify"""
 )
 def lab() -> None:

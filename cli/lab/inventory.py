@@ -17,11 +17,12 @@ from gpuprov.cli.app import App
     help="Folder of the lab's Vagrantfile.",
 )
 @click.option(
-    "--output",
-    "-o",
+    "--to",
+    "output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("inventories/vagrant.yaml"),
     show_default=True,
+    help="The inventory file to write.",
 )
 @click.option(
     "--known-hosts",

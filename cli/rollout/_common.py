@@ -1,19 +1,10 @@
-"""Options shared by the rollout commands that read the state file."""
+"""What the rollout commands that read the state file share."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import click
-
 from gpuprov.errors import ExitCode
-
-state_option = click.option(
-    "--state",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="State database (default: INVENTORY.gpuprov-state.db beside the inventory).",
-)
 
 
 def fmt_time(stamp: float | None) -> str:

@@ -6,12 +6,13 @@ from collections import Counter
 from pathlib import Path
 
 import click
+from gpuprov.cli._options import INVENTORY, OUTPUT
 from gpuprov.cli.app import App
 
 
 @click.command()
-@click.argument("inventory", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@INVENTORY
+@OUTPUT
 @click.pass_obj
 def plan(app: App, inventory: Path, output: str) -> None:
     """Show the waves (canary first) for the GPU hosts of INVENTORY.

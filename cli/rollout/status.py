@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from gpuprov.cli._options import INVENTORY, OUTPUT, STATE
 from gpuprov.cli.app import App
-from gpuprov.cli.rollout._common import fmt_time, open_store, state_option
+from gpuprov.cli.rollout._common import fmt_time, open_store
 
 from gpuprov.errors import ExitCode
 
 
 @click.command()
-@click.argument("inventory", type=click.Path(dir_okay=False, path_type=Path))
+@INVENTORY
 @click.option(
     "--id",
     "rollout_id",
@@ -20,8 +21,8 @@ from gpuprov.errors import ExitCode
     default=None,
     help="A rollout id from `history` (default: latest).",
 )
-@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@state_option
+@OUTPUT
+@STATE
 @click.pass_obj
 def status(
     app: App, inventory: Path, rollout_id: int | None, output: str, state: Path | None

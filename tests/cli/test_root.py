@@ -104,3 +104,35 @@ def test_no_command_catches_gpuprov_error_itself():
         or "except ConnectError" in p.read_text()
     ]
     assert catching == ["__init__.py"]
+
+
+def _commands():
+    """(path, click command) for every command of the tree, loading the lazy ones."""
+    import click
+    from gpuprov.cli import gpuprov
+
+    todo = [("gpuprov", gpuprov)]
+    while todo:
+        path, cmd = todo.pop()
+        if isinstance(cmd, click.Group):
+            ctx = click.Context(cmd)
+            todo += [(f"{path} {n}", cmd.get_command(ctx, n)) for n in cmd.list_commands(ctx)]
+        else:
+            yield path, cmd
+
+
+def test_dash_o_always_means_the_output_format():
+    """-o/--output is the format (table|json) wherever it exists; files are --to or arguments."""
+    import click
+
+    seen = []
+    for path, cmd in _commands():
+        for param in cmd.params:
+            if "-o" in param.opts or "--output" in param.opts:
+                assert set(param.opts) == {"-o", "--output"}, path
+                assert isinstance(param.type, click.Choice), path
+                assert list(param.type.choices) == ["table", "json"], path
+                seen.append(path)
+    assert "gpuprov lab inventory" not in seen and "gpuprov inventory import" not in seen
+    for printing in ("plan", "facts", "verify", "rollout status", "mirror list", "repo publish"):
+        assert f"gpuprov {printing}" in seen
