@@ -80,9 +80,14 @@ def gpuprov(ctx: click.Context, debug: bool) -> None:
     ctx.obj = App(debug=debug)
 
 
-# Commands that run an asyncio server never touch pyinfra, so they skip the patch: asyncio
-# then runs on the real threads, selectors and sockets it is written (and tested) for.
-UNPATCHED = (("mirror", "serve"),)
+# Commands that never touch pyinfra skip the patch: asyncio (mirror serve) then runs on the
+# real threads, selectors and sockets it is written (and tested) for, and the lab's threads
+# and subprocesses stay what they were when it ran as its own program.
+UNPATCHED = (
+    ("mirror", "serve"),
+    # the lab drives vagrant and gpuprov subprocesses, never pyinfra in this process
+    *(("lab", cmd) for cmd in ("demo", "clean", "box", "hardware", "capture")),
+)
 
 
 def _needs_gevent(argv: list[str]) -> bool:

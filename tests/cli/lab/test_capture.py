@@ -1,4 +1,4 @@
-"""gpuprov.capture runs the real HostState script on this machine (no GPU here)."""
+"""`gpuprov lab capture` runs the real HostState script on this machine (no GPU here)."""
 
 import json
 import subprocess
@@ -7,7 +7,9 @@ import sys
 
 def test_capture_facts_runs_the_real_script_here():
     out = subprocess.run(
-        [sys.executable, "-m", "gpuprov.capture", "facts"], capture_output=True, text=True
+        [sys.executable, "-m", "gpuprov.cli", "lab", "capture", "facts"],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
@@ -20,7 +22,9 @@ def test_capture_facts_runs_the_real_script_here():
 
 def test_capture_verify_without_gpus_says_so_and_fails():
     out = subprocess.run(
-        [sys.executable, "-m", "gpuprov.capture", "verify"], capture_output=True, text=True
+        [sys.executable, "-m", "gpuprov.cli", "lab", "capture", "verify"],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 1
     assert "no system profile matches" in json.loads(out.stdout)["error"]
