@@ -28,3 +28,11 @@ def test_capture_verify_without_gpus_says_so_and_fails():
     )
     assert out.returncode == 1
     assert "no system profile matches" in json.loads(out.stdout)["error"]
+
+
+def test_the_lab_commands_run_unpatched_like_the_programs_they_replace():
+    from gpuprov.cli import _needs_gevent
+
+    for cmd in ("demo", "clean", "box", "hardware", "capture"):
+        assert not _needs_gevent(["lab", cmd]) and not _needs_gevent(["--debug", "lab", cmd])
+    assert _needs_gevent(["lab", "inventory"])  # probes hosts with paramiko, as before
