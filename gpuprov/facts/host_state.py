@@ -1,5 +1,5 @@
 """`HostState`: one pyinfra fact, one SSH round trip, everything the deploys and `verify`
-compare against (DESIGN.md: a no-op apply reads each host's state in about one round trip).
+compare against (a no-op apply reads each host's state in about one round trip: docs/engine.md).
 
 The shell script is the data file host_state.sh (POSIX sh; tested under dash). Its output is
 a sequence of sections; `parse_host_state` turns them into `HostStateData` with the pure
