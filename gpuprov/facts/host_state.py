@@ -129,7 +129,7 @@ def split_sections(text: str) -> dict[str, Section]:
             if current is not None:
                 raise ParseError("HostState", f"section {current!r} not ended", lineno)
             current, body = m["name"], []
-        elif (m := _END.match(line)) and current == m["name"]:
+        elif (m := _END.match(line)) and current is not None and current == m["name"]:
             # The script prints one newline before the end marker so output without a
             # trailing newline cannot swallow it; drop that line again.
             if body and body[-1] == "":
