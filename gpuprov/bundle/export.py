@@ -73,7 +73,8 @@ class _Journal:
         self.path = path
         self.head = f"{JOURNAL_HEAD} {bundle} {chunk_size or 0}"
         self.lock = threading.Lock()
-        self.fh: object = None
+        self.fd: int | None = None
+        self.offset = 0
 
     def read(self) -> dict[str, str]:
         try:
@@ -101,21 +102,26 @@ class _Journal:
         return found
 
     def open(self) -> None:
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        self.fh = open(self.path, "a", encoding="ascii")  # noqa: SIM115 (closed in close())
-        if new:
-            self.fh.write(self.head + "\n")  # type: ignore[attr-defined]
-            self.fh.flush()  # type: ignore[attr-defined]
+        # Positioned writes, not O_APPEND: fusefat corrupts a file appended to while
+        # other files on the volume grow (seen here: NUL runs, then EPERM).
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        self.offset = os.fstat(self.fd).st_size
+        if self.offset == 0:
+            self._write(self.head + "\n")
+
+    def _write(self, text: str) -> None:
+        data = text.encode("ascii")
+        os.pwrite(self.fd, data, self.offset)
+        self.offset += len(data)
 
     def record(self, name: str, digest: str) -> None:
         with self.lock:
-            self.fh.write(f"{name} {digest}\n")  # type: ignore[attr-defined]
-            self.fh.flush()  # type: ignore[attr-defined]
+            self._write(f"{name} {digest}\n")
 
     def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()  # type: ignore[attr-defined]
-            self.fh = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 @dataclass
@@ -395,7 +401,10 @@ def _copy_chunk(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(target)
     chunk = hashlib.sha256()
-    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    # A temp file left by a killed run is removed, not truncated: fusefat refuses
+    # O_TRUNC on an existing file (EPERM), and O_EXCL never writes through a planted link.
+    tmp.unlink(missing_ok=True)
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         left = length
         while left:
