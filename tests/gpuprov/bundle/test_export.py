@@ -111,6 +111,19 @@ def test_source_changed_after_build_is_refused_and_not_left_behind(make_bundle, 
     assert not (dest / layout.MANIFEST).exists()
 
 
+def test_changed_unsplit_file_is_refused(make_bundle, tmp_path):
+    root = make_bundle()
+    deb = "apt/debian12/pool/main/b/beta_2.0-1_all.deb"
+    flip = bytearray((root / deb).read_bytes())
+    flip[10] ^= 0xFF
+    (root / deb).write_bytes(bytes(flip))
+    dest = tmp_path / "disk"
+    dest.mkdir()
+    with pytest.raises(ExportError, match=f"{deb}: sha256 .* differs from the manifest"):
+        export_bundle(root, dest)  # ext4: no chunks, every file hashed once while copied
+    assert not (dest / deb).exists()
+
+
 def _big_bundle(make_bundle) -> Path:
     files = {f"models/shard-{i}.bin": os.urandom(2 * 1024 * 1024) for i in range(6)}
     return make_bundle(files, name="big")
