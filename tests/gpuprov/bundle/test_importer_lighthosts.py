@@ -20,7 +20,7 @@ import pytest
 from gpuprov.bundle import layout
 from gpuprov.bundle.export import export_bundle
 from gpuprov.bundle.importer import BundleRefused, current_manifest, import_bundle, rollback
-from gpuprov.bundle.remote import Remote
+from gpuprov.bundle.remote import Remote, RemoteError
 
 from .conftest import flip_byte, sample_files
 
@@ -182,3 +182,22 @@ def test_cli_import_json_and_exit_codes(lab, inventory, make_bundle, tmp_path, s
                       "--root", "/srv/gpuprov-cli")  # fmt: skip
     assert refused.returncode == 1
     assert "oci/stray: unlisted file" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_far_side_recheck_refuses_a_bad_copy(lab, remote, make_bundle, tmp_path, site_key):
+    """The mirror host checks every file itself before switching: here a base file on
+    the mirror was altered, so the differential's hard link to it fails sha256sum -c,
+    the partial directory is removed and `current` still points at the base."""
+    root = "/srv/gpuprov-t5"
+    base = _media(make_bundle, tmp_path, sample_files(), "base")
+    base_manifest = layout.load_manifest(base)
+    import_bundle(base, remote, site_key.keyring, root=root)
+    files = sample_files()
+    files["models/new.txt"] = b"new"
+    diff = _media(make_bundle, tmp_path, files, "diff", base=base_manifest)
+    lab.exec("mirror01", f"echo altered >> {root}/current/oci/oci-layout")
+    with pytest.raises(RemoteError, match="does not match the signed manifest"):
+        import_bundle(diff, remote, site_key.keyring, root=root)
+    current = lab.exec("mirror01", f"readlink {root}/current").stdout.strip()
+    assert current == f"bundles/{base_manifest.id}"
+    assert lab.exec("mirror01", f"ls -A {root}/bundles").stdout.split() == [base_manifest.id]
