@@ -19,6 +19,7 @@ import os
 import re
 import shlex
 import tarfile
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,8 +32,10 @@ from gpuprov.bundle.layout import (
     SIGNATURE,
     FileEntry,
     Manifest,
+    SignatureError,
     carried_files,
     load_manifest,
+    verify_signature,
 )
 from gpuprov.bundle.remote import Remote, RemoteError
 from gpuprov.bundle.verify import Finding, verify_media
@@ -96,7 +99,10 @@ def import_bundle(
     """Verify media, then stream it onto remote and switch `current` to it."""
     started = time.monotonic()
     root = _check_root(root)
-    manifest = load_manifest(media)
+    # The manifest and signature are read ONCE and checked as read; those very bytes are
+    # what the mirror host receives, so a stick that changes them later changes nothing.
+    signed = _signed_copy(media, keyring)
+    manifest = Manifest.from_json(signed[MANIFEST], source=str(media / MANIFEST))
     current = current_manifest(remote, root)
     if manifest.base is not None:
         serving = current.id if current else "nothing"
@@ -124,7 +130,7 @@ def import_bundle(
 
     def feed(stdin: BinaryIO) -> None:
         nonlocal sent
-        sent = _write_tar(stdin, media, manifest, carried, reuse, size)
+        sent = _write_tar(stdin, media, manifest, signed, carried, reuse, size)
 
     previous = remote.run(
         _import_script(root, manifest, len(manifest.files)), feed=feed, timeout=None
@@ -141,10 +147,30 @@ def import_bundle(
     )
 
 
+def _signed_copy(media: Path, keyring: Path) -> dict[str, bytes]:
+    """manifest.json and its signature, read once and checked as read (in a private
+    directory, so nothing on the media can change between the check and the use)."""
+    load_manifest(media)  # bad input (no manifest, not a regular file, too large) first
+    with tempfile.TemporaryDirectory(prefix="gpuprov-import-") as tmp:
+        copy = {}
+        for name in (MANIFEST, SIGNATURE):
+            path = media / name
+            if not path.is_file() or path.is_symlink():
+                raise BundleRefused(f"{path}: missing or not a regular file")
+            copy[name] = path.read_bytes()
+            (Path(tmp) / name).write_bytes(copy[name])
+        try:
+            verify_signature(Path(tmp), keyring)
+        except SignatureError as exc:
+            raise BundleRefused(str(exc), [Finding(SIGNATURE, str(exc))]) from None
+    return copy
+
+
 def _write_tar(
     out: BinaryIO,
     media: Path,
     manifest: Manifest,
+    signed: dict[str, bytes],
     carried: list[FileEntry],
     reuse: list[FileEntry],
     size: int | None,
@@ -182,8 +208,7 @@ def _write_tar(
         sent += length + pad
 
     for name in (MANIFEST, SIGNATURE):
-        data = (media / name).read_bytes()
-        member(name, len(data), None, data)
+        member(name, len(signed[name]), None, signed[name])
     sums = "".join(f"{e.sha256}  ./{e.path}\n" for e in manifest.files).encode()
     member(CHECKSUMS, len(sums), None, sums)
     listed = "".join(f"{e.path}\n" for e in reuse).encode()
