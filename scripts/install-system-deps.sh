@@ -27,6 +27,9 @@ PACKAGES=(
   skopeo               # gpuprov bundle build: container images into an OCI layout
   umoci                # bundle tests: a tiny OCI image made offline
   docker-registry      # bundle tests: a registry on loopback to pull that image from
+  dosfstools           # mkfs.vfat: the bundle tests' FAT32 "USB stick" image
+  fusefat              # mounts that image where the kernel has no vfat driver (docs/bundles.md)
+  gpgv                 # checks bundle manifest and apt repository signatures
 )
 
 PACKAGES+=("$@")

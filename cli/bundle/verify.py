@@ -57,9 +57,7 @@ def verify(
             if not base_manifest.is_file():
                 raise InputError([Problem(Location(str(base_manifest)), "not found")])
             base = Manifest.from_json(base_manifest.read_bytes(), source=str(base_manifest))
-        total = (
-            sum(f.stat().st_size for f in media.rglob("*") if f.is_file()) if media.is_dir() else 0
-        )
+        total = _expected_bytes(media)
         with byte_progress(app, "verify", total, quiet=output == "json") as advance:
             report = verify_media(media, keyring, base=base, threads=threads, progress=advance)
     except GpuprovError as exc:
@@ -83,3 +81,15 @@ def verify(
             app.error(f"{media}: {len(report.findings)} problem(s); do not import this bundle")
     if not report.ok:
         app.abort(None, 1)
+
+
+def _expected_bytes(media: Path) -> int:
+    """The progress bar's total, from the (not yet trusted) manifest; 0 if unreadable.
+    Never walks the media for it: a planted symlink must not be followed, even here."""
+    from gpuprov.bundle.layout import load_manifest
+    from gpuprov.errors import InputError
+
+    try:
+        return load_manifest(media).total_size
+    except (InputError, OSError):
+        return 0

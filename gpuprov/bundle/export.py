@@ -73,7 +73,8 @@ class _Journal:
         self.path = path
         self.head = f"{JOURNAL_HEAD} {bundle} {chunk_size or 0}"
         self.lock = threading.Lock()
-        self.fh: object = None
+        self.fd: int | None = None
+        self.offset = 0
 
     def read(self) -> dict[str, str]:
         try:
@@ -101,21 +102,26 @@ class _Journal:
         return found
 
     def open(self) -> None:
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        self.fh = open(self.path, "a", encoding="ascii")  # noqa: SIM115 (closed in close())
-        if new:
-            self.fh.write(self.head + "\n")  # type: ignore[attr-defined]
-            self.fh.flush()  # type: ignore[attr-defined]
+        # Positioned writes, not O_APPEND: fusefat corrupts a file appended to while
+        # other files on the volume grow (seen here: NUL runs, then EPERM).
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        self.offset = os.fstat(self.fd).st_size
+        if self.offset == 0:
+            self._write(self.head + "\n")
+
+    def _write(self, text: str) -> None:
+        data = text.encode("ascii")
+        os.pwrite(self.fd, data, self.offset)
+        self.offset += len(data)
 
     def record(self, name: str, digest: str) -> None:
         with self.lock:
-            self.fh.write(f"{name} {digest}\n")  # type: ignore[attr-defined]
-            self.fh.flush()  # type: ignore[attr-defined]
+            self._write(f"{name} {digest}\n")
 
     def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()  # type: ignore[attr-defined]
-            self.fh = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 @dataclass
@@ -322,6 +328,7 @@ def _copy_file(
     """Copy (or re-check) every chunk of one file in order, hashing the whole file on
     the way. Returns the chunk hashes. Refuses a source that differs from the manifest."""
     whole = hashlib.sha256()
+    single = len(names) == 1  # then the chunk IS the file: hash each byte once, not twice
     hashes: list[str] = []
     buf = bytearray(min(BLOCK, max(entry.size, 1)))
     view = memoryview(buf)
@@ -330,16 +337,21 @@ def _copy_file(
         for i, name in enumerate(names):
             offset, length = m.chunk_range(entry, size, i)
             target = dest / name
-            reused = _reuse(target, length, known.get(name), whole, view)
+            reused = _reuse(target, length, known.get(name), None if single else whole, view)
             if reused is not None:
-                whole, digest = reused, known[name]
+                digest = known[name]
+                whole = reused
                 with lock:
                     counters.reused += length
                     counters.chunks += 1
                 _tmp_name(target).unlink(missing_ok=True)
             else:
                 os.lseek(fd, offset, os.SEEK_SET)
-                digest = _copy_chunk(fd, target, length, whole, view, progress)
+                digest, chunk_hash = _copy_chunk(
+                    fd, target, length, None if single else whole, view, progress
+                )
+                if single:
+                    whole = chunk_hash
                 journal.record(name, digest)
                 with lock:
                     counters.written += length
@@ -362,10 +374,11 @@ def _copy_file(
 
 
 def _reuse(
-    target: Path, length: int, expected: str | None, whole: hashlib._Hash, view: memoryview
+    target: Path, length: int, expected: str | None, whole: hashlib._Hash | None, view: memoryview
 ) -> hashlib._Hash | None:
     """If target already holds exactly the expected chunk: the whole-file hash fed with
-    its bytes (a copy; `whole` itself is untouched so a bad chunk costs nothing)."""
+    its bytes (a copy; `whole` itself is untouched so a bad chunk costs nothing). With
+    whole None the chunk is the whole file, and its own hash is returned."""
     if expected is None:
         return None
     try:
@@ -374,28 +387,35 @@ def _reuse(
         return None
     if not stat.S_ISREG(st.st_mode) or st.st_size != length:
         return None
-    trial, chunk = whole.copy(), hashlib.sha256()
+    chunk = hashlib.sha256()
+    trial = whole.copy() if whole is not None else None
     with open(os.open(target, os.O_RDONLY | os.O_NOFOLLOW), "rb", buffering=0) as fh:
         while n := fh.readinto(view):
-            trial.update(view[:n])
             chunk.update(view[:n])
-    return trial if chunk.hexdigest() == expected else None
+            if trial is not None:
+                trial.update(view[:n])
+    if chunk.hexdigest() != expected:
+        return None
+    return trial if trial is not None else chunk
 
 
 def _copy_chunk(
     fd: int,
     target: Path,
     length: int,
-    whole: hashlib._Hash,
+    whole: hashlib._Hash | None,
     view: memoryview,
     progress: Progress | None,
-) -> str:
+) -> tuple[str, hashlib._Hash]:
     """Read length bytes from fd once: hash them (chunk and whole file) and write them
     to target through a temp name, fsynced, then renamed."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(target)
     chunk = hashlib.sha256()
-    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    # A temp file left by a killed run is removed, not truncated: fusefat refuses
+    # O_TRUNC on an existing file (EPERM), and O_EXCL never writes through a planted link.
+    tmp.unlink(missing_ok=True)
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         left = length
         while left:
@@ -403,8 +423,9 @@ def _copy_chunk(
             if n == 0:
                 raise ExportError(f"{target.name}: source ended {left} bytes early")
             data = view[:n]
-            whole.update(data)
             chunk.update(data)
+            if whole is not None:
+                whole.update(data)
             written = 0
             while written < n:
                 written += os.write(out, data[written:])
@@ -418,4 +439,4 @@ def _copy_chunk(
         raise
     os.close(out)
     os.replace(tmp, target)
-    return chunk.hexdigest()
+    return chunk.hexdigest(), chunk

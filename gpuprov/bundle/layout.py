@@ -46,7 +46,10 @@ UNLISTED = frozenset({MANIFEST, SIGNATURE})
 
 PATH_RE = re.compile(r"[A-Za-z0-9._+~@=-]+(/[A-Za-z0-9._+~@=-]+)*")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
-BLOCK = 4 * 1024 * 1024  # large reads: hashlib releases the GIL and runs at OpenSSL speed
+# 1 MiB reads into a reused buffer: large enough that hashlib releases the GIL and runs at
+# OpenSSL speed, small enough that the bytes are still in the CPU cache when hashed
+# (measured on this project's 2-core test machine: 1 MiB and 256 KiB blocks beat 4 MiB).
+BLOCK = 1024 * 1024
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # a manifest of a million files is ~150 MB
 
 
@@ -234,11 +237,14 @@ def hash_file(path: Path, limit: int | None = None) -> tuple[int, str]:
     """(bytes read, sha256) of a regular file, refusing to follow a symlink."""
     digest = hashlib.sha256()
     size = 0
+    view = memoryview(bytearray(BLOCK))  # reused: a fresh 1 MiB bytes per read costs faults
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb", buffering=0) as fh:
-        while block := fh.read(BLOCK if limit is None else min(BLOCK, limit - size)):
-            digest.update(block)
-            size += len(block)
+    try:
+        while n := os.readv(fd, [view if limit is None else view[: min(BLOCK, limit - size)]]):
+            digest.update(view[:n])
+            size += n
+    finally:
+        os.close(fd)
     return size, digest.hexdigest()
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,3 +87,44 @@ def make_bundle(tmp_path, site_key) -> MakeBundle:
         return root
 
     return make
+
+
+@pytest.fixture
+def fat32(tmp_path) -> Iterator[Path]:
+    """A real FAT32 filesystem (mkfs.vfat on a 64 MiB image), mounted. The kernel's vfat
+    driver through `mount -o loop` where it exists; where the kernel has no vfat module
+    (this sandbox's kernel has none: mount says "unknown filesystem type 'vfat'"), the
+    same image through fusefat, a userspace FAT driver: the on-disk format is the same."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a FAT32 image needs root")
+    if shutil.which("mkfs.vfat") is None:
+        pytest.skip("mkfs.vfat not installed (Debian package dosfstools)")
+    image, mount = tmp_path / "usb.img", tmp_path / "usb"
+    mount.mkdir()
+    subprocess.run(["truncate", "-s", "64M", image], check=True)
+    subprocess.run(["mkfs.vfat", "-F", "32", image], check=True, capture_output=True)
+    kernel = subprocess.run(
+        ["mount", "-o", "loop", image, mount], capture_output=True, text=True, check=False
+    )
+    if kernel.returncode == 0:
+        unmount = ["umount", str(mount)]
+    elif shutil.which("fusefat") and Path("/dev/fuse").exists():
+        subprocess.run(["fusefat", "-o", "rw+", image, mount], check=True, capture_output=True)
+        unmount = ["fusermount", "-u", str(mount)]
+    else:
+        pytest.skip(
+            f"mount -o loop failed ({kernel.stderr.strip()}) and fusefat is not installed "
+            "(Debian package fusefat)"
+        )
+    try:
+        yield mount
+    finally:
+        subprocess.run(unmount, check=False, capture_output=True, timeout=30)
+
+
+def flip_byte(path: Path, offset: int = 7) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        old = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([old[0] ^ 0xFF]))
