@@ -115,23 +115,25 @@ def _headers(pkgs: OsPackages, target: BundleTarget, hosts: list[Host]) -> None:
     from gpuprov.deploys.driver import headers_package
 
     data = os_data(target.os_id)
-    if target.base.facts is not None:
-        facts = read_facts(target.base.facts)
-        names = {h.name for h in hosts}
-        for host, f in sorted(facts.items()):
-            if host not in names or f.get("headers_installed") or not f.get("kernel"):
-                continue  # the driver deploy installs no headers there either
-            name = (
-                headers_package(f["kernel"])
-                if pkgs.manager == "apt"
-                else data["kernel_headers"].format(kernel=f["kernel"])
-            )
-            pkgs.add(host, name, None, f"{host}: headers of its kernel {f['kernel']}")
-        return
+    facts = read_facts(target.base.facts) if target.base.facts is not None else {}
     for host in hosts:
-        pkgs.add(
-            host.name, data["kernel_headers_default"], None, f"{host.name}: default kernel headers"
-        )
+        f = facts.get(host.name)
+        if f is None or not f.get("kernel"):
+            # No facts for this host: the default flavour's headers (follows its kernel).
+            pkgs.add(
+                host.name,
+                data["kernel_headers_default"],
+                None,
+                f"{host.name}: default kernel headers",
+            )
+        elif not f.get("headers_installed"):  # else the driver deploy installs none either
+            kernel = f["kernel"]
+            name = (
+                headers_package(kernel)
+                if pkgs.manager == "apt"
+                else data["kernel_headers"].format(kernel=kernel)
+            )
+            pkgs.add(host.name, name, None, f"{host.name}: headers of its kernel {kernel}")
 
 
 def _gpu_host(pkgs: OsPackages, host: Host) -> None:

@@ -126,6 +126,14 @@ def test_facts_name_each_kernel_and_skip_hosts_with_headers(tmp_path):
     # gpu002 has its headers (the driver deploy installs none there); the mirror host
     # builds no modules.
     assert headers == ["linux-headers-6.1.0-31-amd64"]
+    # A host the facts do not cover gets the default flavour's headers.
+    del facts["gpu001"]
+    (tmp_path / "facts.json").write_text(json.dumps(facts))
+    deb = wanted_packages(load_inventory(inventory(tmp_path, base="{facts: facts.json}")))[
+        "debian12"
+    ]
+    assert deb.hosts["gpu001"]["linux-headers-amd64"] is None
+    assert not any(n.startswith("linux-headers") for n in deb.hosts["gpu002"])
 
 
 def test_bad_kernel_in_facts_is_refused(tmp_path):
