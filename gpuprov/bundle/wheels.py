@@ -1,7 +1,7 @@
 """gpuprov itself and its dependencies as wheels, for the far side's Python versions.
 
-1. gpuprov's wheel is built from this checkout (`pip wheel --no-deps`, SOURCE_DATE_EPOCH
-   fixed so an unchanged checkout gives the same bytes).
+1. gpuprov's wheel is built from a clean copy of this checkout (`pip wheel --no-deps`,
+   SOURCE_DATE_EPOCH fixed so an unchanged checkout gives the same bytes; no stale build/).
 2. pip resolves that wheel's dependencies for each Python version and the target OSes'
    glibc (`pip install --dry-run --report`, binary wheels only, `--python-version`,
    `--platform manylinux...`): the report names every file with its sha256.
@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,14 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpuprov.errors import GpuprovError
-from gpuprov.mirror.wheelhouse import repo_root
+from gpuprov.mirror.wheelhouse import build_gpuprov_wheel
 
 PIP_TIMEOUT_S = 1800
 FETCH_TIMEOUT_S = 120
 MAX_WHEEL_BYTES = 2 * 1024**3
 WHEEL_RE = re.compile(r"([A-Za-z0-9_.]+)-([A-Za-z0-9_.!+]+)(-[0-9][A-Za-z0-9_]*)?-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl")  # fmt: skip
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
-SOURCE_DATE_EPOCH = "1735689600"  # 2025-01-01: reproducible gpuprov wheel
 
 
 class WheelError(GpuprovError):
@@ -57,16 +55,12 @@ def platforms(glibc: tuple[int, int]) -> list[str]:
     return [*tags, "manylinux2014_x86_64"]
 
 
-def _pip(args: list[str], what: str, cwd: Path | None = None) -> str:
-    env = {
-        **os.environ,
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
-    }
+def _pip(args: list[str], what: str) -> str:
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     try:
         done = subprocess.run(
             [sys.executable, "-m", "pip", *args],
-            capture_output=True, text=True, env=env, timeout=PIP_TIMEOUT_S, cwd=cwd,
+            capture_output=True, text=True, env=env, timeout=PIP_TIMEOUT_S,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
         raise WheelError(f"pip could not {what}: took longer than {PIP_TIMEOUT_S} s") from None
@@ -77,17 +71,9 @@ def _pip(args: list[str], what: str, cwd: Path | None = None) -> str:
 
 
 def build_own_wheel(dest: Path) -> Path:
-    """gpuprov's wheel of this checkout into `dest` (replacing an older one)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="gpuprov-wheel-") as tmp:
-        _pip(["wheel", "--no-deps", "-q", "-w", tmp, str(repo_root())],
-             "build gpuprov's wheel")  # fmt: skip
-        built = sorted(Path(tmp).glob("gpuprov-*.whl"))
-        if len(built) != 1:
-            raise WheelError(f"pip built {len(built)} gpuprov wheels, expected one")
-        for old in dest.glob("gpuprov-*.whl"):
-            old.unlink()
-        return Path(shutil.copy2(built[0], dest / built[0].name))
+    """gpuprov's wheel of this checkout into `dest` (a clean copy of the source: see
+    gpuprov/mirror/wheelhouse.py)."""
+    return build_gpuprov_wheel(dest)
 
 
 def resolve(own_wheel: Path, python: str, glibc: tuple[int, int]) -> list[WheelFile]:
@@ -102,7 +88,7 @@ def resolve(own_wheel: Path, python: str, glibc: tuple[int, int]) -> list[WheelF
                 "--python-version", python, "--implementation", "cp",
                 "--abi", abi, "--abi", "abi3", "--abi", "none",
                 *(a for p in platforms(glibc) for a in ("--platform", p)),
-                str(own_wheel),
+                str(own_wheel), "pip",  # pip's wheel runs from the file: no python3-pip needed
             ],
             f"resolve gpuprov's dependencies for Python {python}",
         )  # fmt: skip

@@ -269,6 +269,19 @@ def test_full_bundle_is_signed_and_holds_every_kind(full, site):
     reqs = (out / "wheels/requirements.txt").read_text()
     assert "gpuprov==0.1.0" in reqs and "--hash=sha256:" in reqs and "pyinfra==" in reqs
     assert (out / "wheels/requirements-3.11.txt").read_text() == reqs
+    assert "\npip==" in reqs  # runs from its wheel on a host without python3-pip
+    # gpuprov's wheel holds exactly the checkout's modules (no stale build/ leftovers).
+    import zipfile
+
+    from gpuprov.mirror.wheelhouse import repo_root
+
+    [own] = (out / "wheels").glob("gpuprov-*.whl")
+    top = {"cli": "cli", "deploys": "deploys", "templates": "templates"}
+    for name in zipfile.ZipFile(own).namelist():
+        if name.endswith(".py"):
+            parts = name.split("/")
+            rel = Path(top[parts[1]], *parts[2:]) if parts[1] in top else Path(name)
+            assert (repo_root() / rel).is_file(), f"{name} is not in the checkout"
     assert not list(site["work"].glob(".bundle-1.building-*"))  # no staging left behind
 
 
