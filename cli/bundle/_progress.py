@@ -51,7 +51,8 @@ def byte_progress(
         return
     lock = threading.Lock()
     start = time.monotonic()
-    state = {"done": 0, "last": start}
+    done = [0]
+    last = [start]
 
     def line(done: int) -> None:
         elapsed = max(time.monotonic() - start, 1e-6)
@@ -67,11 +68,11 @@ def byte_progress(
 
     def advance(n: int) -> None:
         with lock:
-            state["done"] += n
+            done[0] += n
             now = time.monotonic()
-            if now - state["last"] >= PLAIN_EVERY_S:
-                state["last"] = now
-                line(state["done"])
+            if now - last[0] >= PLAIN_EVERY_S:
+                last[0] = now
+                line(done[0])
 
     yield advance
-    line(state["done"])
+    line(done[0])

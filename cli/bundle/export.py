@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from gpuprov.cli._options import OUTPUT
 from gpuprov.cli.app import App
 
 
@@ -24,7 +25,7 @@ from gpuprov.cli.app import App
     "no splitting on exFAT/ext4).",
 )
 @click.option("--threads", type=click.IntRange(1, 64), help="Files copied at once.")
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@OUTPUT
 @click.pass_obj
 def export(
     app: App,
@@ -49,18 +50,15 @@ def export(
 
     from gpuprov.bundle.export import export_bundle
     from gpuprov.bundle.layout import load_manifest
-    from gpuprov.errors import GpuprovError
 
+    total = load_manifest(bundle_dir).total_size
     try:
-        total = load_manifest(bundle_dir).total_size
         with byte_progress(app, "export", total, quiet=output == "json") as advance:
             result = export_bundle(
                 bundle_dir, dest, chunk_size=chunk_size, threads=threads, progress=advance
             )
-    except GpuprovError as exc:
-        app.fail(exc)
-    except OSError as exc:
-        app.abort(f"error: {exc}", 1)
+    except OSError as exc:  # media full after all, unplugged, read-only: say which, no traceback
+        app.abort(f"error: {exc}; run the same command again to resume", 1)
     if output == "json":
         app.json(result.as_dict())
         return

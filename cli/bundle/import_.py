@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from gpuprov.cli._options import INVENTORY
+from gpuprov.cli._options import INVENTORY, OUTPUT
 from gpuprov.cli.app import App
 
 
@@ -25,7 +25,7 @@ from gpuprov.cli.app import App
     help="Content root on the mirror host (bundles/<id>, current, previous).",
 )
 @click.option("--threads", type=click.IntRange(1, 64), help="Files hashed at once when verifying.")
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@OUTPUT
 @click.pass_obj
 def import_(
     app: App,
@@ -50,11 +50,10 @@ def import_(
     """
     from gpuprov.bundle.importer import BundleRefused, import_bundle
     from gpuprov.bundle.remote import Remote
-    from gpuprov.errors import GpuprovError
     from gpuprov.inventory.loader import load_inventory
 
+    remote = Remote.mirror_of(load_inventory(inventory))
     try:
-        remote = Remote.mirror_of(load_inventory(inventory))
         result = import_bundle(media, remote, keyring, root=root, threads=threads)
     except BundleRefused as exc:
         if output == "json":
@@ -64,8 +63,6 @@ def import_(
             for finding in exc.findings:
                 app.error(str(finding))
         app.abort(f"refused: {exc}", exc.exit_code)
-    except GpuprovError as exc:
-        app.fail(exc)
     if output == "json":
         app.json({"ok": True, **result.as_dict()})
         return

@@ -52,16 +52,12 @@ def keygen(
     channel: it is what `gpuprov bundle verify --keyring` trusts.
     """
     from gpuprov.aptrepo import generate_key
-    from gpuprov.errors import GpuprovError
 
-    try:
-        key = generate_key(
-            home, name, email, algorithm=algorithm, expire=expire, passphrase_file=passphrase_file
-        )
-        if export_to:
-            key.export_public(export_to)
-    except GpuprovError as exc:
-        app.fail(exc)
+    key = generate_key(
+        home, name, email, algorithm=algorithm, expire=expire, passphrase_file=passphrase_file
+    )
+    if export_to:
+        key.export_public(export_to)
     app.success(f"created {algorithm} bundle key {key.fingerprint} ({key.uid}) in {home}")
     if export_to:
         app.info(f"public keyring for the far side (--keyring): {export_to}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from gpuprov.cli._options import INVENTORY
+from gpuprov.cli._options import INVENTORY, OUTPUT
 from gpuprov.cli.app import App
 
 
@@ -17,7 +17,7 @@ from gpuprov.cli.app import App
     show_default=True,
     help="Content root on the mirror host.",
 )
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@OUTPUT
 @click.pass_obj
 def rollback(app: App, inventory: Path, root: str, output: str) -> None:
     """Switch INVENTORY's mirror host back to the bundle it served before the last import.
@@ -30,14 +30,10 @@ def rollback(app: App, inventory: Path, root: str, output: str) -> None:
     """
     from gpuprov.bundle.importer import rollback as switch_back
     from gpuprov.bundle.remote import Remote
-    from gpuprov.errors import GpuprovError
     from gpuprov.inventory.loader import load_inventory
 
-    try:
-        remote = Remote.mirror_of(load_inventory(inventory))
-        current, previous = switch_back(remote, root=root)
-    except GpuprovError as exc:
-        app.fail(exc)
+    remote = Remote.mirror_of(load_inventory(inventory))
+    current, previous = switch_back(remote, root=root)
     if output == "json":
         app.json({"host": remote.host.name, "current": current, "previous": previous})
         return

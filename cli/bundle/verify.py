@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from gpuprov.cli._options import OUTPUT
 from gpuprov.cli.app import App
 
 
@@ -24,7 +25,7 @@ from gpuprov.cli.app import App
     "file the base lacks is on the media.",
 )
 @click.option("--threads", type=click.IntRange(1, 64), help="Files hashed at once.")
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@OUTPUT
 @click.pass_obj
 def verify(
     app: App,
@@ -49,19 +50,16 @@ def verify(
 
     from gpuprov.bundle.layout import Manifest
     from gpuprov.bundle.verify import verify_media
-    from gpuprov.errors import GpuprovError, InputError, Location, Problem
+    from gpuprov.errors import InputError, Location, Problem
 
-    try:
-        base = None
-        if base_manifest is not None:
-            if not base_manifest.is_file():
-                raise InputError([Problem(Location(str(base_manifest)), "not found")])
-            base = Manifest.from_json(base_manifest.read_bytes(), source=str(base_manifest))
-        total = _expected_bytes(media)
-        with byte_progress(app, "verify", total, quiet=output == "json") as advance:
-            report = verify_media(media, keyring, base=base, threads=threads, progress=advance)
-    except GpuprovError as exc:
-        app.fail(exc)
+    base = None
+    if base_manifest is not None:
+        if not base_manifest.is_file():
+            raise InputError([Problem(Location(str(base_manifest)), "not found")])
+        base = Manifest.from_json(base_manifest.read_bytes(), source=str(base_manifest))
+    total = _expected_bytes(media)
+    with byte_progress(app, "verify", total, quiet=output == "json") as advance:
+        report = verify_media(media, keyring, base=base, threads=threads, progress=advance)
     if output == "json":
         app.json(report.as_dict())
     else:

@@ -110,6 +110,7 @@ class _Journal:
             self._write(self.head + "\n")
 
     def _write(self, text: str) -> None:
+        assert self.fd is not None, "journal not open"
         data = text.encode("ascii")
         os.pwrite(self.fd, data, self.offset)
         self.offset += len(data)
@@ -311,6 +312,7 @@ def _check_space(dest: Path, plans: list[tuple[FileEntry, list[str]]], size: int
                 )
             ]  # fmt: skip
         )
+    return True
 
 
 def _copy_file(

@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from gpuprov.bundle import media as m
 from gpuprov.bundle.layout import (
@@ -128,7 +128,7 @@ def import_bundle(
 
     sent = 0
 
-    def feed(stdin: BinaryIO) -> None:
+    def feed(stdin: IO[bytes]) -> None:
         nonlocal sent
         sent = _write_tar(stdin, media, manifest, signed, carried, reuse, size)
 
@@ -167,7 +167,7 @@ def _signed_copy(media: Path, keyring: Path) -> dict[str, bytes]:
 
 
 def _write_tar(
-    out: BinaryIO,
+    out: IO[bytes],
     media: Path,
     manifest: Manifest,
     signed: dict[str, bytes],

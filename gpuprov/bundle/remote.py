@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from gpuprov.errors import ConnectError, GpuprovError, InputError
 from gpuprov.inventory.model import Cluster, Host
@@ -70,7 +70,7 @@ class Remote:
         self,
         script: str,
         *,
-        feed: Callable[[BinaryIO], None] | None = None,
+        feed: Callable[[IO[bytes]], None] | None = None,
         timeout: float | None = 120,
     ) -> str:
         """Run script on the host; feed() writes its standard input. Returns stdout.
@@ -83,7 +83,7 @@ class Remote:
         )
         out: dict[str, bytes] = {}
 
-        def drain(name: str, stream: BinaryIO) -> None:
+        def drain(name: str, stream: IO[bytes]) -> None:
             data = b""
             while block := stream.read(65536):
                 if len(data) < MAX_OUTPUT:
