@@ -38,7 +38,7 @@ def bundle() -> None:
     Examples:
       gpuprov bundle keygen --home /srv/keys/bundle --name "Site bundles" \\
           --email ops@example.com --export bundle.gpg
-      gpuprov bundle build inventories/site.yaml -o /data/bundle
+      gpuprov bundle build inventories/site.yaml --to /data/bundle
       gpuprov bundle export /data/bundle --to /media/usb
       gpuprov bundle verify /media/usb --keyring /etc/gpuprov/bundle.gpg
       gpuprov bundle import /media/usb inventories/site.yaml --keyring /etc/gpuprov/bundle.gpg

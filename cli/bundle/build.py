@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import click
+from gpuprov.cli._options import OUTPUT
 from gpuprov.cli.app import App
 
 
@@ -27,8 +28,8 @@ def _size(n: int | None) -> str:
 @click.command()
 @click.argument("inventory", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
-    "-o",
-    "--out",
+    "--to",
+    "out",
     type=click.Path(path_type=Path),
     help="The bundle directory to create (must not exist or be empty). Not with --dry-run.",
 )
@@ -52,7 +53,7 @@ def _size(n: int | None) -> str:
     type=click.Path(file_okay=False, path_type=Path),
     help="Download cache reused between builds [default: ~/.cache/gpuprov/bundle].",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@OUTPUT
 @click.pass_obj
 def build(
     app: App,
@@ -64,7 +65,7 @@ def build(
     fingerprint: str | None,
     passphrase_file: Path | None,
     cache: Path | None,
-    as_json: bool,
+    output: str,
 ) -> None:
     """Build the bundle INVENTORY needs: for every target OS the packages its hosts'
     deploys install with their whole dependency closure (resolved by apt against the
@@ -74,16 +75,16 @@ def build(
     \b
     Examples:
       gpuprov bundle build inventories/site.yaml --dry-run
-      gpuprov bundle build inventories/site.yaml -o /data/bundle-2026-06 --key-home /srv/keys/bundle
-      gpuprov bundle build inventories/site.yaml -o /data/bundle-2026-07 --key-home /srv/keys/bundle \\
+      gpuprov bundle build inventories/site.yaml --to /data/bundle-2026-06 --key-home /srv/keys/bundle
+      gpuprov bundle build inventories/site.yaml --to /data/bundle-2026-07 --key-home /srv/keys/bundle \\
           --since /data/bundle-2026-06/manifest.json
     """
     from gpuprov.bundle.build import BuildOptions, build_bundle, result_json
-    from gpuprov.errors import ExitCode, GpuprovError
+    from gpuprov.errors import ExitCode
     from gpuprov.inventory.loader import load_inventory
 
     if out is None and not dry_run:
-        app.abort("-o/--out DIR is needed (or --dry-run)", ExitCode.BAD_INPUT)
+        app.abort("--to DIR is needed (or --dry-run)", ExitCode.BAD_INPUT)
     opts = BuildOptions(
         out=out or Path("."),
         cache=cache or _default_cache(),
@@ -93,13 +94,10 @@ def build(
         since=since,
         dry_run=dry_run,
     )
-    report = (lambda _text: None) if as_json else (lambda text: app.err.print(text, markup=False))
-    try:
-        cluster = load_inventory(inventory)
-        result = build_bundle(cluster, opts, report)
-    except GpuprovError as exc:
-        app.fail(exc)
-    if as_json:
+    quiet = output == "json"
+    report = (lambda _text: None) if quiet else (lambda text: app.err.print(text, markup=False))
+    result = build_bundle(load_inventory(inventory), opts, report)
+    if quiet:
         click.echo(result_json(result))
         return
     for os_id, names in result.packages.items():

@@ -81,18 +81,18 @@ def test_out_must_be_new_or_empty(inventory, tmp_path):
     out = tmp_path / "bundle"
     out.mkdir()
     (out / "precious").write_text("keep me")
-    refused(gpuprov("bundle", "build", inventory, "-o", out, "--key-home", tmp_path),
+    refused(gpuprov("bundle", "build", inventory, "--to", out, "--key-home", tmp_path),
             "output exists and is not an empty directory")  # fmt: skip
     assert (out / "precious").read_text() == "keep me"
 
 
 def test_out_or_dry_run_and_key_home_are_needed(inventory, tmp_path):
-    refused(gpuprov("bundle", "build", inventory), "-o/--out DIR is needed (or --dry-run)")
+    refused(gpuprov("bundle", "build", inventory), "--to DIR is needed (or --dry-run)")
     out = tmp_path / "bundle"
     refused(
-        gpuprov("bundle", "build", inventory, "-o", out), "the bundle key's GnuPG home is needed"
+        gpuprov("bundle", "build", inventory, "--to", out), "the bundle key's GnuPG home is needed"
     )
-    done = gpuprov("bundle", "build", inventory, "-o", out, "--key-home", tmp_path / "nokeys")
+    done = gpuprov("bundle", "build", inventory, "--to", out, "--key-home", tmp_path / "nokeys")
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "does not exist" in done.stderr
     assert not out.exists() and not list(tmp_path.glob(".bundle.building-*"))

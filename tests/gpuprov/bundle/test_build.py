@@ -397,7 +397,15 @@ def test_unresolvable_package_fails_the_build_naming_it(site, tmp_path):
     inv = write_inventory(site, tmp_path / "site.yaml", driver="580.65.06")
     out = tmp_path / "bundle"
     done = gpuprov(
-        "bundle", "build", inv, "-o", out, "--key-home", site["key"].home, "--cache", site["cache"]
+        "bundle",
+        "build",
+        inv,
+        "--to",
+        out,
+        "--key-home",
+        site["key"].home,
+        "--cache",
+        site["cache"],
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
