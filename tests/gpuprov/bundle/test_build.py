@@ -146,10 +146,10 @@ def site(tmp_path_factory):
         nvidia_server.server_close()
 
 
-def write_inventory(site: dict, path: Path, *, driver: str = DRIVER, base: str = "minimal",
-                    extra_images: tuple[str, ...] = ()) -> Path:  # fmt: skip
+def write_inventory(site: dict, path: Path, *, driver: str = DRIVER, base: str = "minimal") -> Path:
+    """The site's inventory. The image is the GPU hosts' `gpuprov_verify_image` (what
+    `gpuprov verify` runs), not listed in `bundle.images`: the build finds it there."""
     mirror = debian_mirror()
-    images = [site["image"], *extra_images]
     path.write_text(f"""\
 cluster:
   name: bundle-test
@@ -176,7 +176,7 @@ cluster:
             components: [main]
             keyring: {site["nvidia_keyring"]}
         base: {base}
-    images: {json.dumps(images)}
+    images: []
     insecure_registries: ["{site["image"].split("/")[0]}"]
     models:
       - {{repo: acme/tiny, source: {site["model"]}, revision: main}}
@@ -184,6 +184,7 @@ cluster:
 groups:
   hgx:
     profile: hgx-h100-8
+    vars: {{gpuprov_verify_image: "{site["image"]}"}}
     hosts:
       gpu001: {{address: 10.0.0.11}}
   canary:

@@ -209,3 +209,30 @@ def test_inventory_without_bundle_section_is_bad_input(tmp_path):
     )
     with pytest.raises(InputError, match="no `cluster.bundle.targets:`"):
         wanted_packages(load_inventory(path))
+
+
+def test_images_are_every_hosts_verify_image_and_the_bundle_list(tmp_path):
+    from gpuprov.bundle.build import image_refs
+
+    groups = textwrap.indent(textwrap.dedent("""\
+        more:
+          profile: hgx-h100-8
+          vars: {gpuprov_verify_image: "nvcr.io/nvidia/cuda:12.8.0-base-ubuntu24.04"}
+          hosts:
+            gpu010: {address: 10.0.0.10}
+            gpu011: {address: 10.0.0.11, vars: {gpuprov_verify_image: "registry.local:5000/t/x:1"}}
+    """), "  ")  # fmt: skip
+    path = inventory(tmp_path, groups=groups)
+    path.write_text(
+        path.read_text().replace(
+            "groups:\n", '    images: ["docker.io/library/busybox:1.36"]\ngroups:\n', 1
+        )
+    )
+    assert image_refs(load_inventory(path)) == [
+        "docker.io/library/busybox:1.36",
+        "nvcr.io/nvidia/cuda:12.8.0-base-ubuntu24.04",
+        "registry.local:5000/t/x:1",
+    ]
+    path.write_text(path.read_text().replace("registry.local:5000/t/x:1", "Bad Image; rm -rf /"))
+    with pytest.raises(InputError, match="gpu011: gpuprov_verify_image is not an image reference"):
+        image_refs(load_inventory(path))
