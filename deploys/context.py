@@ -8,6 +8,7 @@ the result to each deploy. Deploys record what they will change here (`reboot_re
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -153,6 +154,8 @@ def node_context() -> NodeContext:
 
 
 _env = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+# `{{ value | shquote }}` in a template a shell reads (profile.d, env files).
+_env.filters["shquote"] = shlex.quote
 
 
 def render(template: str, **values) -> str:
