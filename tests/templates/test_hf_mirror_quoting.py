@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from gpuprov.deploys.context import render
 from gpuprov.deploys.mirror_client import settings_problem
 
@@ -53,9 +52,10 @@ def test_mirror_client_refuses_a_bad_endpoint(value):
 
 
 def test_mirror_client_plan_refuses_before_writing(tmp_path):
-    from gpuprov.engine.refusal import HostRefused
     from hoststate import host_state_output
     from plan_harness import gpu_host, plan
+
+    from gpuprov.engine.refusal import HostRefused
 
     keyring = tmp_path / "k.gpg"
     keyring.write_bytes(b"k")
