@@ -23,6 +23,7 @@ from pathlib import Path
 import paramiko
 from paramiko.hostkeys import HostKeyEntry, HostKeys
 
+from gpuprov.errors import LockedError
 from gpuprov.inventory.model import Host
 
 
@@ -171,7 +172,7 @@ def _locked(known_hosts: Path) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(
+                    raise LockedError(
                         f"{lock_path} is locked by another gpuprov for over "
                         f"{LOCK_TIMEOUT:.0f}s; wait for it to finish and rerun"
                     ) from None
