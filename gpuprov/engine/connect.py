@@ -11,7 +11,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,22 +91,38 @@ def quiet_pyinfra() -> Iterator[None]:
             log.setLevel(level)
 
 
-def sudo_password(cluster: Cluster, hosts: list[Host], prompt: bool) -> str | None:
-    """The sudo password from the environment variable named in the inventory, or a
-    prompt. Never logged, never put in an error message."""
+def sudo_password(cluster: Cluster, hosts: list[Host], prompt: bool) -> dict[str, str] | None:
+    """The sudo passwords, one per `ssh.sudo_password_env` variable name the hosts use
+    (from that environment variable, or a prompt naming the variable and its users);
+    each host gets the one of its own variable. None when no host needs one (passwordless
+    sudo is the common case on provisioned hosts). Never logged, never in a message."""
     needing = [h for h in hosts if h.ssh.sudo and h.ssh.user != "root"]
-    if not needing:
-        return None
-    env = needing[0].ssh.sudo_password_env
-    if os.environ.get(env):
-        return os.environ[env]
-    if prompt:
-        return getpass.getpass(f"sudo password for {needing[0].ssh.user} (or set ${env}): ")
-    return None  # passwordless sudo (NOPASSWD) is the common case on provisioned hosts
+    by_env: dict[str, list[Host]] = {}
+    for h in needing:
+        by_env.setdefault(h.ssh.sudo_password_env, []).append(h)
+    secrets: dict[str, str] = {}
+    for env, users in by_env.items():
+        if os.environ.get(env):
+            secrets[env] = os.environ[env]
+        elif prompt:
+            names = ", ".join(sorted({h.ssh.user for h in users}))
+            secrets[env] = getpass.getpass(f"sudo password for {names} (or set ${env}): ")
+    return secrets or None
+
+
+def password_for(host: Host, password: str | Mapping[str, str] | None) -> str | None:
+    """This host's sudo password: the one of its own `sudo_password_env` variable."""
+    if password is None or isinstance(password, str):
+        return password  # one secret given for every host by the caller
+    return password.get(host.ssh.sudo_password_env)
 
 
 def host_data(
-    cluster: Cluster, host: Host, *, accept_new: bool, password: str | None
+    cluster: Cluster,
+    host: Host,
+    *,
+    accept_new: bool,
+    password: str | Mapping[str, str] | None,
 ) -> dict[str, object]:
     ssh = host.ssh
     data: dict[str, object] = {
@@ -125,8 +141,9 @@ def host_data(
         data["ssh_key"] = str(Path(ssh.key).expanduser())
     if ssh.sudo and ssh.user != "root":
         data["_sudo"] = True
-        if password:
-            data["_sudo_password"] = password
+        secret = password_for(host, password)
+        if secret:
+            data["_sudo_password"] = secret
     # Free-form inventory vars (e.g. gpuprov_root, simulated GPUs) reach the deploys as-is;
     # they may not shadow the connection settings above.
     for key, value in host.vars.items():
@@ -139,7 +156,7 @@ def build_state(
     hosts: list[Host],
     *,
     accept_new: bool = False,
-    password: str | None = None,
+    password: str | Mapping[str, str] | None = None,
     parallel: int | None = None,
 ) -> State:
     from pyinfra.api import Config, Inventory, State
@@ -237,7 +254,7 @@ def connect(
     accept_new: bool = False,
     prompt_password: bool = False,
     require_all: bool = False,
-    password: str | None = None,
+    password: str | Mapping[str, str] | None = None,
 ) -> Session:
     """Build the State for `hosts` and connect them in parallel.
 
