@@ -66,7 +66,9 @@ def url_problem(value: str, schemes: tuple[str, ...] = ("http", "https")) -> str
     """A URL with one of `schemes`, a host name or IP literal, an optional port and a plain
     path. file:// URLs have no host."""
     m = _URL_RE.fullmatch(value)
-    want = f"expected a {' or '.join(s + '://' for s in schemes)} URL"
+    names = [f"{s}://" for s in schemes]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    want = f"expected an {listed} URL"
     if m is None or m["scheme"] not in schemes:
         return f"{want} (scheme://host[:port][/path])"
     host, port, path = m["host"], m["port"], m["path"] or ""

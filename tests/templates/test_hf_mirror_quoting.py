@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from gpuprov.deploys.context import render
 from gpuprov.deploys.mirror_client import settings_problem
+
+from gpuprov.rendering import render
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "deploys"))
 
