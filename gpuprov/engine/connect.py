@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gpuprov.engine.ssh_config import cluster_ssh_config
 from gpuprov.errors import ConnectError, InputError
 from gpuprov.inventory.model import Cluster, Host
 
@@ -130,6 +131,8 @@ def host_data(
         "ssh_port": ssh.port,
         "ssh_user": ssh.user,
         "ssh_known_hosts_file": str(cluster.known_hosts_path),
+        # ~/.ssh/config behind a block that makes ProxyJump hops strict too.
+        "ssh_config_file": str(cluster_ssh_config(cluster.known_hosts_path)),
         "ssh_strict_host_key_checking": "accept-new" if accept_new else "yes",
         "ssh_allow_agent": False,
         "ssh_look_for_keys": ssh.key is None,
@@ -181,6 +184,16 @@ def describe_error(cluster: Cluster, host: Host, message: str) -> tuple[str, str
     where = f"{host.name} ({host.address}:{host.ssh.port})"
     inv = cluster.path
     low = message.lower()
+    hop = _other_host(message, host)
+    if hop and ("no host key" in low or "does not match" in low):
+        # A ProxyJump hop from ~/.ssh/config, checked against the cluster's file too.
+        return "unknown-key" if "no host key" in low else "changed-key", (
+            f"{where}: the key of ProxyJump hop {hop} "
+            + ("is not in" if "no host key" in low else "DOES NOT MATCH")
+            + f" {cluster.known_hosts_path} (hops are checked strictly against the "
+            "cluster's known_hosts) — add the hop's key line there after comparing its "
+            "fingerprint with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its console"
+        )
     if "no host key" in low:
         return "unknown-key", (
             f"{where}: host key not in {cluster.known_hosts_path} — run "
@@ -207,9 +220,22 @@ def describe_error(cluster: Cluster, host: Host, message: str) -> tuple[str, str
     return "error", f"{where}: cannot connect ({message})"
 
 
+def _other_host(message: str, host: Host) -> str | None:
+    """The host a host-key error names when it is not `host` itself (a ProxyJump hop)."""
+    import re
+
+    m = re.search(r"host key for (\S+?)(?: found| does not match|\.?\)|$)", message, re.I)
+    if m is None:
+        return None
+    named = m.group(1).rstrip(".")
+    mine = {host.address, f"[{host.address}]:{host.ssh.port}"}
+    return None if named in mine else named
+
+
 def connect_hosts(session: Session) -> dict[str, ConnectResult]:
     """Connect every host of the session in parallel; never raises for a host."""
     import gevent
+    from paramiko import BadHostKeyException
     from pyinfra.api.exceptions import ConnectError as PyinfraConnectError
     from pyinfra.connectors.sshuserclient.client import get_host_keys
     from pyinfra.context import ctx_state
@@ -226,9 +252,12 @@ def connect_hosts(session: Session) -> dict[str, ConnectResult]:
             kind, line = describe_error(session.cluster, session.hosts[name], str(exc))
             return ConnectResult(name, False, kind, line)
         except Exception as exc:  # a paramiko/gevent surprise must not kill other hosts
-            kind, line = describe_error(
-                session.cluster, session.hosts[name], f"{type(exc).__name__}: {exc}"
-            )
+            text = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc.__context__, BadHostKeyException):
+                # pyinfra's handler trips over a hop's mismatch (AttributeError on
+                # client._ssh_config); the paramiko error under it is the real one.
+                text = f"Host key for {exc.__context__.hostname} does not match"
+            kind, line = describe_error(session.cluster, session.hosts[name], text)
             return ConnectResult(name, False, kind, line)
         return ConnectResult(name, True)
 

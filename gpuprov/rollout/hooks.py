@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from gpuprov.engine.ssh_config import cluster_ssh_config
 from gpuprov.errors import InputError, Problem
 from gpuprov.inventory.hook_template import argv_if_plain, render_with, template_problem
 from gpuprov.inventory.model import Host, RolloutPolicy
@@ -98,7 +99,9 @@ class SSHHookRunner(LocalHookRunner):
     def argv(self, command: str) -> list[str]:
         ssh = self.hook_host.ssh
         argv = [
-            "ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+            # -F: ProxyJump hops get only the config file, not -o options.
+            "ssh", "-F", str(cluster_ssh_config(self.known_hosts)),
+            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={self.known_hosts}",
             "-o", f"ConnectTimeout={ssh.connect_timeout}", "-p", str(ssh.port),
         ]  # fmt: skip
