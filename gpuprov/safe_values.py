@@ -30,6 +30,10 @@ IMAGE_RE = re.compile(
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
 )
 ABS_PATH_RE = re.compile(r"(?:/[A-Za-z0-9._+@,=-]+)+/?|/")
+# A path an ssh_config line or an ssh -o option can carry as is (no quoting there:
+# paramiko does not unquote, and UserKnownHostsFile splits on whitespace).
+SSH_PATH_RE = re.compile(r"[^\s\"'#\\%\x00-\x1f\x7f]+")
+DEB_VERSION_RE = re.compile(r"(?:[0-9]+:)?[A-Za-z0-9][A-Za-z0-9.+~-]*")  # epoch:upstream-rev
 TOKEN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_~-]*")
 
 

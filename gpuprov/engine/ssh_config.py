@@ -16,23 +16,20 @@ from __future__ import annotations
 
 import atexit
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
 from gpuprov.errors import InputError
+from gpuprov.safe_values import SSH_PATH_RE
 
-# A path an ssh_config line can carry without quoting (paramiko does not unquote, and
-# pyinfra splits UserKnownHostsFile on whitespace).
-_PLAIN_PATH = re.compile(r"[^\s\"'#\\%]+")
 _made: dict[tuple[str, str], Path] = {}
 _dir: Path | None = None
 
 
 def strict_block(known_hosts: Path) -> str:
     kh = str(known_hosts)
-    if not _PLAIN_PATH.fullmatch(kh):
+    if not SSH_PATH_RE.fullmatch(kh):
         raise InputError(
             f"ssh.known_hosts {kh!r}: the path must not contain spaces, quotes, '#', '%' or "
             "'\\' (it goes into an ssh_config line); move the file or set another path"

@@ -20,6 +20,7 @@ from ruamel.yaml.comments import CommentedMap
 from gpuprov.inventory.reader import Reader, type_name
 from gpuprov.safe_values import (
     ABS_PATH_RE,
+    DEB_VERSION_RE,
     IMAGE_RE,
     TOKEN_RE,
     host_port_problem,
@@ -53,6 +54,10 @@ def _token(value: str) -> str | None:
     )
 
 
+def _version(value: str) -> str | None:
+    return None if DEB_VERSION_RE.fullmatch(value) else "expected a package version like 1:4.4.1-1"
+
+
 def _abs_path(value: str) -> str | None:
     if ABS_PATH_RE.fullmatch(value):
         return None
@@ -84,7 +89,7 @@ MIRROR_CLIENT_CHECKS: dict[str, Check] = {
 VALUE_CHECKS: dict[str, Check] = {
     "gpuprov_root": _string(_abs_path),
     "gpuprov_verify_image": _string(_image),
-    "gpuprov_dcgm_version": _string(_token),
+    "gpuprov_dcgm_version": _string(_version),
 }
 
 

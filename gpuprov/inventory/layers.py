@@ -13,7 +13,7 @@ from ruamel.yaml.comments import CommentedMap
 from gpuprov.errors import Location
 from gpuprov.inventory.model import DriverPin, SSHSettings, Stack
 from gpuprov.inventory.reader import Missing, Reader
-from gpuprov.safe_values import user_problem
+from gpuprov.safe_values import SSH_PATH_RE, user_problem
 
 STACK_KEYS = ("driver", "cuda", "cuda_default", "container_runtime", "dcgm", "os")
 DRIVER_KEYS = ("branch", "version", "modules")
@@ -117,8 +117,14 @@ def read_ssh(r: Reader, node: CommentedMap, where: str, base: Path) -> Layer:
         layer[key] = (v, r.value_loc(node, key))
     for key in ("key", "known_hosts"):
         v = r.string(node, key, where)
-        if v is not Missing:
-            layer[key] = (resolve_path(v, base), r.value_loc(node, key))
+        if v is Missing:
+            continue
+        if not SSH_PATH_RE.fullmatch(v):
+            # Both go into ssh options and the generated ssh_config, unquoted.
+            r.error(r.value_loc(node, key), f"{where}.{key}: the path must not contain spaces, "
+                    f"quotes, '#', '%', '\\' or control characters, got {v!r}")  # fmt: skip
+            continue
+        layer[key] = (resolve_path(v, base), r.value_loc(node, key))
     port = r.integer(node, "port", where, 1, 65535)
     if port is not Missing:
         layer["port"] = (port, r.value_loc(node, "port"))
