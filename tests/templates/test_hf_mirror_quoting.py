@@ -67,3 +67,23 @@ def test_mirror_client_plan_refuses_before_writing(tmp_path):
     }
     with pytest.raises(HostRefused, match="hf_endpoint"):
         plan(gpu_host(), host_state_output("debian12"), gpuprov_mirror_client=mirror)
+
+
+GENERATOR = Path("/usr/lib/systemd/user-environment-generators/30-systemd-environment-d-generator")
+
+
+@pytest.mark.skipif(
+    not GENERATOR.exists(), reason="systemd's environment.d generator not installed"
+)
+def test_systemd_reads_the_quoted_value_back(tmp_path):
+    """environment.d is read by systemd, not sh: its parser removes the same quotes."""
+    url = "http://10.0.0.5:8090/~hf"  # '~' makes shlex.quote quote it
+    (tmp_path / "environment.d").mkdir()
+    conf = render("hf-mirror.conf.j2", hf_endpoint=url)
+    assert f"HF_ENDPOINT='{url}'" in conf
+    (tmp_path / "environment.d" / "90-gpuprov-hf.conf").write_text(conf)
+    out = subprocess.run(
+        [str(GENERATOR)], env={"XDG_CONFIG_HOME": str(tmp_path), "HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=10,
+    )  # fmt: skip
+    assert f"HF_ENDPOINT={url}" in out.stdout.splitlines(), out.stdout
