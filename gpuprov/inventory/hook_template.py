@@ -11,6 +11,7 @@ value is only safe where the shell reads it as an unquoted word, so these are re
 
 from __future__ import annotations
 
+import re
 import shlex
 import string
 
@@ -19,7 +20,16 @@ FIELDS = ("host", "address")
 # placeholder sat where the shell reads gpuprov's quoting as quoting.
 _PROBE = "p'q \"r$(s)`t`"
 # Characters that need a shell; a template without them runs as a plain argv.
-SHELL_SYNTAX = frozenset("|&;<>()$`\\*?[]#~\n!{}=")
+SHELL_SYNTAX = frozenset("|&;<>()$`\\*?[]#~\n!{}")
+# First words only a shell understands (reserved words, builtins without a program).
+SHELL_WORDS = frozenset((
+    "if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case", "esac",
+    "in", "function", "select", "time", "!", "{", "}", "[[", "]]", ".", ":", "exec", "export",
+    "cd", "set", "unset", "eval", "source", "alias", "trap", "ulimit", "umask", "readonly",
+    "shift", "return", "exit", "break", "continue", "times", "wait", "read", "command", "type",
+    "hash", "getopts", "local",
+))  # fmt: skip
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.S)
 
 
 def template_problem(template: str) -> str | None:
@@ -67,7 +77,7 @@ def argv_if_plain(command: str) -> list[str] | None:
         words = shlex.split(command, posix=True)
     except ValueError:
         return None
-    if not words:
+    if not words or words[0] in SHELL_WORDS or _ASSIGNMENT.fullmatch(words[0]):
         return None
     quoted_free = "".join(_unquoted_parts(command))
     if any(c in SHELL_SYNTAX for c in quoted_free):

@@ -76,7 +76,25 @@ def test_a_value_never_runs_even_if_the_loader_were_bypassed(tmp_path: Path):
 def test_plain_commands_run_without_a_shell(tmp_path: Path):
     command = render_with("printf %s {host}", "g1", "10.0.0.1")
     assert argv_if_plain(command) == ["printf", "%s", "g1"]
-    for shell in ("a | b", "a $(b)", "a > f", "X=1 a", "a *", 'a "$HOME"', "a; b"):
+    slurm = render_with("scontrol update nodename={host} state=drain reason=gpuprov", "g1", "x")
+    assert argv_if_plain(slurm) == [
+        "scontrol",
+        "update",
+        "nodename=g1",
+        "state=drain",
+        "reason=gpuprov",
+    ]
+    for shell in (
+        "a | b",
+        "a $(b)",
+        "a > f",
+        "X=1 a",
+        "a *",
+        'a "$HOME"',
+        "a; b",
+        "cd /x",
+        "exec a",
+    ):
         assert argv_if_plain(shell) is None, shell
     assert argv_if_plain("echo 'a|b'") == ["echo", "a|b"]
     # and LocalHookRunner uses it: /bin/sh never sees the command
