@@ -144,7 +144,10 @@ def record(known_hosts: Path, keys: list[ScannedKey], replace: bool = False) -> 
     with _locked(known_hosts):
         lines = _load(known_hosts)
         # What another process recorded since the scan counts: classify again.
-        current = [classify(k, lines) if k.status in ("new", "changed") else k for k in keys]
+        current = [
+            classify(_replace(k, status="new"), lines) if k.status in ("new", "changed") else k
+            for k in keys
+        ]
         to_write = [k for k in current if k.status == "new" or (replace and k.status == "changed")]
         if not to_write:
             return 0
