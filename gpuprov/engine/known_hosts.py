@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paramiko
 from paramiko.hostkeys import HostKeyEntry, HostKeys
@@ -116,7 +117,7 @@ def classify(scanned: ScannedKey, lines: list[str]) -> ScannedKey:
     return scanned
 
 
-def _replace(s: ScannedKey, **changes: object) -> ScannedKey:
+def _replace(s: ScannedKey, **changes: Any) -> ScannedKey:
     from dataclasses import replace
 
     return replace(s, **changes)
