@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from pyinfra.api import State
     from pyinfra.api.host import Host as PyinfraHost
 
+# Sudo passwords by the environment variable name that holds each (ssh.sudo_password_env).
+SudoPasswords = Mapping[str, str]
+
 # Host data keys under which deploys find gpuprov's own view of the host.
 HOST_DATA_KEY = "gpuprov_host"
 CLUSTER_DATA_KEY = "gpuprov_cluster"
@@ -111,7 +114,7 @@ def sudo_password(cluster: Cluster, hosts: list[Host], prompt: bool) -> dict[str
     return secrets or None
 
 
-def password_for(host: Host, password: str | Mapping[str, str] | None) -> str | None:
+def password_for(host: Host, password: SudoPasswords | str | None) -> str | None:
     """This host's sudo password: the one of its own `sudo_password_env` variable."""
     if password is None or isinstance(password, str):
         return password  # one secret given for every host by the caller
@@ -123,7 +126,7 @@ def host_data(
     host: Host,
     *,
     accept_new: bool,
-    password: str | Mapping[str, str] | None,
+    password: SudoPasswords | str | None,
 ) -> dict[str, object]:
     ssh = host.ssh
     data: dict[str, object] = {
@@ -159,7 +162,7 @@ def build_state(
     hosts: list[Host],
     *,
     accept_new: bool = False,
-    password: str | Mapping[str, str] | None = None,
+    password: SudoPasswords | str | None = None,
     parallel: int | None = None,
 ) -> State:
     from pyinfra.api import Config, Inventory, State
@@ -283,7 +286,7 @@ def connect(
     accept_new: bool = False,
     prompt_password: bool = False,
     require_all: bool = False,
-    password: str | Mapping[str, str] | None = None,
+    password: SudoPasswords | str | None = None,
 ) -> Session:
     """Build the State for `hosts` and connect them in parallel.
 

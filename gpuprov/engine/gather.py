@@ -27,7 +27,7 @@ def gather(session: Session, fact_cls: type) -> dict[str, FactResult]:
     def one(name: str) -> FactResult:
         host = state.inventory.get_host(name)
         try:
-            data = host.get_fact(fact_cls)
+            data: Any = host.get_fact(fact_cls)
         except Exception as exc:  # a failed fact command is this host's problem only
             text = str(exc).strip().splitlines()
             return FactResult(name, False, error=text[0] if text else type(exc).__name__)
