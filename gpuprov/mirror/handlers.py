@@ -18,7 +18,7 @@ from gpuprov.mirror.view import MirrorLookupError, StoreView
 
 log = logging.getLogger("gpuprov.mirror")
 
-RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$", re.ASCII | re.IGNORECASE)
+RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII | re.IGNORECASE)
 READ_METHODS = ("GET", "HEAD")
 
 
@@ -68,7 +68,7 @@ def _range_ok(header: str | None, size: int) -> bool:
     """One satisfiable byte range (or none). Anything else is refused with 416."""
     if header is None:
         return True
-    m = RANGE_RE.match(header.strip())
+    m = RANGE_RE.fullmatch(header.strip())
     if not m or m.groups() == ("", ""):
         return False
     start, end = m.groups()
