@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import signal
 import ssl
 import time
@@ -22,12 +23,21 @@ from aiohttp import web
 
 from gpuprov.errors import InputError, Location, Problem
 from gpuprov.mirror.auth import TokenPolicy
-from gpuprov.mirror.handlers import ETAG, ROUTE, STATE, TOKEN, State, error, handle
+from gpuprov.mirror.handlers import ETAG, ROUTE, STATE, TOKEN, State, error, handle, url_for
 from gpuprov.mirror.routes import Route
 from gpuprov.mirror.view import StoreView
 
 access_log = logging.getLogger("gpuprov.mirror.access")
 log = logging.getLogger("gpuprov.mirror")
+
+
+# What clients are sent to in Link headers: scheme, host, port, path; nothing a shell,
+# systemd or a header could misread (no whitespace, quotes, `;`, `$`, backslash).
+PUBLIC_URL_RE = re.compile(
+    r"https?://(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+    r"(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/%-]*)?"
+)
+WILDCARDS = ("0.0.0.0", "::", "")
 
 
 @dataclass(frozen=True)
@@ -38,7 +48,7 @@ class ServerConfig:
     token_file: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    public_url: str | None = None  # base of Link URLs; default: scheme://Host of the request
+    public_url: str | None = None  # base of Link URLs; default: the bound address
 
     def validate(self) -> None:
         problems = []
@@ -53,6 +63,14 @@ class ServerConfig:
             problems.append(Problem(Location("--tls-cert/--tls-key"), "give both or neither"))
         if not 0 <= self.port <= 65535:
             problems.append(Problem(Location("--port"), f"{self.port} is not a TCP port"))
+        if self.public_url is not None and not PUBLIC_URL_RE.fullmatch(self.public_url):
+            problems.append(
+                Problem(
+                    Location("--public-url"),
+                    f"{self.public_url!r}: expected http(s)://HOST[:PORT][/PATH], no query, "
+                    "no whitespace or quotes",
+                )
+            )
         if problems:
             raise InputError(problems)
 
@@ -67,6 +85,8 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
     try:
         try:
             resp = await handler(request)
+        except web.HTTPException as exc:  # aiohttp's own refusals: an answer, not a crash
+            resp = error(exc.status, exc.reason.title().replace(" ", ""), exc.reason)
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.raw_path)
             resp = error(500, "InternalError", "internal server error")
@@ -125,10 +145,16 @@ def build_app(config: ServerConfig) -> web.Application:
     config.validate()
     policy = TokenPolicy.load(config.token_file) if config.token_file else TokenPolicy()
     app = web.Application(middlewares=[observe], client_max_size=4 * 1024 * 1024)
-    app[STATE] = State(StoreView(config.store), policy, public_url=config.public_url)
+    app[STATE] = State(StoreView(config.store), policy, link_base=_strip(config.public_url))
     app.on_response_prepare.append(_set_etag)
-    app.router.add_route("*", "/{tail:.*}", handle)
+    # Every path reaches `handle` (routes.parse decides): `.*` alone does not match a
+    # decoded LF, and the router's own 404 for it had no error code.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", handle)
     return app
+
+
+def _strip(url: str | None) -> str | None:
+    return url.rstrip("/") if url else None
 
 
 def ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
@@ -175,8 +201,10 @@ async def start(config: ServerConfig) -> Running:
             ]
         ) from exc
     port = runner.addresses[0][1]
-    host = config.host if ":" not in config.host else f"[{config.host}]"
-    return Running(runner, port, f"{'https' if ctx else 'http'}://{host}:{port}")
+    url = url_for("https" if ctx else "http", config.host, port)
+    if not config.public_url and config.host not in WILDCARDS:
+        app[STATE].link_base = url
+    return Running(runner, port, url)
 
 
 def serve(config: ServerConfig, on_ready: Callable[[Running], None] | None = None) -> None:
