@@ -89,6 +89,7 @@ def test_bad_input_exits_2_with_a_located_message(store, tmp_path):
     assert proc.returncode == 2 and "not a mirror store" in proc.stderr
     bad = tmp_path / "tokens.yaml"
     bad.write_text("tokens:\n  short: [acme/*]\ngated: acme/*\n")
+    bad.chmod(0o600)
     proc = gpuprov("mirror", "serve", "--store", str(path), "--port", "0", "--token-file", str(bad))
     assert proc.returncode == 2, proc.stderr
     assert (
@@ -145,6 +146,7 @@ def test_serve_over_tls_with_a_token(store, tmp_path):
     )
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps({"tokens": {"tls-token-123456": ["acme/*"]}, "gated": ["acme/*"]}))
+    tokens.chmod(0o600)  # a token file others can read is refused
     server = Served(
         "--store",
         str(path),
