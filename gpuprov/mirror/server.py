@@ -23,6 +23,7 @@ from aiohttp import web
 
 from gpuprov.errors import InputError, Location, Problem
 from gpuprov.mirror.auth import TokenPolicy
+from gpuprov.mirror.connguard import GuardedSite
 from gpuprov.mirror.handlers import ETAG, ROUTE, STATE, TOKEN, State, error, handle, url_for
 from gpuprov.mirror.routes import Route
 from gpuprov.mirror.view import StoreView
@@ -38,6 +39,12 @@ PUBLIC_URL_RE = re.compile(
     r"(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/%-]*)?"
 )
 WILDCARDS = ("0.0.0.0", "::", "")
+# aiohttp keeps an idle connection for an hour by default and has no header timeout: its
+# keep-alive timer (armed at connect and after each response, firing while no request has
+# been parsed) is the bound on idle and slow-head connections alike.
+IDLE_TIMEOUT_S = 15.0
+# huggingface_hub downloads with 8 workers; a GPU host runs a few such clients at once.
+MAX_CLIENT_CONNECTIONS = 64
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,9 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     public_url: str | None = None  # base of Link URLs; default: the bound address
+    # A connection may sit idle, or take to send a request's head, at most this long.
+    idle_timeout: float = IDLE_TIMEOUT_S
+    max_client_connections: int = MAX_CLIENT_CONNECTIONS  # per client address
 
     def validate(self) -> None:
         problems = []
@@ -61,6 +71,10 @@ class ServerConfig:
             )
         if bool(self.tls_cert) != bool(self.tls_key):
             problems.append(Problem(Location("--tls-cert/--tls-key"), "give both or neither"))
+        if not 1 <= self.max_client_connections <= 65536:
+            problems.append(
+                Problem(Location("--max-client-connections"), "expected 1 to 65536 connections")
+            )
         if not 0 <= self.port <= 65535:
             problems.append(Problem(Location("--port"), f"{self.port} is not a TCP port"))
         if self.public_url is not None and not PUBLIC_URL_RE.fullmatch(self.public_url):
@@ -185,9 +199,21 @@ async def start(config: ServerConfig) -> Running:
     app = build_app(config)
     ctx = ssl_context(config)
     # Bounded: a stuck client must not hold a restart for a minute.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=5.0,
+        keepalive_timeout=config.idle_timeout,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, ssl_context=ctx, backlog=1024)
+    site = GuardedSite(
+        runner,
+        config.host,
+        config.port,
+        max_per_client=config.max_client_connections,
+        ssl_context=ctx,
+    )
     try:
         await site.start()
     except OSError as exc:
