@@ -197,3 +197,23 @@ def test_only_mirror_serve_skips_gevent_patching():
     assert _needs_gevent(["mirror", "list", "--store", "s"])
     assert _needs_gevent(["mirror", "add-model", "serve", "--store", "s", "--repo", "a/b"])
     assert _needs_gevent(["apply", "inventory.yaml"])
+
+
+def test_serve_refuses_a_token_file_others_can_read(store, tmp_path):
+    path, _, _ = store
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("tokens:\n  long-enough-token: [acme/*]\n")
+    tokens.chmod(0o644)
+    proc = gpuprov(
+        "mirror", "serve", "--store", str(path), "--port", "0", "--token-file", str(tokens)
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"chmod 600 {tokens}" in proc.stderr
+
+
+def test_serve_refuses_an_unsafe_public_url(store):
+    path, _, _ = store
+    proc = gpuprov(
+        "mirror", "serve", "--store", str(path), "--port", "0", "--public-url", "http://m/$(id)"
+    )
+    assert proc.returncode == 2 and "--public-url" in proc.stderr, proc.stderr
