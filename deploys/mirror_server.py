@@ -13,10 +13,10 @@ Runbook (the mirror host has no internet; everything comes from the control node
    interface, a management or public network, must not reach it). Bearer tokens and TLS
    are given by `ModelsSecurity` (docs/security.md).
 5. `gpuprov-apt.service`: the apt repositories as static files on `apt_port` (the same
-   address), served by
-   the OS's `python3 -m http.server` (nginx would have to come from this very repository;
-   apt verifies every byte against the signed InRelease, so the server only has to be
-   available, not trusted).
+   address), served by `gpuprov.mirror.aptserve` (the standard library's http.server with
+   an idle timeout and connection caps) on the OS's python3 (nginx would have to come from
+   this very repository; apt verifies every byte against the signed InRelease, so the
+   server only has to be available, not trusted).
 6. Both units: enabled, running, `Restart=on-failure`, logs to journald, the whole file
    system read-only for them (`ProtectSystem=strict`, `ReadOnlyPaths=` the content).
    Restarted only when their unit or the installed venv changed.
@@ -64,6 +64,10 @@ class MirrorHostPaths:
     @property
     def gpuprov_bin(self) -> str:
         return f"{self.root}/venv/bin/gpuprov"
+
+    @property
+    def python(self) -> str:
+        return f"{self.root}/venv/bin/python"
 
 
 DEFAULT_PATHS = MirrorHostPaths()
@@ -168,6 +172,7 @@ def models_unit(
 def apt_unit(mirror: MirrorRef, paths: MirrorHostPaths, bind: str) -> str:
     return render(
         "gpuprov-apt.service.j2",
+        python=paths.python,
         root=paths.apt,
         host=bind_address(bind),
         port=mirror.apt_port,
@@ -255,5 +260,6 @@ def mirror_server(
             running=True,
             enabled=True,
             daemon_reload=reload,
-            restarted=unit.will_change or (name == MODELS_UNIT and venv.will_change),
+            # Both run code from the venv (the apt unit its static server).
+            restarted=unit.will_change or venv.will_change,
         )

@@ -65,6 +65,7 @@ def test_models_unit_listens_on_the_inventory_address_only(tmp_path):
     paths = MirrorHostPaths(root="/opt/gpuprov", store=str(store))
     unit = directives(models_unit(MirrorRef(host="mirror01", models_port=port), paths, ALIAS))
     argv = shlex.split(unit["ExecStart"])
+    assert argv[0] == "/opt/gpuprov/venv/bin/gpuprov"
     assert argv[argv.index("--host") + 1] == ALIAS and "0.0.0.0" not in unit["ExecStart"]
     argv[0:1] = [sys.executable, "-c", "from gpuprov.cli import main; main()"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -85,6 +86,7 @@ def test_apt_unit_listens_on_the_inventory_address_only(tmp_path):
     text = apt_unit(MirrorRef(host="m", apt_port=port), MirrorHostPaths(apt=str(tmp_path)), ALIAS)
     argv = shlex.split(directives(text)["ExecStart"])
     assert argv[argv.index("--bind") + 1] == ALIAS
+    argv[0] = sys.executable  # this checkout's python stands in for the host's venv
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(f"http://{ALIAS}:{port}/dists/InRelease", proc)

@@ -8,9 +8,9 @@ import os
 import shlex
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
-from pathlib import Path
 
 from gpuprov.deploys.mirror_server import SERVICE_USER, MirrorHostPaths, apt_unit, models_unit
 
@@ -95,6 +95,8 @@ def test_apt_unit_serves_the_directory(tmp_path):
     assert unit["User"] == SERVICE_USER and unit["ReadOnlyPaths"] == str(tmp_path)
     assert unit["Restart"] == "on-failure" and unit["ProtectSystem"] == "strict"
     argv = shlex.split(unit["ExecStart"])
+    assert argv[0] == "/opt/gpuprov/venv/bin/python"
+    argv[0] = sys.executable  # this checkout's python stands in for the host's venv
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
@@ -109,4 +111,4 @@ def test_apt_unit_serves_the_directory(tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
-    assert Path(argv[0]).name.startswith("python3")
+    assert argv[1:3] == ["-m", "gpuprov.mirror.aptserve"]
