@@ -32,17 +32,15 @@ import io
 import ipaddress
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
-import gpuprov.templates
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pyinfra.api import deploy
 from pyinfra.operations import files, server, systemd
 
 from gpuprov.errors import InputError, Location, Problem
 from gpuprov.inventory.model import MirrorRef
-from gpuprov.mirror.hostops import tree_sync, venv_from_wheels
 from gpuprov.mirror.wheelhouse import Wheelhouse
+from gpuprov.operations.tree import tree_sync, venv_from_wheels
+from gpuprov.rendering import render
 
 HOST_DATA_KEY = "gpuprov_host"  # gpuprov.engine.connect.HOST_DATA_KEY: the inventory Host
 SERVICE_USER = "gpuprov-mirror"
@@ -132,17 +130,6 @@ def bind_address(address: str) -> str:
             [Problem(Location("mirror"), f"address {address!r}: expected an IP or a host name")]
         )
     return address
-
-
-_templates = Environment(
-    loader=FileSystemLoader(Path(gpuprov.templates.__file__).parent),
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-)
-
-
-def render(name: str, **values: object) -> str:
-    return _templates.get_template(name).render(**values)
 
 
 def models_unit(
