@@ -145,3 +145,20 @@ def test_tokens_and_tls_reach_execstart():
 def test_unsafe_security_settings_are_refused(security, message):
     with pytest.raises(InputError, match=message):
         models_unit(MirrorRef(host="m"), MirrorHostPaths(), "10.0.0.5", security)
+
+
+def test_the_deploy_binds_the_mirror_hosts_inventory_address():
+    from gpuprov.deploys.mirror_server import HOST_DATA_KEY, _inventory_address
+    from pyinfra.api import Config, Inventory, State
+    from pyinfra.context import ctx_host, ctx_state
+
+    from gpuprov.inventory.model import Host, SSHSettings
+
+    me = Host("mirror01", "10.0.0.5", "mirror", "mirror", SSHSettings(), None, None)
+    inventory = Inventory(([("@fake/mirror01", {HOST_DATA_KEY: me}), ("@fake/bare", {})], {}))
+    state = State(inventory, Config())
+    with ctx_state.use(state):
+        with ctx_host.use(inventory.get_host("@fake/mirror01")):
+            assert _inventory_address() == "10.0.0.5"
+        with ctx_host.use(inventory.get_host("@fake/bare")), pytest.raises(InputError):
+            _inventory_address()
