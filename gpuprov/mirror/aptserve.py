@@ -94,6 +94,12 @@ class Server(http.server.ThreadingHTTPServer):
             return
         super().process_request(request, client_address)
 
+    def handle_error(self, request, client_address) -> None:
+        # A client that stopped reading hits the socket timeout mid-response: one line in
+        # the journal, not a traceback.
+        exc = sys.exc_info()[1]
+        print(f"{client_address[0]}: connection dropped: {exc!r}", file=sys.stderr, flush=True)
+
     def process_request_thread(self, request, client_address) -> None:
         try:
             super().process_request_thread(request, client_address)

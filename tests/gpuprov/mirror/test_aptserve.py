@@ -18,6 +18,7 @@ import pytest
 
 IDLE = 1.0
 CAP = 3
+BIG = 64 * 1024 * 1024  # more than loopback socket buffers hold
 
 
 def free_port() -> int:
@@ -142,3 +143,22 @@ def test_refuses_a_missing_directory(tmp_path):
         timeout=30,
     )
     assert proc.returncode == 2 and "not a directory" in proc.stderr
+
+
+def test_client_that_stops_reading_is_cut_off(served, repo):
+    _, port = served
+    (repo / "gpuprov" / "pool").mkdir()
+    (repo / "gpuprov" / "pool" / "big.deb").write_bytes(bytes(BIG))
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET /gpuprov/pool/big.deb HTTP/1.0\r\n\r\n")
+        time.sleep(IDLE + 2)  # not reading: the server's send times out
+        sock.settimeout(10)
+        got = 0
+        try:
+            while chunk := sock.recv(1024 * 1024):
+                got += len(chunk)
+        except (ConnectionResetError, TimeoutError):
+            pass
+    assert 0 < got < BIG
