@@ -44,6 +44,13 @@ from gpuprov.cli.app import App
     type=click.FloatRange(0.1, 3600),
     help="Seconds a connection may sit idle or take to send a request's head.",
 )
+@click.option(
+    "--stall-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(1, 3600),
+    help="Seconds a client may stop reading a response before it is dropped.",
+)
 @click.pass_obj
 def serve(
     app: App,
@@ -56,6 +63,7 @@ def serve(
     public_url: str | None,
     max_client_connections: int,
     idle_timeout: float,
+    stall_timeout: float,
 ) -> None:
     """Serve STORE read-only until SIGTERM/SIGINT. Prints one JSON line when listening;
     then one JSON access-log line per request on stdout."""
@@ -92,6 +100,7 @@ def serve(
         public_url=public_url,
         max_client_connections=max_client_connections,
         idle_timeout=idle_timeout,
+        stall_timeout=stall_timeout,
     )
     try:
         run_server(config, on_ready=ready)

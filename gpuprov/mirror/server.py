@@ -45,6 +45,8 @@ WILDCARDS = ("0.0.0.0", "::", "")
 IDLE_TIMEOUT_S = 15.0
 # huggingface_hub downloads with 8 workers; a GPU host runs a few such clients at once.
 MAX_CLIENT_CONNECTIONS = 64
+# Longer than the idle timeout: a client writing to a slow disk may stop reading a while.
+STALL_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class ServerConfig:
     # A connection may sit idle, or take to send a request's head, at most this long.
     idle_timeout: float = IDLE_TIMEOUT_S
     max_client_connections: int = MAX_CLIENT_CONNECTIONS  # per client address
+    # Sent data unacknowledged this long (a client that stopped reading) drops the connection.
+    stall_timeout: float = STALL_TIMEOUT_S
 
     def validate(self) -> None:
         problems = []
@@ -111,8 +115,9 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
         if request.method != "HEAD" and status not in (304, 204):
             nbytes = resp.content_length or 0
         return resp
-    except ConnectionError:
-        # The client went away mid-body (it will resume with Range): not a server error.
+    except (ConnectionError, TimeoutError):
+        # The client went away mid-body (it will resume with Range), or stopped reading
+        # until TCP_USER_TIMEOUT dropped it (ETIMEDOUT): not a server error.
         aborted = True
         return resp
     except asyncio.CancelledError:
@@ -212,6 +217,7 @@ async def start(config: ServerConfig) -> Running:
         config.host,
         config.port,
         max_per_client=config.max_client_connections,
+        stall_timeout=config.stall_timeout,
         ssl_context=ctx,
     )
     try:

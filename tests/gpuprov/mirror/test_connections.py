@@ -18,12 +18,19 @@ from .conftest import ThreadedServer
 
 IDLE = 1.0
 CAP = 3
+STALL = 3.0
 
 
 @pytest.fixture
 def limited(mirror_store):
     server = ThreadedServer(
-        ServerConfig(mirror_store.store, port=0, idle_timeout=IDLE, max_client_connections=CAP)
+        ServerConfig(
+            mirror_store.store,
+            port=0,
+            idle_timeout=IDLE,
+            max_client_connections=CAP,
+            stall_timeout=STALL,
+        )
     )
     try:
         yield server
@@ -121,7 +128,27 @@ def test_download_slower_than_the_idle_timeout_completes(limited, mirror_store):
         while chunk := sock.recv(256 * 1024):
             got += chunk
             if time.monotonic() - started < IDLE * 2.5:
-                time.sleep(0.05)  # a slow reader for longer than the idle timeout
+                time.sleep(0.05)  # slow, for longer than the idle timeout, never stalled
     head, _, body = bytes(got).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and time.monotonic() - started > IDLE * 2
     assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
+
+
+def test_client_that_stops_reading_is_dropped(limited, mirror_store):
+    size = (mirror_store.model_dir / "extra.safetensors").stat().st_size
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", limited.running.port))
+        sock.sendall(
+            b"GET /acme/tiny-bert/resolve/main/extra.safetensors HTTP/1.1\r\n"
+            b"Host: x\r\nConnection: close\r\n\r\n"
+        )
+        time.sleep(STALL + 4)  # reads nothing: the window closes, the server's data waits
+        sock.settimeout(10)
+        got = 0
+        try:
+            while chunk := sock.recv(1024 * 1024):
+                got += len(chunk)
+        except (ConnectionResetError, TimeoutError):
+            pass
+    assert 0 < got < size
