@@ -160,3 +160,21 @@ def test_public_url_is_validated(mirror_store, url):
 
     with pytest.raises(InputError, match="--public-url"):
         ServerConfig(mirror_store.store, public_url=url).validate()
+
+
+def test_paths_info_body_trickling_in_is_refused(mirror, monkeypatch):
+    import socket
+
+    from gpuprov.mirror import handlers
+
+    monkeypatch.setattr(handlers, "BODY_TIMEOUT_S", 1.0)  # 30 s in service
+    port = urlsplit(mirror.url).port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            f"POST {PATHS_INFO} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            'Content-Length: 1000\r\n\r\n{"paths": ['.encode()
+        )
+        started = time.monotonic()
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 400 ") and b"InvalidPath" in reply, reply
+    assert time.monotonic() - started < 5
