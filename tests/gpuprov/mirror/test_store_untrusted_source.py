@@ -11,9 +11,12 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpuprov.errors import InputError
 from gpuprov.mirror.store import add_model, list_repos, read_refs
@@ -150,3 +153,48 @@ def test_store_written_under_umask_077_is_world_readable(src, tmp_path):
             assert mode & 0o444 == 0o444 and not mode & 0o022, f"{path}: {oct(mode)}"
     manifest = store / "repos/models/acme/m/commits" / info.sha / "manifest.json"
     assert json.loads(manifest.read_text())["sha"] == info.sha
+
+
+# ---- item 1 as a property: whatever the tree, nothing from outside it is stored ------------
+KINDS = st.sampled_from(["file", "link-in", "link-out", "link-abs", "fifo", "link-dir", "dangling"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(entries=st.lists(KINDS, min_size=1, max_size=6))
+def test_any_tree_imports_only_regular_files_from_inside_it(entries):
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        (base / "outside.key").write_bytes(SECRET)
+        src = base / "model"
+        (src / "sub").mkdir(parents=True)
+        (src / "sub" / "real.bin").write_bytes(b"inside the tree\n")
+        bad = set()
+        for i, kind in enumerate(entries):
+            path = src / f"e{i}"
+            if kind == "file":
+                path.write_bytes(b"file %d\n" % i)
+            elif kind == "link-in":
+                os.symlink("sub/real.bin", path)
+            elif kind == "link-out":
+                os.symlink("../outside.key", path)
+            elif kind == "link-abs":
+                os.symlink(base / "outside.key", path)
+            elif kind == "fifo":
+                os.mkfifo(path)
+            elif kind == "link-dir":
+                os.symlink("sub", path)
+            else:
+                os.symlink("missing", path)
+            if kind not in ("file", "link-in"):
+                bad.add(f"e{i}")
+        store = base / "store"
+        try:
+            info = add_model(src, store, "acme/m")
+        except InputError as exc:
+            named = {p.location.file.rsplit("/", 1)[-1] for p in exc.problems}
+            assert bad and named == bad, (entries, str(exc))
+        else:
+            assert not bad, entries
+            want = {f"e{i}" for i, k in enumerate(entries)} | {"sub/real.bin"}
+            assert {f.path for f in info.files} == want
+        assert SECRET not in stored_bytes(store) if store.exists() else True
