@@ -75,6 +75,12 @@ class ServerConfig:
             )
         if bool(self.tls_cert) != bool(self.tls_key):
             problems.append(Problem(Location("--tls-cert/--tls-key"), "give both or neither"))
+        for flag, seconds in (
+            ("--idle-timeout", self.idle_timeout),
+            ("--stall-timeout", self.stall_timeout),
+        ):
+            if not 0 < seconds <= 3600:
+                problems.append(Problem(Location(flag), f"{seconds}: expected 0 < seconds <= 3600"))
         if not 1 <= self.max_client_connections <= 65536:
             problems.append(
                 Problem(Location("--max-client-connections"), "expected 1 to 65536 connections")

@@ -152,3 +152,18 @@ def test_client_that_stops_reading_is_dropped(limited, mirror_store):
         except (ConnectionResetError, TimeoutError):
             pass
     assert 0 < got < size
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "flag"),
+    [
+        ("idle_timeout", 0, "--idle-timeout"),
+        ("stall_timeout", -1, "--stall-timeout"),
+        ("max_client_connections", 0, "--max-client-connections"),
+    ],
+)
+def test_limits_are_validated(mirror_store, field, value, flag):
+    from gpuprov.errors import InputError
+
+    with pytest.raises(InputError, match=flag):
+        ServerConfig(mirror_store.store, **{field: value}).validate()
