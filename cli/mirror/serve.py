@@ -71,7 +71,6 @@ def serve(
     import logging
     import sys
 
-    from gpuprov.errors import GpuprovError
     from gpuprov.mirror.server import ServerConfig
     from gpuprov.mirror.server import serve as run_server
 
@@ -102,7 +101,4 @@ def serve(
         idle_timeout=idle_timeout,
         stall_timeout=stall_timeout,
     )
-    try:
-        run_server(config, on_ready=ready)
-    except GpuprovError as exc:
-        app.fail(exc)
+    run_server(config, on_ready=ready)
