@@ -59,5 +59,16 @@ def show_waves(app: App, result, policy, title: str) -> None:
     skipped = f"; {len(result.skipped)} already converged (skipped)" if result.skipped else ""
     app.info(
         f"{len(result.host_names)} hosts in {len(result.waves)} waves{limit}; "
-        f"max_fail {policy.max_fail} per wave{skipped}"
+        f"max_fail {policy.max_fail} per wave{skipped}{excluded_text(result)}"
+    )
+
+
+def excluded_text(rplan) -> str:
+    """The hosts the dry run left out of the waves, for a summary line: "; not in any
+    wave: 2 refused, 1 unreachable" (empty when every host was ready)."""
+    counts = rplan.excluded_counts()
+    if not counts:
+        return ""
+    return "; not in any wave: " + ", ".join(
+        f"{n} {status}" for status, n in sorted(counts.items())
     )
