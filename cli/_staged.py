@@ -180,6 +180,7 @@ class Staged:
         plan = store.load_plan(record.id)
         self.doc["summary"]["hosts"] = len(plan.host_names) + len(plan.skipped)
         self.doc["skipped"] = list(plan.skipped)
+        self.doc["excluded"] = dict(plan.excluded)
         return self.rollout(plan, record.id, store)
 
     # ---- the rollout --------------------------------------------------------------------
