@@ -76,6 +76,7 @@ class Staged:
                 "summary": {"hosts": len(hosts), "changed": 0, "failed": 0},
                 "skipped": targets.converged,
                 "excluded": targets.blocked,
+                "refusals": plan.refusals(),
             }
             # No ready host has a change: refused/unreachable hosts are no work to do.
             idle = not any(h.ready and h.changes for h in plan.hosts.values())

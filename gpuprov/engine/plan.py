@@ -58,6 +58,10 @@ class Plan:
             counts[h.status] = counts.get(h.status, 0) + 1
         return counts
 
+    def refusals(self) -> dict[str, list[dict[str, Any]]]:
+        """Every refused host's refusals ({reason, fix, code}), for JSON documents."""
+        return {n: [asdict(r) for r in h.refusals] for n, h in self.hosts.items() if h.refusals}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "summary": {

@@ -144,6 +144,12 @@ def test_every_fault_of_a_host_in_one_run(lab, inventory: Path):
     assert refusal_lines(proc.stderr, "node01")[1:] == problems
     assert "nothing would change: 1 host refused" in proc.stderr.splitlines()
     assert not list(cwd.glob("*.gpuprov-state.db*")) and not identity_written(lab, "node01")
+    proc = gpuprov("apply", str(inventory), *one, "--yes", "-o", "json", cwd=cwd)
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert [r["code"] for r in doc["refusals"]["node01"]] == ALL_FAULTS
+    assert doc["summary"] == {"hosts": 1, "changed": 0, "failed": 1, "status": "nothing-to-change"}
+    assert doc["excluded"] == {"node01": "refused"}
 
     # the faults are read from the host: headers present -> that refusal is gone; ignored
     # codes become warnings and leave the rest in order
