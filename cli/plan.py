@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from gpuprov.cli._engine import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
+from gpuprov.cli._options import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
 from gpuprov.cli.app import App
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def nothing_would_change(plan: Plan, up_to_date: int = 0) -> str:
 
 
 def plan_exit_code(plan: Plan) -> int:
-    from gpuprov.cli._engine import exit_code
+    from gpuprov.cli._options import exit_code
 
     unreachable = sum(1 for h in plan.blocked if h.status == "unreachable")
     return exit_code(unreachable, len(plan.blocked) - unreachable)
@@ -73,7 +73,7 @@ def plan_exit_code(plan: Plan) -> int:
 def excluded_exit_code(rplan: RolloutPlan) -> int:
     """A rollout that went well still fails when hosts were left out of it: 1 when one
     was refused (or its facts failed), 3 when they were only unreachable."""
-    from gpuprov.cli._engine import exit_code
+    from gpuprov.cli._options import exit_code
 
     unreachable = sum(1 for s in rplan.excluded.values() if s == "unreachable")
     return exit_code(unreachable, len(rplan.excluded) - unreachable)
@@ -87,10 +87,10 @@ def excluded_exit_code(rplan: RolloutPlan) -> int:
 @click.pass_obj
 def plan(app: App, inventory: Path, limit: tuple[str, ...], output: str, accept_new: bool) -> None:
     """Show what `apply` would change on each host (a dry run: nothing is changed)."""
-    from gpuprov.cli._engine import load, open_session, static_checks
+    from gpuprov.cli._options import load, open_session, static_checks
+    from gpuprov.deploys.playbook import default_deploys
 
     from gpuprov.engine.plan import prepare
-    from gpuprov.engine.playbook import default_deploys
 
     cluster, hosts = load(app, inventory, limit)
     static_checks(app, cluster)

@@ -7,9 +7,9 @@ import io
 from gpuprov.engine.plan import HostPlan, OpChange, Plan
 from gpuprov.engine.refusal import Refusal
 from gpuprov.inventory.model import Host, RolloutPolicy, SSHSettings
-from gpuprov.rollout.engine import split
 from gpuprov.rollout.planner import RolloutPlan, plan_rollout
 from gpuprov.rollout.progress import PlainProgress
+from gpuprov.rollout.wave_work import split
 
 CHANGE = [OpChange("GPU node | Preflight | Record the host's identity", "files.template")]
 
