@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pyinfra import host
 from pyinfra.api import deploy
 
+from gpuprov.checks import PREFLIGHT_CHECKS
 from gpuprov.engine.connect import CLUSTER_DATA_KEY, HOST_DATA_KEY
 from gpuprov.engine.refusal import HostRefused, Refusal, warn
 from gpuprov.facts.apt import HeadersCandidate
@@ -34,10 +35,7 @@ from gpuprov.rendering import render
 from gpuprov.tables import SystemProfile, get_profile
 
 SUPPORTED_OS = ("debian12", "ubuntu2204", "ubuntu2404", "rhel9")
-# Every check's stable code (what gpuprov_preflight_ignore takes), most fundamental first:
-# the OS decides every package name; GPUs that are not there make the rest moot; disk and
-# headers are what the driver build needs; Secure Boot only matters once modules load.
-CHECKS = ("os", "stack_os", "gpus", "disk", "headers", "secure_boot")
+CHECKS = PREFLIGHT_CHECKS  # the stable codes, most fundamental first (gpuprov.checks)
 MIN_FREE_GB = 10  # driver + CUDA toolkits + DKMS builds; host var gpuprov_min_free_gb
 
 
