@@ -78,7 +78,7 @@ class Staged:
             }
             # No ready host has a change: refused/unreachable hosts are no work to do.
             idle = not any(h.ready and h.changes for h in plan.hosts.values())
-            if idle and plan.blocked and not self.json:
+            if idle and plan.blocked:  # stderr: a JSON document on stdout stays clean
                 self.app.error(nothing_would_change(plan, len(targets.converged)))
             if dry_run:
                 if self.json:

@@ -149,6 +149,7 @@ def test_every_fault_of_a_host_in_one_run(lab, inventory: Path):
     doc = json.loads(proc.stdout)
     assert [r["code"] for r in doc["refusals"]["node01"]] == ALL_FAULTS
     assert doc["summary"] == {"hosts": 1, "changed": 0, "failed": 1, "status": "nothing-to-change"}
+    assert "nothing would change: 1 host refused" in proc.stderr.splitlines()
     assert doc["excluded"] == {"node01": "refused"}
 
     # the faults are read from the host: headers present -> that refusal is gone; ignored
