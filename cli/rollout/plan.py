@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from gpuprov.cli._options import INVENTORY, OUTPUT
 from gpuprov.cli.app import App
+
+if TYPE_CHECKING:
+    from gpuprov.rollout.planner import RolloutPlan
 
 
 @click.command()
@@ -60,7 +64,7 @@ def show_waves(app: App, result, policy, title: str) -> None:
     )
 
 
-def excluded_text(rplan) -> str:
+def excluded_text(rplan: RolloutPlan) -> str:
     """The hosts the dry run left out of the waves, for a summary line: "; not in any
     wave: 2 refused, 1 unreachable" (empty when every host was ready)."""
     counts = rplan.excluded_counts()
