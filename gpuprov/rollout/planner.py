@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import string
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +67,9 @@ class RolloutPlan:
     waves: tuple[Wave, ...]
     skipped: tuple[str, ...] = ()  # converged hosts: nothing to do
     seed: str = ""
+    # Hosts the dry run found not ready, name -> "refused" | "unreachable" | "failed":
+    # in no wave (a refused host would only fail its wave and eat its max_fail).
+    excluded: dict[str, str] = field(default_factory=dict)
     # Host objects by name for the runner; not part of the serialised plan.
     host_objects: dict[str, Host] = field(default_factory=dict, compare=False, repr=False)
 
@@ -80,7 +82,12 @@ class RolloutPlan:
             "seed": self.seed,
             "waves": [w.to_dict() for w in self.waves],
             "skipped": list(self.skipped),
+            "excluded": dict(self.excluded),
         }
+
+    def excluded_counts(self) -> dict[str, int]:
+        """{"refused": 3, "unreachable": 1}: the summary of the hosts in no wave."""
+        return dict(Counter(self.excluded.values()))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], hosts: dict[str, Host] | None = None) -> RolloutPlan:
@@ -88,6 +95,7 @@ class RolloutPlan:
             waves=tuple(Wave.from_dict(w) for w in data["waves"]),
             skipped=tuple(data.get("skipped", ())),
             seed=data.get("seed", ""),
+            excluded=dict(data.get("excluded") or {}),
             host_objects=dict(hosts or {}),
         )
 
@@ -138,25 +146,12 @@ def allowed_failures(wave_size: int, max_fail: str | int) -> int:
 
 
 def check_hook_template(template: str | None, key: str, location: Location) -> None:
-    """A drain/undrain template may only use {host} and {address}."""
-    if template is None:
-        return
-    try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-    except ValueError as exc:
-        raise InputError(
-            [Problem(location, f"rollout.{key}: bad command template: {exc}")]
-        ) from None
-    unknown = sorted(f for f in fields if f not in HOOK_FIELDS)
-    if unknown:
-        raise InputError(
-            [
-                Problem(
-                    location,
-                    f"rollout.{key}: unknown placeholder {{{unknown[0]}}} (use {{host}} or {{address}})",
-                )
-            ]
-        )
+    """A drain/undrain template may only use bare {host} and {address}, outside quotes."""
+    from gpuprov.inventory.hook_template import template_problem
+
+    problem = None if template is None else template_problem(template)
+    if problem:
+        raise InputError([Problem(location, f"rollout.{key}: {problem}")])
 
 
 def validate_policy(policy: RolloutPolicy) -> tuple[Amount, list[Amount]]:
@@ -273,13 +268,15 @@ def plan_rollout(
     *,
     converged: Iterable[str] = frozenset(),
     seed: str = "",
+    excluded: dict[str, str] | None = None,
 ) -> RolloutPlan:
     """Canary first, then cumulative waves of the remaining hosts, each wave holding at most
     `max_per_domain` hosts of one failure domain (a wave the limit cannot hold spills into
     extra waves named "wave 1b", "wave 1c"...). Converged hosts are skipped.
 
     `seed` (normally the cluster name) keeps the order stable across runs while different
-    clusters get different canaries.
+    clusters get different canaries. `excluded` (hosts the dry run found refused or
+    unreachable, not among `hosts`) is only recorded, for the summary.
     """
     canary_amount, wave_amounts = validate_policy(policy)
     names = [h.name for h in hosts]
@@ -315,4 +312,6 @@ def plan_rollout(
     if taken < len(rest):
         # Waves that stop short of 100% would leave hosts untouched forever: finish them.
         add(rest[taken:], f"wave {number + 1}", False)
-    return RolloutPlan(tuple(waves), skipped, seed, {h.name: h for h in hosts})
+    return RolloutPlan(
+        tuple(waves), skipped, seed, dict(excluded or {}), {h.name: h for h in hosts}
+    )
