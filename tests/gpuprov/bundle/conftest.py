@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,18 @@ def fat32(tmp_path) -> Iterator[Path]:
     try:
         yield mount
     finally:
-        subprocess.run(unmount, check=False, capture_output=True, timeout=30)
+        _unmount(unmount)
+
+
+def _unmount(cmd: list[str]) -> None:
+    """Unmount, waiting out a moment of "busy" (a just-killed writer's files closing);
+    lazily as a last resort, so no mount outlives the test."""
+    for _ in range(10):
+        if subprocess.run(cmd, check=False, capture_output=True, timeout=30).returncode == 0:
+            return
+        time.sleep(0.5)
+    subprocess.run([*cmd[:-1], "-z" if cmd[0] == "fusermount" else "-l", cmd[-1]],
+                   check=False, capture_output=True, timeout=30)  # fmt: skip
 
 
 def flip_byte(path: Path, offset: int = 7) -> None:
