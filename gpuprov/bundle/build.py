@@ -192,7 +192,7 @@ def dnf_target(
 
 def image_refs(cluster: Cluster) -> list[str]:
     """The test image of every host (gpuprov_verify_image) and the bundle's own list."""
-    from gpuprov.inventory.bundle import IMAGE_RE
+    from gpuprov.safe_values import IMAGE_RE
 
     refs = set(cluster.bundle.images if cluster.bundle else ())
     problems = []

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpuprov.errors import GpuprovError
-from gpuprov.inventory.bundle import IMAGE_RE
+from gpuprov.safe_values import IMAGE_RE
 
 SKOPEO_TIMEOUT_S = 3600
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -100,7 +100,8 @@ def fetch(ref: str, cache_layout: Path, insecure: tuple[str, ...] = ()) -> bool:
     the image the registry has now (skopeo may convert a Docker manifest to OCI, so the
     registry's digest is remembered beside the layout with the local one); otherwise
     skopeo copies it, reusing the blobs it has. Returns whether anything was copied."""
-    assert IMAGE_RE.fullmatch(ref), ref  # validated by the inventory loader
+    if not IMAGE_RE.fullmatch(ref):  # the loader refused it already; never to a shell word
+        raise ImageError(f"not an image reference: {ref!r}")
     remote, _ = _platform_manifest(ref, _tls(ref, insecure, "tls-verify"), "amd64")
     seen_file = _seen_path(cache_layout)
     seen = json.loads(seen_file.read_text()) if seen_file.is_file() else {}

@@ -16,6 +16,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from gpuprov.errors import Location
 from gpuprov.inventory.reader import Missing, Reader, suggest, type_name
+from gpuprov.safe_values import IMAGE_RE
 
 BUNDLE_KEYS = ("targets", "mirror_os", "images", "insecure_registries", "models", "python")
 TARGET_KEYS = ("sources", "base")
@@ -27,13 +28,8 @@ URL_RE = re.compile(r"(https?|file)://[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]+")
 # A suite ("bookworm-updates") or a flat repository's path ("/", "./", "x86_64/").
 SUITE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}|\.?/|[A-Za-z0-9._-]{1,64}/")
 COMPONENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-# registry/name[:tag][@sha256:...] as `skopeo copy docker://` takes it.
-IMAGE_RE = re.compile(
-    r"(?:[a-z0-9][a-z0-9.-]*(?::[0-9]{1,5})?/)?"  # registry host[:port]
-    r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"  # path
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"  # tag
-    r"(?:@sha256:[0-9a-f]{64})?"
-)
+# A registry as `host[:port]`. Image references follow safe_values.IMAGE_RE, the same
+# rule as the hosts' gpuprov_verify_image.
 REGISTRY_RE = re.compile(r"[a-z0-9][a-z0-9.-]*(:[0-9]{1,5})?")
 PYTHON_RE = re.compile(r"3\.[0-9]{1,2}")
 REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
