@@ -35,6 +35,9 @@ OUTPUT = click.option(
     show_default=True,
     help="Output format (a file to write is always --to FILE or an argument).",
 )
+STORE = click.option(
+    "--store", required=True, type=click.Path(path_type=Path), help="Mirror store directory."
+)
 STATE = click.option(
     "--state",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -2,33 +2,31 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
-from gpuprov.cli._options import INVENTORY, OUTPUT
+from gpuprov.cli._options import INVENTORY, LIMIT, OUTPUT
 from gpuprov.cli.app import App
 
 
 @click.command()
 @INVENTORY
 @OUTPUT
-@click.option("--limit", "-l", multiple=True, help="Host or group names or globs (repeatable).")
+@LIMIT
 @click.pass_obj
-def show(app: App, inventory: str, output: str, limit: tuple[str, ...]) -> None:
+def show(app: App, inventory: Path, output: str, limit: tuple[str, ...]) -> None:
     """Show every host with its values resolved (cluster < group < host).
 
     Secrets are never in the inventory, so never shown; only the name of the environment
     variable that holds the sudo password is.
     """
+    from gpuprov.cli._options import load
+
     from gpuprov.checks import resolve_modules
-    from gpuprov.errors import ExitCode
-    from gpuprov.inventory.loader import load_inventory
     from gpuprov.tables import TableError, get_profile
 
-    cluster = load_inventory(inventory)
-    hosts = cluster.select(list(limit) or None)
-    if limit and not hosts:
-        app.abort(f"--limit {' '.join(limit)} matches no host", ExitCode.BAD_INPUT)
+    cluster, hosts = load(app, inventory, limit)
     rows: list[dict[str, Any]] = []
     for h in hosts:
         s = h.stack

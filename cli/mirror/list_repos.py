@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from gpuprov.cli._options import OUTPUT
+from gpuprov.cli._options import OUTPUT, STORE
 from gpuprov.cli.app import App
 
 
 @click.command("list")
-@click.option(
-    "--store", required=True, type=click.Path(path_type=Path), help="Mirror store directory."
-)
+@STORE
 @OUTPUT
 @click.pass_obj
 def list_repos(app: App, store: Path, output: str) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from gpuprov.cli._options import STORE
 from gpuprov.cli.app import App
 
 
 @click.command("serve")
-@click.option(
-    "--store", required=True, type=click.Path(path_type=Path), help="Mirror store directory."
-)
+@STORE
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8090, show_default=True, type=int, help="Port (0: any free port).")
 @click.option(
