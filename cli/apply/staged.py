@@ -102,11 +102,9 @@ class Staged:
 
         holder = RolloutLock(self.state_path.with_name(self.state_path.name + ".lock")).holder()
         if holder:
-            self.app.fail(
-                LockedError(
-                    f"another rollout using {self.state_path} is running ({holder}); "
-                    "wait for it or stop it first"
-                )
+            raise LockedError(
+                f"another rollout using {self.state_path} is running ({holder}); "
+                "wait for it or stop it first"
             )
 
     def apply_infra(self, session, plan: Plan, infra: list[Host]) -> int:

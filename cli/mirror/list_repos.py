@@ -19,7 +19,7 @@ def list_repos(app: App, store: Path, output: str) -> None:
     from gpuprov.mirror.store import list_repos as do_list
 
     if not (store / "repos").is_dir():
-        app.fail(InputError([Problem(Location(str(store)), "not a mirror store (no repos/)")]))
+        raise InputError([Problem(Location(str(store)), "not a mirror store (no repos/)")])
     repos = do_list(store)
     if output == "json":
         app.json(
