@@ -76,11 +76,21 @@ def parse_yaml(path: Path, r: Reader) -> CommentedMap:
     return root
 
 
+def parse_any(path: Path, r: Reader) -> CommentedMap:
+    """The tree of an inventory file: YAML, or an Ansible INI inventory (ini.py) read into
+    the tree an Ansible YAML inventory gives."""
+    from gpuprov.inventory import ini
+
+    if ini.is_ini(path, ini.read_text(path, r)):
+        return ini.read_ini(path, r)
+    return parse_yaml(path, r)
+
+
 def load_inventory(path: Path | str) -> Cluster:
     """Load, validate and resolve `path`. Raises InputError with every problem found."""
     path = Path(path)
     r = Reader(path)
-    root = parse_yaml(path, r)
+    root = parse_any(path, r)
     if "all" in root and "cluster" not in root and "groups" not in root:
         from gpuprov.inventory.ansible import to_native
 
