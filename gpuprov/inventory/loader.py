@@ -103,6 +103,9 @@ def load_inventory(path: Path | str) -> Cluster:
 
 def build(root: CommentedMap, path: Path, r: Reader) -> Cluster | None:
     base = path.absolute().parent
+    from gpuprov.inventory.hostranges import expand_groups
+
+    expand_groups(root, r)  # `gpu[001:128]:` -> one host each (hostranges.py)
     r.check_keys(root, ROOT_KEYS, "inventory")
     cnode = r.mapping(root, "cluster", "inventory", required=True) or CommentedMap()
     r.check_keys(cnode, CLUSTER_KEYS, "cluster")
