@@ -42,6 +42,7 @@ class Staged:
         self.yes, self.accept_new = yes, accept_new
         self.password: str | None = None
         self.doc: dict[str, Any] = {}  # the --output json document
+        self.steps = None  # --only/--skip (deploys/steps.py); None: every step
 
     # ---- a new rollout ----------------------------------------------------------------
     def apply(self, hosts: list[Host], *, dry_run: bool) -> int:
@@ -59,7 +60,7 @@ class Staged:
         self.password = sudo_password(self.cluster, hosts, sys.stdin.isatty())
         policy = self.cluster.rollout
         with open_session(self.app, self.cluster, hosts, self.accept_new, self.password) as s:
-            plan = prepare(s, default_deploys())
+            plan = prepare(s, default_deploys(self.steps))
             targets = split(hosts, plan)
             try:
                 rplan = plan_rollout(
@@ -187,7 +188,7 @@ class Staged:
         cluster, policy = self.cluster, self.cluster.rollout
         store = store or StateStore.for_inventory(self.inventory, self.state_path)
         work = WaveWork(
-            cluster, default_deploys(), password=self.password, accept_new=self.accept_new
+            cluster, default_deploys(self.steps), password=self.password, accept_new=self.accept_new
         )
         gate = HealthGates(cluster, policy, password=self.password)
         approve = None

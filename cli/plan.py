@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 from gpuprov.cli._engine import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
+from gpuprov.cli._steps import ONLY, SKIP
 from gpuprov.cli.app import App
 
 if TYPE_CHECKING:
@@ -49,18 +50,30 @@ def plan_exit_code(plan: Plan) -> int:
 @LIMIT
 @OUTPUT
 @ACCEPT_NEW
+@ONLY
+@SKIP
 @click.pass_obj
-def plan(app: App, inventory: Path, limit: tuple[str, ...], output: str, accept_new: bool) -> None:
+def plan(
+    app: App,
+    inventory: Path,
+    limit: tuple[str, ...],
+    output: str,
+    accept_new: bool,
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
+) -> None:
     """Show what `apply` would change on each host (a dry run: nothing is changed)."""
     from gpuprov.cli._engine import load, open_session, static_checks
+    from gpuprov.cli._steps import selection
 
     from gpuprov.engine.plan import prepare
     from gpuprov.engine.playbook import default_deploys
 
+    steps = selection(app, only, skip)
     cluster, hosts = load(app, inventory, limit)
     static_checks(app, cluster)
     with open_session(app, cluster, hosts, accept_new) as session:
-        result = prepare(session, default_deploys())
+        result = prepare(session, default_deploys(steps))
     if output == "json":
         app.json(result.to_dict())
     else:
