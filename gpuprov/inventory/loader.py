@@ -11,7 +11,9 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap
 
 from gpuprov.errors import InputError, Location, Problem
-from gpuprov.inventory import layers
+from gpuprov.inventory import ini, layers
+from gpuprov.inventory.ansible import to_native
+from gpuprov.inventory.hostranges import expand_groups
 from gpuprov.inventory.model import (
     Cluster,
     DriverPin,
@@ -79,8 +81,6 @@ def parse_yaml(path: Path, r: Reader) -> CommentedMap:
 def parse_any(path: Path, r: Reader) -> CommentedMap:
     """The tree of an inventory file: YAML, or an Ansible INI inventory (ini.py) read into
     the tree an Ansible YAML inventory gives."""
-    from gpuprov.inventory import ini
-
     if ini.is_ini(path, ini.read_text(path, r)):
         return ini.read_ini(path, r)
     return parse_yaml(path, r)
@@ -92,8 +92,6 @@ def load_inventory(path: Path | str) -> Cluster:
     r = Reader(path)
     root = parse_any(path, r)
     if "all" in root and "cluster" not in root and "groups" not in root:
-        from gpuprov.inventory.ansible import to_native
-
         root = to_native(root, r, default_name=path.stem)
     cluster = build(root, path, r)
     r.raise_if_problems()
@@ -103,8 +101,6 @@ def load_inventory(path: Path | str) -> Cluster:
 
 def build(root: CommentedMap, path: Path, r: Reader) -> Cluster | None:
     base = path.absolute().parent
-    from gpuprov.inventory.hostranges import expand_groups
-
     expand_groups(root, r)  # `gpu[001:128]:` -> one host each (hostranges.py)
     r.check_keys(root, ROOT_KEYS, "inventory")
     cnode = r.mapping(root, "cluster", "inventory", required=True) or CommentedMap()

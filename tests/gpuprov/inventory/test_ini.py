@@ -9,7 +9,7 @@ import pytest
 
 from gpuprov.errors import InputError
 from gpuprov.inventory import deepops, ranges
-from gpuprov.inventory.ansible import convert_file
+from gpuprov.inventory.convert import convert_file
 from gpuprov.inventory.loader import load_inventory
 
 DEEPOPS = Path(__file__).parent / "ansible_corpus" / "deepops" / "inventory"

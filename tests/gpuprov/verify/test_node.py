@@ -6,13 +6,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploys"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploys"))
 
 from hoststate import host_state_output  # noqa: E402
 from plan_harness import gpu_host  # noqa: E402
 
 from gpuprov.facts.host_state import parse_host_state  # noqa: E402
-from gpuprov.node_verify import ProbeData, VerifyProbe, node_verdict  # noqa: E402
+from gpuprov.verify.node import ProbeData, VerifyProbe, node_verdict  # noqa: E402
 
 SPEC_580 = "cdiVersion: 0.5.0\n  - containerPath: /usr/lib/x86_64-linux-gnu/libcuda.so.580.95.05\n"
 SPEC_570 = SPEC_580.replace("580.95.05", "570.133.20")
