@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from gpuprov.cli._complete import limit_names
 from gpuprov.cli.app import App
 
 
@@ -11,7 +12,8 @@ from gpuprov.cli.app import App
 @click.option(
     "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
-@click.option("--limit", "-l", multiple=True, help="Host or group names or globs (repeatable).")
+@click.option("--limit", "-l", multiple=True, shell_complete=limit_names,
+              help="Host or group names or globs (repeatable).")  # fmt: skip
 @click.pass_obj
 def show(app: App, inventory_file: str, output: str, limit: tuple[str, ...]) -> None:
     """Show every host with its values resolved (cluster < group < host).
