@@ -91,7 +91,7 @@ def _place(r: Reader, dst: CommentedMap, vars_node: Any, where: str, level: str)
         # DeepOps' driver/CUDA variables become gpuprov_* ones, or a warning naming them
         tr = deepops.translate(key, raw)
         for note in tr.warnings if tr is not None else ():
-            r.warn(kloc, f"{where}.{key}: {note}")
+            _warn_once(r, kloc, key, f"{where}.{key}: {note}")
         for name, value in tr.vars if tr is not None else [(key, raw)]:
             _place_one(r, dst, vars_node, key, name, value, kloc, where, level)
 
@@ -121,7 +121,7 @@ def _place_one(r, dst, vars_node, src_key, key, value, kloc, where, level) -> No
         r.error(kloc, f"{where}: unknown variable {key!r}{suggest(key, [*VAR_MAP, *CLUSTER_ONLY])}")
         return
     elif isinstance(key, str) and key.startswith("ansible_"):
-        r.warn(kloc, f"{where}.{key}: ignored by gpuprov")
+        _warn_once(r, kloc, key, f"{where}.{key}: ignored by gpuprov")
         return
     else:
         if level == "cluster":
@@ -146,6 +146,15 @@ def _place_one(r, dst, vars_node, src_key, key, value, kloc, where, level) -> No
         value = m
     node[path[-1]] = value
     _copy_pos(node, path[-1], vars_node, src_key)
+
+
+def _warn_once(r: Reader, loc: Any, key: Any, message: str) -> None:
+    """One warning per variable definition: a group variable an INI inventory hands to each
+    of 1,000 hosts (ini.py) is still one line of the file, so one warning."""
+    seen: set = r.__dict__.setdefault("_ansible_warned", set())
+    if (loc, key) not in seen:
+        seen.add((loc, key))
+        r.warn(loc, message)
 
 
 def _merge_into(dst: CommentedMap, src: CommentedMap) -> None:

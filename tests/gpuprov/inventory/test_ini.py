@@ -159,3 +159,15 @@ def test_ranges(pattern: str, names: list[str]) -> None:
 def test_bad_ranges(bad: str) -> None:
     with pytest.raises(ranges.RangeError):
         ranges.expand(bad)
+
+
+def test_a_group_variable_is_warned_about_once_not_per_host(tmp_path: Path) -> None:
+    f = tmp_path / "hosts.ini"
+    f.write_text(
+        "[kube-node]\ngpu[01:20]\n[slurm-node]\ngpu[01:20]\n[slurm-node:vars]\n"
+        "nvidia_driver_skip_reboot=yes\n[all:vars]\ngpuprov_profile=hgx-h100-8\n"
+        "gpuprov_driver_branch=580\ngpuprov_driver_version=580.95.05\n"
+    )
+    c = load_inventory(f)
+    skip = [w for w in c.warnings if "nvidia_driver_skip_reboot" in w.message]
+    assert len(skip) == 1 and str(skip[0].location) == f"{f}:6:1"
