@@ -65,7 +65,7 @@ def apply(
       gpuprov apply inventories/prod.yaml --only cuda      # a CUDA-only rollout
 
     --only/--skip select runbook steps (preflight always runs); a resumed rollout runs
-    the steps given again (pass the same --only/--skip).
+    the steps it started with.
     """
     from gpuprov.cli._options import load, static_checks
     from gpuprov.cli._steps import selection

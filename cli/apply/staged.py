@@ -4,6 +4,7 @@ then the staged rollout of the GPU hosts (or the resume of one). Returns exit co
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,8 @@ class Staged:
                 )
             except GpuprovError as exc:
                 self.app.fail(exc)
+            if self.steps is not None and not self.steps.everything:
+                rplan = replace(rplan, steps=self.steps.steps)  # stored: --resume runs them
             if not self.json:
                 show_plan(self.app, plan)
                 if rplan.waves:
@@ -165,16 +168,35 @@ class Staged:
                 f"warning: {self.inventory} changed since rollout {record.id} started; its "
                 "stored waves are kept (hosts no longer in the inventory fail their wave)"
             )
+        plan = store.load_plan(record.id)
+        self.steps = self.resumed_steps(plan, record.id)
         self.password = sudo_password(
             self.cluster, list(self.cluster.hosts.values()), sys.stdin.isatty()
         )
         if not self.yes and not click.confirm(f"Resume rollout {record.id}?", err=True):
             self.app.abort("nothing changed", ExitCode.INTERRUPTED)
         self.doc = {"summary": {"hosts": 0, "changed": 0, "failed": 0}, "skipped": []}
-        plan = store.load_plan(record.id)
         self.doc["summary"]["hosts"] = len(plan.host_names) + len(plan.skipped)
         self.doc["skipped"] = list(plan.skipped)
         return self.rollout(plan, record.id, store)
+
+    def resumed_steps(self, plan: RolloutPlan, rollout_id: int):
+        """The steps rollout `rollout_id` started with: a resumed CUDA-only rollout stays
+        CUDA-only. Other steps asked for now are refused, not silently used."""
+        from gpuprov.deploys.steps import ALL, StepSelection
+
+        stored = ALL if plan.steps is None else StepSelection(
+            tuple(plan.steps), f"--only {','.join(plan.steps)}, as rollout {rollout_id} started"
+        )  # fmt: skip
+        asked = self.steps
+        if asked is not None and not asked.everything and asked.steps != stored.steps:
+            started = "every step" if stored.everything else ", ".join(stored.steps)
+            self.app.abort(
+                f"rollout {rollout_id} runs {started}; --resume continues it with the same "
+                f"steps (drop {asked.flag})",
+                ExitCode.BAD_INPUT,
+            )
+        return stored
 
     # ---- the rollout --------------------------------------------------------------------
     def rollout(self, rplan: RolloutPlan, resume: int | None, store=None) -> int:

@@ -68,6 +68,9 @@ class RolloutPlan:
     waves: tuple[Wave, ...]
     skipped: tuple[str, ...] = ()  # converged hosts: nothing to do
     seed: str = ""
+    # The runbook steps the rollout runs (`--only`/`--skip`, deploys/steps.py); None: all.
+    # Stored with the plan so `--resume` runs the same steps the rollout started with.
+    steps: tuple[str, ...] | None = None
     # Host objects by name for the runner; not part of the serialised plan.
     host_objects: dict[str, Host] = field(default_factory=dict, compare=False, repr=False)
 
@@ -76,11 +79,14 @@ class RolloutPlan:
         return [name for wave in self.waves for name in wave.hosts]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "seed": self.seed,
             "waves": [w.to_dict() for w in self.waves],
             "skipped": list(self.skipped),
         }
+        if self.steps is not None:
+            out["steps"] = list(self.steps)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], hosts: dict[str, Host] | None = None) -> RolloutPlan:
@@ -88,6 +94,7 @@ class RolloutPlan:
             waves=tuple(Wave.from_dict(w) for w in data["waves"]),
             skipped=tuple(data.get("skipped", ())),
             seed=data.get("seed", ""),
+            steps=tuple(data["steps"]) if data.get("steps") is not None else None,
             host_objects=dict(hosts or {}),
         )
 

@@ -39,3 +39,53 @@ def test_help_lists_the_steps() -> None:
     proc = gpuprov("apply", "--help")
     assert proc.returncode == 0
     assert "--only STEP[,STEP]" in proc.stdout and "fabricmanager" in proc.stdout
+
+
+def halted_rollout(tmp_path: Path, steps: tuple[str, ...] | None) -> Path:
+    """A copy of the site template with a halted rollout of its state, started with
+    `steps` (None: every step)."""
+    from gpuprov.rollout.planner import RolloutPlan, Wave
+    from gpuprov.rollout.state import StateStore
+
+    inventory = tmp_path / "prod.yaml"
+    inventory.write_text((REPO / "inventories" / "prod.yaml").read_text())
+    store = StateStore.for_inventory(inventory)
+    plan = RolloutPlan(waves=(Wave(0, "canary", ("gpu001",), True),), seed="s", steps=steps)
+    rid = store.create_rollout(plan)
+    store.set_rollout(rid, "halted", "gate failed")
+    assert store.load_plan(rid).steps == steps  # stored with the plan
+    store.close()
+    return inventory
+
+
+def test_resume_keeps_the_steps_the_rollout_started_with(tmp_path: Path) -> None:
+    inventory = halted_rollout(tmp_path, ("cuda",))
+    proc = gpuprov("apply", str(inventory), "--resume", "--yes", "--only", "driver")
+    assert proc.returncode == 2, proc.stderr
+    assert (
+        "rollout 1 runs cuda; --resume continues it with the same steps (drop --only driver)"
+        in (proc.stderr)
+    )
+    assert "Traceback" not in proc.stderr
+
+
+def test_resume_of_a_full_rollout_refuses_a_selection(tmp_path: Path) -> None:
+    inventory = halted_rollout(tmp_path, None)
+    proc = gpuprov("apply", str(inventory), "--resume", "--yes", "--skip", "dcgm")
+    assert proc.returncode == 2 and "rollout 1 runs every step" in proc.stderr
+
+
+def test_a_resume_without_flags_runs_the_stored_steps(tmp_path: Path) -> None:
+    from gpuprov.cli.app import App
+    from gpuprov.cli.apply.staged import Staged
+    from gpuprov.deploys.steps import parse
+    from gpuprov.inventory.loader import load_inventory
+    from gpuprov.rollout.planner import RolloutPlan
+
+    inventory = halted_rollout(tmp_path, ("cuda",))
+    run = Staged(App(), load_inventory(inventory), inventory, None, output="table", yes=True,
+                 accept_new=False)  # fmt: skip
+    run.steps = parse()  # no --only/--skip on the command line
+    stored = run.resumed_steps(RolloutPlan(waves=(), steps=("cuda",)), 1)
+    assert stored.steps == ("cuda",) and not stored.runs("driver")
+    assert run.resumed_steps(RolloutPlan(waves=()), 1).everything
