@@ -79,6 +79,7 @@ def test_a_resume_without_flags_runs_the_stored_steps(tmp_path: Path) -> None:
     from gpuprov.cli.app import App
     from gpuprov.cli.apply.staged import Staged
     from gpuprov.deploys.steps import parse
+
     from gpuprov.inventory.loader import load_inventory
     from gpuprov.rollout.planner import RolloutPlan
 
