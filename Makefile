@@ -55,14 +55,14 @@ lab-deps:
 
 ## The local Vagrant box gpuprov/debian12-local, from the test bed rootfs (docs/lab.md).
 lab-box: system-deps lab-deps $(STAMP)
-	$(PY) -m gpuprov.lab box
+	$(VENV)/bin/gpuprov lab box
 
 ## The README's main job on a local lab (see README).
 demo: system-deps $(STAMP)
-	$(PY) -m gpuprov.lab demo
+	$(VENV)/bin/gpuprov lab demo
 
 demo-clean: $(STAMP)
-	$(PY) -m gpuprov.lab clean
+	$(VENV)/bin/gpuprov lab clean
 
 bench: system-deps $(STAMP)
 	$(PY) -m benchmarks

@@ -8,6 +8,8 @@ import click
 from gpuprov.cli._options import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
 from gpuprov.cli.app import App
 
+from gpuprov.errors import ExitCode
+
 
 @click.command()
 @INVENTORY
@@ -32,7 +34,7 @@ def verify(
     cluster, hosts = load(app, inventory, limit)
     gpu = [h for h in hosts if h.role == "gpu"]
     if not gpu:
-        app.abort("no GPU host selected", 2)
+        app.abort("no GPU host selected", ExitCode.BAD_INPUT)
     with open_session(app, cluster, gpu, accept_new) as session:
         states = gather(session, HostState)
         with quiet_pyinfra():

@@ -16,10 +16,9 @@ import sys
 from pathlib import Path
 
 import click
-from gpuprov.cli._options import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
+from gpuprov.cli._options import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT, STATE
 from gpuprov.cli._steps import ONLY, SKIP
 from gpuprov.cli.app import App
-from gpuprov.cli.rollout._common import state_option
 
 from gpuprov.errors import ExitCode
 
@@ -38,7 +37,7 @@ from gpuprov.errors import ExitCode
     is_flag=True,
     help="Continue the latest interrupted or halted rollout of INVENTORY (its stored plan).",
 )
-@state_option
+@STATE
 @ONLY
 @SKIP
 @click.pass_obj
@@ -72,7 +71,10 @@ def apply(
     from gpuprov.cli.apply.staged import Staged
 
     if resume and (limit or dry_run):
-        app.abort("--resume continues the stored plan: it takes no --limit or --dry-run", 2)
+        app.abort(
+            "--resume continues the stored plan: it takes no --limit or --dry-run",
+            ExitCode.BAD_INPUT,
+        )
     if not yes and not dry_run and not sys.stdin.isatty():
         app.abort("not a terminal: pass --yes to apply without confirmation", ExitCode.BAD_INPUT)
     steps = selection(app, only, skip)

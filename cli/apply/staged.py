@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gpuprov.errors import ExitCode, GpuprovError
+from gpuprov.errors import ExitCode
 from gpuprov.terminal import cell
 
 if TYPE_CHECKING:
@@ -64,12 +64,9 @@ class Staged:
         with open_session(self.app, self.cluster, hosts, self.accept_new, self.password) as s:
             plan = prepare(s, default_deploys(self.steps))
             targets = split(hosts, plan)
-            try:
-                rplan = plan_rollout(
-                    targets.gpu, policy, converged=targets.converged, seed=self.cluster.name
-                )
-            except GpuprovError as exc:
-                self.app.fail(exc)
+            rplan = plan_rollout(
+                targets.gpu, policy, converged=targets.converged, seed=self.cluster.name
+            )
             if self.steps is not None and not self.steps.everything:
                 rplan = replace(rplan, steps=self.steps.steps)  # stored: --resume runs them
             if not self.json:
@@ -156,13 +153,15 @@ class Staged:
         from gpuprov.rollout.state import StateStore
 
         if not self.state_path.exists():
-            self.app.abort(f"nothing to resume: no rollout state at {self.state_path}", 2)
+            self.app.abort(
+                f"nothing to resume: no rollout state at {self.state_path}", ExitCode.BAD_INPUT
+            )
         store = StateStore.for_inventory(self.inventory, self.state_path)
         record = store.latest_resumable()
         if record is None:
             latest = store.latest()
             what = f"rollout {latest.id} is {latest.status}" if latest else "no rollout recorded"
-            self.app.abort(f"nothing to resume for {self.inventory}: {what}", 2)
+            self.app.abort(f"nothing to resume for {self.inventory}: {what}", ExitCode.BAD_INPUT)
         if store.inventory_changed(record):
             self.app.warning(
                 f"warning: {self.inventory} changed since rollout {record.id} started; its "
@@ -228,8 +227,6 @@ class Staged:
                 progress=make_progress(self.app.err if self.json else self.app.out),
                 resume=resume, hosts=cluster.hosts,
             )  # fmt: skip
-        except GpuprovError as exc:
-            self.app.fail(exc)
         finally:
             store.close()
         self.summarise(report, work, rplan)

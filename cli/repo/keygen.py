@@ -47,16 +47,12 @@ def keygen(
 ) -> None:
     """Create a signing key for apt repositories in GnuPG home HOME."""
     from gpuprov.aptrepo import generate_key
-    from gpuprov.errors import GpuprovError
 
-    try:
-        key = generate_key(
-            home, name, email, algorithm=algorithm, expire=expire, passphrase_file=passphrase_file
-        )
-        if export_to:
-            key.export_public(export_to)
-    except GpuprovError as exc:
-        app.fail(exc)
+    key = generate_key(
+        home, name, email, algorithm=algorithm, expire=expire, passphrase_file=passphrase_file
+    )
+    if export_to:
+        key.export_public(export_to)
     app.success(f"created {algorithm} key {key.fingerprint} ({key.uid}) in {home}")
     if export_to:
         app.info(f"public keyring for Signed-By: {export_to}")
