@@ -42,14 +42,10 @@ SKIP = click.option(
 
 
 def selection(app: App, only: tuple[str, ...], skip: tuple[str, ...]) -> StepSelection:
+    """The selection; an unknown step is an InputError (the root group prints it, exit 2)."""
     from gpuprov.deploys.steps import parse
 
-    from gpuprov.errors import InputError
-
-    try:
-        steps = parse(only, skip)
-    except InputError as exc:
-        app.fail(exc)
+    steps = parse(only, skip)
     if not steps.everything:  # on stderr: stdout may be --output json
         app.err.print(f"Steps: preflight, {', '.join(steps.steps)} ({steps.flag})", markup=False)
     return steps

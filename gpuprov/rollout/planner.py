@@ -322,4 +322,4 @@ def plan_rollout(
     if taken < len(rest):
         # Waves that stop short of 100% would leave hosts untouched forever: finish them.
         add(rest[taken:], f"wave {number + 1}", False)
-    return RolloutPlan(tuple(waves), skipped, seed, {h.name: h for h in hosts})
+    return RolloutPlan(tuple(waves), skipped, seed, host_objects={h.name: h for h in hosts})
