@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import click
 from rich.console import Console
@@ -29,9 +29,9 @@ class App:
         self.debug = debug
         # NO_COLOR (no-color.org): no styling at all, so a terminal log is as plain as a
         # piped one; rich already writes no escapes when the output is not a terminal.
-        plain = {"color_system": None} if os.environ.get("NO_COLOR") else {}
-        self.out = Console(highlight=False, soft_wrap=True, **plain)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True, **plain)
+        colours: Literal["auto"] | None = None if os.environ.get("NO_COLOR") else "auto"
+        self.out = Console(highlight=False, soft_wrap=True, color_system=colours)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True, color_system=colours)
 
     # ---- messages -------------------------------------------------------------------
     def info(self, text: str) -> None:

@@ -79,7 +79,7 @@ def gpu_stack(steps: StepSelection = ALL) -> None:
     )
     for step, run in runbook:
         if steps.runs(step) or (run is driver_loaded and steps.runs("nouveau")):
-            run(ctx)
+            run(ctx=ctx)
         else:
             skipped(name=f"{step} (not selected)", reason=steps.skip_reason(step))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -31,6 +32,10 @@ def _import_pyinfra_cli_without_patching() -> None:
 
 _import_pyinfra_cli_without_patching()
 
+# Test support modules (tests/support/): nvidia_smi_text turns the public `nvidia-smi -q`
+# text captures (the only full H100/H800 ones) into reports for the verdict tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CAPTURES = Path(os.environ.get("GPUPROV_CAPTURES") or SHARED / "reference" / "captures")
@@ -40,3 +45,18 @@ CAPTURES = Path(os.environ.get("GPUPROV_CAPTURES") or SHARED / "reference" / "ca
 def captures() -> Path:
     assert CAPTURES.is_dir(), f"real captures not found at {CAPTURES} (set GPUPROV_CAPTURES)"
     return CAPTURES
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Test-bed hosts (markers host, vm) need root (namespaces, mounts) and the Debian tools
+    that build them: without those they are skipped with the reason, wherever they live."""
+    missing = [t for t in ("debootstrap", "sshd", "ip", "mke2fs") if not shutil.which(t)]
+    reason = None
+    if os.geteuid() != 0:
+        reason = "test-bed hosts need root"
+    elif missing:
+        reason = f"missing {missing}: run `make system-deps`"
+    if reason:
+        for item in items:
+            if "host" in item.keywords or "vm" in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))

@@ -15,7 +15,9 @@ from gpuprov.terminal import cell
 
 if TYPE_CHECKING:
     from gpuprov.cli.app import App
+    from gpuprov.deploys.steps import StepSelection
 
+    from gpuprov.engine.connect import SudoPasswords
     from gpuprov.engine.plan import Plan
     from gpuprov.inventory.model import Cluster, Host
     from gpuprov.rollout.planner import RolloutPlan
@@ -42,9 +44,9 @@ class Staged:
         self.state_path = state or default_state_path(inventory)
         self.json = output == "json"
         self.yes, self.accept_new = yes, accept_new
-        self.password: str | None = None
+        self.password: SudoPasswords | None = None
         self.doc: dict[str, Any] = {}  # the --output json document
-        self.steps = None  # --only/--skip (deploys/steps.py); None: every step
+        self.steps: StepSelection | None = None  # --only/--skip (deploys/steps.py); None: all
 
     # ---- a new rollout ----------------------------------------------------------------
     def apply(self, hosts: list[Host], *, dry_run: bool) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from gpuprov.cli._complete import limit_names
 from gpuprov.cli._options import INVENTORY, OUTPUT
@@ -29,7 +31,7 @@ def show(app: App, inventory: str, output: str, limit: tuple[str, ...]) -> None:
     hosts = cluster.select(list(limit) or None)
     if limit and not hosts:
         app.abort(f"--limit {' '.join(limit)} matches no host", ExitCode.BAD_INPUT)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for h in hosts:
         s = h.stack
         modules = None

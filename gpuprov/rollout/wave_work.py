@@ -6,19 +6,22 @@ hosts (mirror, controller: applied first, directly, never drained), GPU hosts wi
 nothing to change (skipped), and GPU hosts to roll out. `WaveWork` then runs each wave:
 connect the wave's hosts, prepare, execute, reporting each host's operation as its step.
 pyinfra never decides membership: the State holds exactly the wave's hosts
-(../shared/reference/pyinfra-library.md).
+(docs/pyinfra-library.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuprov.engine.apply import HostResult as ApplyHostResult
 from gpuprov.engine.plan import Plan
 from gpuprov.inventory.model import Cluster, Host
 from gpuprov.rollout.runner import HostResult, Report
+
+if TYPE_CHECKING:
+    from gpuprov.engine.connect import SudoPasswords
 
 Deploy = Callable[..., Any]
 
@@ -57,7 +60,7 @@ class WaveWork:
         cluster: Cluster,
         deploys: Sequence[Deploy],
         *,
-        password: str | None = None,
+        password: SudoPasswords | None = None,
         accept_new: bool = False,
     ):
         self.cluster = cluster
