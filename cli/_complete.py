@@ -38,6 +38,8 @@ def limit_names(
     prefix = f"{head}," if head else ""
     groups = [CompletionItem(prefix + g, help=f"group: {len(cluster.groups[g].hosts)} hosts")
               for g in cluster.groups if g.startswith(last)]  # fmt: skip
+    groups += [CompletionItem(prefix + a, help=f"alias: {len(m)} hosts")
+               for a, m in cluster.aliases.items() if a.startswith(last) and a not in cluster.groups]  # fmt: skip
     hosts = [CompletionItem(prefix + h.name, help=f"{h.role} host in {h.group}")
              for h in cluster.hosts.values() if h.name.startswith(last)]  # fmt: skip
     return (groups + hosts)[:MAX_ITEMS]

@@ -24,6 +24,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap
 
 from gpuprov.inventory import deepops, ranges
+from gpuprov.inventory.aliases import ANSIBLE_KEY
 from gpuprov.inventory.reader import Reader, suggest, type_name
 
 # variable -> path in our schema (relative to the cluster, group or host mapping)
@@ -181,7 +182,7 @@ def to_native(root: CommentedMap, r: Reader, default_name: str = "cluster") -> C
     out["cluster"] = cluster
     _copy_pos(out, "cluster", root, "all")
     for key in root:
-        if key != "all":
+        if key not in ("all", ANSIBLE_KEY):
             r.error(
                 r.key_loc(root, key),
                 f"unknown top-level key {key!r} in an Ansible inventory (only `all:`)",
@@ -219,7 +220,50 @@ def to_native(root: CommentedMap, r: Reader, default_name: str = "cluster") -> C
     elif children:
         for name, node in children.items():
             _walk(r, groups, name, node, children, f"all.children.{name}", base, seen)
+    aliases = _aliases(root, top, groups)
+    if aliases:
+        out["aliases"] = aliases
     return out
+
+
+def _aliases(root: CommentedMap, top: CommentedMap, groups: CommentedMap) -> CommentedMap:
+    """Every Ansible group as an alias of all its hosts (children included), so `--limit`
+    keeps Ansible's group names; none where it says no more than the gpuprov group."""
+    members: dict[str, list[str]] = {}
+    given = root.get(ANSIBLE_KEY)  # from ini.py, which has flattened the groups already
+    if isinstance(given, dict):
+        members = {str(k): [str(h) for h in v] for k, v in given.items()}
+    else:
+        _collect(top.get("children"), members)
+    out = CommentedMap()
+    for name, hosts in members.items():
+        hosts = list(dict.fromkeys(hosts))
+        group = groups.get(name)
+        mine = list(group.get("hosts") or ()) if isinstance(group, CommentedMap) else None
+        if hosts and hosts != mine:
+            out[name] = hosts
+    return out
+
+
+def _collect(children: Any, members: dict[str, list[str]]) -> list[str]:
+    """The hosts under each group of a YAML `children` mapping, recursively."""
+    found: list[str] = []
+    if not isinstance(children, CommentedMap):
+        return found
+    for name, node in children.items():
+        mine: list[str] = []
+        if isinstance(node, CommentedMap):
+            hosts = node.get("hosts")
+            if isinstance(hosts, CommentedMap):
+                for pattern in hosts:
+                    try:
+                        mine += ranges.expand(str(pattern))
+                    except ranges.RangeError:
+                        continue  # reported where the hosts are read
+            mine += _collect(node.get("children"), members)
+        members.setdefault(str(name), []).extend(mine)
+        found += mine
+    return found
 
 
 def _walk(r, groups, name, node, parent, where, inherited: CommentedMap, seen) -> None:

@@ -30,6 +30,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from gpuprov.errors import InputError, Problem
 from gpuprov.inventory import ranges
+from gpuprov.inventory.aliases import ANSIBLE_KEY
 from gpuprov.inventory.reader import Reader
 
 MAX_BYTES = 16 * 1024 * 1024  # an inventory, not a data set
@@ -405,6 +406,12 @@ def to_tree(inv: IniInventory, r: Reader) -> CommentedMap:
         children.lc.add_kv_line_col(gname, [g.line0, g.col0, g.line0, g.col0])
     if children:
         top["children"] = children
+    # Ansible's own groups, for `--limit` (aliases.py): each with all its hosts
+    aliases = CommentedMap()
+    for g in groups.values():
+        if g.name not in ("all", "ungrouped"):
+            aliases[g.name] = [h for h in hosts if g.name in member_of[h]]
+    root[ANSIBLE_KEY] = aliases
     return root
 
 

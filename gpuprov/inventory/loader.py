@@ -12,6 +12,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from gpuprov.errors import InputError, Location, Problem
 from gpuprov.inventory import ini, layers
+from gpuprov.inventory.aliases import read_aliases
 from gpuprov.inventory.ansible import to_native
 from gpuprov.inventory.host_vars import check_vars
 from gpuprov.inventory.hostranges import expand_groups
@@ -28,7 +29,7 @@ from gpuprov.inventory.policy import read_mirror, read_rollout
 from gpuprov.inventory.reader import Missing, Reader
 from gpuprov.safe_values import address_problem
 
-ROOT_KEYS = ("cluster", "groups")
+ROOT_KEYS = ("cluster", "groups", "aliases")
 CLUSTER_KEYS = ("name", "stack", "mirror", "ssh", "rollout")
 GROUP_KEYS = ("role", "profile", "stack", "ssh", "vars", "hosts")
 HOST_KEYS = ("address", "port", "rack", "domains", "profile", "stack", "ssh", "vars")
@@ -166,6 +167,7 @@ def build(root: CommentedMap, path: Path, r: Reader) -> Cluster | None:
     if rollout.hook_host is not None and rollout.hook_host not in hosts:
         r.error(r.value_loc(cnode["rollout"], "hook_host"),
                 f"rollout.hook_host {rollout.hook_host!r} is not a host of this inventory")  # fmt: skip
+    aliases = read_aliases(r, root, hosts)
     if r.problems:
         return None
     return Cluster(
@@ -178,6 +180,7 @@ def build(root: CommentedMap, path: Path, r: Reader) -> Cluster | None:
         groups=groups,
         hosts=hosts,
         warnings=list(r.warnings),
+        aliases=aliases,
     )
 
 

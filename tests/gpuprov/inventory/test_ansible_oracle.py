@@ -146,6 +146,19 @@ def test_gpuprov_loads_what_ansible_reads(path: Path, tmp_path: Path) -> None:
         if "ansible_host" not in avars:
             assert h.address == name
     assert checked > 0
+    # --limit GROUP selects what Ansible's -l GROUP does, for every Ansible group
+    for group in listing:
+        if group not in ("_meta", "all"):
+            want = transitive_hosts(listing, group)
+            assert {h.name for h in cluster.select([group])} == want, group
+
+
+def transitive_hosts(listing: dict[str, Any], group: str) -> set[str]:
+    entry = listing.get(group, {})
+    out = set(entry.get("hosts", []))
+    for child in entry.get("children", []):
+        out |= transitive_hosts(listing, child)
+    return out
 
 
 def test_corpus_covers_the_issue() -> None:

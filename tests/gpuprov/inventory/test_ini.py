@@ -121,6 +121,7 @@ def test_import_ini_writes_our_format(tmp_path: Path) -> None:
     out = convert_file(DEEPOPS, tmp_path / "site.yaml")
     a, b = load_inventory(DEEPOPS), load_inventory(out)
     assert list(a.hosts) == list(b.hosts)
+    assert a.aliases == b.aliases and "slurm-node" in b.aliases  # --limit slurm-node kept
     for name in a.hosts:
         ha, hb = a.hosts[name], b.hosts[name]
         assert (ha.address, ha.role, ha.group, ha.vars, ha.domains, ha.ssh.user) == (
@@ -171,3 +172,19 @@ def test_a_group_variable_is_warned_about_once_not_per_host(tmp_path: Path) -> N
     c = load_inventory(f)
     skip = [w for w in c.warnings if "nvidia_driver_skip_reboot" in w.message]
     assert len(skip) == 1 and str(skip[0].location) == f"{f}:6:1"
+
+
+def test_aliases_are_checked(tmp_path: Path) -> None:
+    f = tmp_path / "site.yaml"
+    f.write_text(
+        "cluster: {stack: {driver: {branch: '580', version: 580.95.05}}}\n"
+        "groups:\n  gpu:\n    profile: hgx-h100-8\n    hosts:\n      g1: {}\n"
+        "aliases:\n  slurm-node: [g1, g9]\n  bad name: [g1]\n  x: g1\n"
+    )
+    found = problems(f)
+    assert any(p.startswith(f"{f}:8:") and "'g9' is not a host" in p for p in found), found
+    assert any("alias name 'bad name'" in p for p in found)
+    assert any("aliases.x: expected a list of host names" in p for p in found)
+    f.write_text(f.read_text().replace(", g9]", "]").replace("  bad name: [g1]\n  x: g1\n", ""))
+    c = load_inventory(f)
+    assert [h.name for h in c.select(["slurm-*"])] == ["g1"]
