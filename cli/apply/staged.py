@@ -51,7 +51,7 @@ class Staged:
     # ---- a new rollout ----------------------------------------------------------------
     def apply(self, hosts: list[Host], *, dry_run: bool) -> int:
         from gpuprov.cli._options import open_session
-        from gpuprov.cli.plan import plan_exit_code, show_plan
+        from gpuprov.cli.plan import nothing_would_change, plan_exit_code, show_plan
         from gpuprov.deploys.playbook import default_deploys
 
         from gpuprov.engine.connect import sudo_password
@@ -67,8 +67,9 @@ class Staged:
             plan = prepare(s, default_deploys(self.steps))
             targets = split(hosts, plan)
             rplan = plan_rollout(
-                targets.gpu, policy, converged=targets.converged, seed=self.cluster.name
-            )
+                targets.gpu, policy, converged=targets.converged, seed=self.cluster.name,
+                excluded=targets.blocked,
+            )  # fmt: skip
             if self.steps is not None and not self.steps.everything:
                 rplan = replace(rplan, steps=self.steps.steps)  # stored: --resume runs them
             if not self.json:
@@ -78,15 +79,23 @@ class Staged:
             self.doc = {
                 "summary": {"hosts": len(hosts), "changed": 0, "failed": 0},
                 "skipped": targets.converged,
+                "excluded": targets.blocked,
+                "refusals": plan.refusals(),
             }
+            # No ready host has a change: refused/unreachable hosts are no work to do.
+            idle = not any(h.ready and h.changes for h in plan.hosts.values())
+            if idle and plan.blocked:  # stderr: a JSON document on stdout stays clean
+                self.app.error(nothing_would_change(plan, len(targets.converged)))
             if dry_run:
                 if self.json:
                     self.app.json({"plan": plan.to_dict(), "rollout_plan": rplan.to_dict()})
                 return plan_exit_code(plan)
-            if not targets.infra and not rplan.waves:
-                self.doc["summary"]["status"] = "up-to-date"
+            if idle:
+                summary = self.doc["summary"]
+                summary["failed"] = len(plan.blocked)
+                summary["status"] = "nothing-to-change" if plan.blocked else "up-to-date"
                 self.finish_json()
-                if not self.json:
+                if not self.json and not plan.blocked:
                     self.app.success("Nothing to change: every selected host is up to date.")
                 return plan_exit_code(plan)
             if not self.yes and not click.confirm("Apply these changes?", err=True):
@@ -179,6 +188,7 @@ class Staged:
         self.doc = {"summary": {"hosts": 0, "changed": 0, "failed": 0}, "skipped": []}
         self.doc["summary"]["hosts"] = len(plan.host_names) + len(plan.skipped)
         self.doc["skipped"] = list(plan.skipped)
+        self.doc["excluded"] = dict(plan.excluded)
         return self.rollout(plan, record.id, store)
 
     def resumed_steps(self, plan: RolloutPlan, rollout_id: int):
@@ -201,6 +211,7 @@ class Staged:
 
     # ---- the rollout --------------------------------------------------------------------
     def rollout(self, rplan: RolloutPlan, resume: int | None, store=None) -> int:
+        from gpuprov.cli.plan import excluded_exit_code
         from gpuprov.deploys.playbook import default_deploys
 
         from gpuprov.rollout.gates import HealthGates
@@ -232,12 +243,14 @@ class Staged:
         finally:
             store.close()
         self.summarise(report, work, rplan)
-        return report.exit_code
+        return report.exit_code or excluded_exit_code(rplan)
 
     def summarise(self, report: RolloutReport, work, rplan: RolloutPlan) -> None:
+        from gpuprov.cli.rollout.plan import excluded_text
+
         summary = self.doc["summary"]
         summary["changed"] += work.changed
-        summary["failed"] += len(report.failed)
+        summary["failed"] += len(report.failed) + len(rplan.excluded)
         summary["status"] = report.status
         if self.json:
             self.doc["rollout"] = report.to_dict() | {"plan": rplan.to_dict()}
@@ -253,7 +266,7 @@ class Staged:
         self.app.info(
             f"Rollout {report.rollout_id} {report.status}: {len(report.done)} hosts done, "
             f"{len(report.failed)} failed, {len(report.pending)} not started, "
-            f"{len(report.skipped)} up to date; {summary['changed']} changes"
+            f"{len(report.skipped)} up to date; {summary['changed']} changes" + excluded_text(rplan)
         )
         if report.status in ("halted", "interrupted"):
             self.app.info(f"resume with `gpuprov apply {self.inventory} --resume`")

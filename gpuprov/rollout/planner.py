@@ -67,6 +67,9 @@ class RolloutPlan:
     waves: tuple[Wave, ...]
     skipped: tuple[str, ...] = ()  # converged hosts: nothing to do
     seed: str = ""
+    # Hosts the dry run found not ready, name -> "refused" | "unreachable" | "failed":
+    # in no wave (a refused host would only fail its wave and eat its max_fail).
+    excluded: dict[str, str] = field(default_factory=dict)
     # The runbook steps the rollout runs (`--only`/`--skip`, deploys/steps.py); None: all.
     # Stored with the plan so `--resume` runs the same steps the rollout started with.
     steps: tuple[str, ...] | None = None
@@ -82,10 +85,15 @@ class RolloutPlan:
             "seed": self.seed,
             "waves": [w.to_dict() for w in self.waves],
             "skipped": list(self.skipped),
+            "excluded": dict(self.excluded),
         }
         if self.steps is not None:
             out["steps"] = list(self.steps)
         return out
+
+    def excluded_counts(self) -> dict[str, int]:
+        """{"refused": 3, "unreachable": 1}: the summary of the hosts in no wave."""
+        return dict(Counter(self.excluded.values()))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], hosts: dict[str, Host] | None = None) -> RolloutPlan:
@@ -93,6 +101,7 @@ class RolloutPlan:
             waves=tuple(Wave.from_dict(w) for w in data["waves"]),
             skipped=tuple(data.get("skipped", ())),
             seed=data.get("seed", ""),
+            excluded=dict(data.get("excluded") or {}),
             steps=tuple(data["steps"]) if data.get("steps") is not None else None,
             host_objects=dict(hosts or {}),
         )
@@ -266,13 +275,15 @@ def plan_rollout(
     *,
     converged: Iterable[str] = frozenset(),
     seed: str = "",
+    excluded: dict[str, str] | None = None,
 ) -> RolloutPlan:
     """Canary first, then cumulative waves of the remaining hosts, each wave holding at most
     `max_per_domain` hosts of one failure domain (a wave the limit cannot hold spills into
     extra waves named "wave 1b", "wave 1c"...). Converged hosts are skipped.
 
     `seed` (normally the cluster name) keeps the order stable across runs while different
-    clusters get different canaries.
+    clusters get different canaries. `excluded` (hosts the dry run found refused or
+    unreachable, not among `hosts`) is only recorded, for the summary.
     """
     canary_amount, wave_amounts = validate_policy(policy)
     names = [h.name for h in hosts]
@@ -308,4 +319,6 @@ def plan_rollout(
     if taken < len(rest):
         # Waves that stop short of 100% would leave hosts untouched forever: finish them.
         add(rest[taken:], f"wave {number + 1}", False)
-    return RolloutPlan(tuple(waves), skipped, seed, host_objects={h.name: h for h in hosts})
+    return RolloutPlan(
+        tuple(waves), skipped, seed, dict(excluded or {}), host_objects={h.name: h for h in hosts}
+    )
