@@ -92,7 +92,8 @@ def test_an_unexpected_error_is_internal_and_debug_shows_the_traceback(monkeypat
 
 
 def test_no_command_catches_gpuprov_error_itself():
-    """One error path: no `except GpuprovError`/`InputError` under cli/ but the root group's."""
+    """One error path: no `except GpuprovError`/`InputError` under cli/ but the root group's,
+    and commands raise rather than report (`app.fail` is the root group's)."""
     from pathlib import Path
 
     cli = Path(__file__).resolve().parents[2] / "cli"
@@ -104,6 +105,8 @@ def test_no_command_catches_gpuprov_error_itself():
         or "except ConnectError" in p.read_text()
     ]
     assert catching == ["__init__.py"]
+    reporting = [str(p.relative_to(cli)) for p in cli.rglob("*.py") if ".fail(" in p.read_text()]
+    assert reporting == ["__init__.py"]
 
 
 def _commands():
