@@ -86,6 +86,18 @@ CREATE INDEX IF NOT EXISTS rollouts_by_inventory ON rollouts(inventory, id);
 """
 
 
+PRIVATE = 0o600  # the state holds hook output (host names, scheduler messages): owner only
+
+
+def _make_private(path: Path) -> None:
+    """Create path (empty) mode 0600 if missing, else set 0600, whatever the umask."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE)
+    try:
+        os.fchmod(fd, PRIVATE)
+    finally:
+        os.close(fd)
+
+
 def default_state_path(inventory: Path) -> Path:
     return inventory.with_name(inventory.name + ".gpuprov-state.db")
 
@@ -159,7 +171,8 @@ class RolloutLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE)
+        os.fchmod(fd, PRIVATE)  # whatever the umask, and for a file an older version made
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -225,6 +238,7 @@ class StateStore:
         self.inventory = Path(inventory).resolve()
         self._write = threading.Lock()  # the work callable reports steps from many threads
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _make_private(self.path)
         self.db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30
         )
@@ -236,6 +250,10 @@ class StateStore:
         # every transition: 3.4 ms each here vs 0.04 ms, about 0.5 s per 20 changed hosts.
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        for suffix in ("-wal", "-shm"):  # SQLite copies the database's mode; older files
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                _make_private(side)
 
     @classmethod
     def for_inventory(cls, inventory: Path, state: Path | None = None) -> StateStore:
