@@ -3,7 +3,9 @@ then the staged rollout of the GPU hosts (or the resume of one). Returns exit co
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from gpuprov.inventory.model import Cluster, Host
     from gpuprov.rollout.planner import RolloutPlan
     from gpuprov.rollout.runner import RolloutReport
+    from gpuprov.rollout.state import StateStore
 
 STYLE = {"changed": "yellow", "ok": "green", "failed": "red"}
 
@@ -42,9 +45,26 @@ class Staged:
         self.yes, self.accept_new = yes, accept_new
         self.password: str | None = None
         self.doc: dict[str, Any] = {}  # the --output json document
+        self.store: StateStore | None = None  # open, with its lock held, once apply starts
+        self.drained: set[str] = set()  # hosts earlier rollouts left drained
+        self.abandoned: dict[str, Any] | None = None
 
     # ---- a new rollout ----------------------------------------------------------------
-    def apply(self, hosts: list[Host], *, dry_run: bool) -> int:
+    def apply(self, hosts: list[Host], *, dry_run: bool, abandon: bool = False) -> int:
+        """Lock and open the state before anything can change (mirror and controller hosts
+        included), and settle an unfinished rollout first: resume it or abandon it."""
+        if dry_run:
+            self.read_drained()
+            return self.plan_and_apply(hosts, dry_run=True)
+        with self.locked_state():
+            if abandon:
+                self.abandon()
+            else:
+                self.refuse_if_resumable()
+            self.drained = set(self.store.drained_hosts())
+            return self.plan_and_apply(hosts, dry_run=False)
+
+    def plan_and_apply(self, hosts: list[Host], *, dry_run: bool) -> int:
         from gpuprov.cli._engine import open_session
         from gpuprov.cli.plan import plan_exit_code, show_plan
 
@@ -54,13 +74,11 @@ class Staged:
         from gpuprov.rollout.engine import split
         from gpuprov.rollout.planner import plan_rollout
 
-        if not dry_run:
-            self.check_unlocked()
         self.password = sudo_password(self.cluster, hosts, sys.stdin.isatty())
         policy = self.cluster.rollout
         with open_session(self.app, self.cluster, hosts, self.accept_new, self.password) as s:
             plan = prepare(s, default_deploys())
-            targets = split(hosts, plan)
+            targets = split(hosts, plan, self.drained)
             try:
                 rplan = plan_rollout(
                     targets.gpu, policy, converged=targets.converged, seed=self.cluster.name
@@ -75,6 +93,8 @@ class Staged:
                 "summary": {"hosts": len(hosts), "changed": 0, "failed": 0},
                 "skipped": targets.converged,
             }
+            if self.abandoned is not None:
+                self.doc["abandoned"] = self.abandoned
             if dry_run:
                 if self.json:
                     self.app.json({"plan": plan.to_dict(), "rollout_plan": rplan.to_dict()})
@@ -97,19 +117,94 @@ class Staged:
             return ExitCode.OK
         return self.rollout(rplan, None)
 
-    def check_unlocked(self) -> None:
-        """Fail before the dry run, not after it, when another rollout holds the lock."""
-        from gpuprov.errors import LockedError
-        from gpuprov.rollout.state import RolloutLock
+    @contextlib.contextmanager
+    def locked_state(self) -> Iterator[StateStore]:
+        """The state store, open and checked, with the rollout lock held until the end."""
+        import sqlite3
 
-        holder = RolloutLock(self.state_path.with_name(self.state_path.name + ".lock")).holder()
-        if holder:
-            self.app.fail(
-                LockedError(
-                    f"another rollout using {self.state_path} is running ({holder}); "
-                    "wait for it or stop it first"
-                )
+        from gpuprov.rollout.state import StateStore
+
+        try:
+            self.store = StateStore.for_inventory(self.inventory, self.state_path)
+        except (sqlite3.Error, OSError) as exc:
+            self.app.abort(
+                f"{self.state_path}: cannot open the rollout state ({exc}); move it away "
+                "or name another with --state",
+                ExitCode.BAD_INPUT,
             )
+        lock = self.store.lock()
+        try:
+            lock.acquire()
+        except GpuprovError as exc:
+            self.store.close()
+            self.app.fail(exc)
+        try:
+            yield self.store
+        finally:
+            lock.release()
+            self.store.close()
+
+    def read_drained(self) -> None:
+        """For a dry run: what earlier rollouts left drained, without writing any state."""
+        import sqlite3
+
+        from gpuprov.rollout.state import StateStore
+
+        if not self.state_path.exists():
+            return
+        try:
+            store = StateStore.for_inventory(self.inventory, self.state_path)
+            try:
+                self.drained = set(store.drained_hosts())
+                record = store.latest_resumable()
+            finally:
+                store.close()
+        except sqlite3.Error as exc:
+            self.app.warning(f"{self.state_path}: unreadable rollout state ({exc})")
+            return
+        if record is not None:  # stderr: the JSON document on stdout stays clean
+            self.app.warning(self.resumable_message(record.id, record.status))
+
+    def resumable_message(self, rid: int, status: str) -> str:
+        drained = ", ".join(sorted(self.drained)) or "none"
+        return (
+            f"rollout {rid} of {self.inventory} did not finish ({status}; hosts it may "
+            f"have left drained: {drained}): resume it with `gpuprov apply {self.inventory} --resume`, "
+            f"or abandon it with `gpuprov apply {self.inventory} --abandon` (undrains the "
+            "hosts whose gates passed, lists what stays drained, then applies)"
+        )
+
+    def refuse_if_resumable(self) -> None:
+        assert self.store is not None
+        record = self.store.latest_resumable()
+        if record is not None:
+            self.drained = set(self.store.drained_hosts())
+            self.app.abort(self.resumable_message(record.id, record.status), ExitCode.BAD_INPUT)
+
+    def abandon(self) -> None:
+        from gpuprov.rollout.abandon import abandon_rollout
+        from gpuprov.rollout.hooks import make_hook_runner
+
+        assert self.store is not None
+        record = self.store.latest_resumable()
+        if record is None:
+            if not self.json:
+                self.app.info("--abandon: no interrupted or halted rollout to abandon")
+            return
+        cluster = self.cluster
+        try:
+            hooks = make_hook_runner(cluster.rollout, cluster.hosts, cluster.known_hosts_path)
+        except GpuprovError as exc:
+            self.app.fail(exc)
+        report = abandon_rollout(self.store, record.id, cluster.rollout, hooks, cluster.hosts)
+        self.abandoned = report.to_dict()
+        out = self.app.err if self.json else self.app.out
+        out.print(
+            f"Rollout {record.id} abandoned; undrained: {', '.join(report.undrained) or 'none'}",
+            markup=False,
+        )
+        for host, why in report.still_drained.items():
+            out.print(f"stays drained: {host}: {why}", style="yellow", markup=False)
 
     def apply_infra(self, session, plan: Plan, infra: list[Host]) -> int:
         """Run the dry run's operations on the infrastructure hosts only (the session
@@ -147,12 +242,14 @@ class Staged:
 
     # ---- resume -------------------------------------------------------------------------
     def resume(self) -> int:
-        from gpuprov.engine.connect import sudo_password
-        from gpuprov.rollout.state import StateStore
-
         if not self.state_path.exists():
             self.app.abort(f"nothing to resume: no rollout state at {self.state_path}", 2)
-        store = StateStore.for_inventory(self.inventory, self.state_path)
+        with self.locked_state() as store:
+            return self.resume_locked(store)
+
+    def resume_locked(self, store: StateStore) -> int:
+        from gpuprov.engine.connect import sudo_password
+
         record = store.latest_resumable()
         if record is None:
             latest = store.latest()
@@ -172,20 +269,20 @@ class Staged:
         plan = store.load_plan(record.id)
         self.doc["summary"]["hosts"] = len(plan.host_names) + len(plan.skipped)
         self.doc["skipped"] = list(plan.skipped)
-        return self.rollout(plan, record.id, store)
+        return self.rollout(plan, record.id)
 
     # ---- the rollout --------------------------------------------------------------------
-    def rollout(self, rplan: RolloutPlan, resume: int | None, store=None) -> int:
+    def rollout(self, rplan: RolloutPlan, resume: int | None) -> int:
+        """Run the waves; the caller holds the lock (locked_state) and the open store."""
         from gpuprov.engine.playbook import default_deploys
         from gpuprov.rollout.engine import WaveWork
         from gpuprov.rollout.gates import HealthGates
         from gpuprov.rollout.hooks import make_hook_runner
         from gpuprov.rollout.progress import make_progress
         from gpuprov.rollout.runner import run_rollout
-        from gpuprov.rollout.state import StateStore
 
-        cluster, policy = self.cluster, self.cluster.rollout
-        store = store or StateStore.for_inventory(self.inventory, self.state_path)
+        cluster, policy, store = self.cluster, self.cluster.rollout, self.store
+        assert store is not None
         work = WaveWork(
             cluster, default_deploys(), password=self.password, accept_new=self.accept_new
         )
@@ -201,12 +298,10 @@ class Staged:
             report = run_rollout(
                 rplan, policy, store, work=work, gate=gate, hooks=hooks, approve=approve,
                 progress=make_progress(self.app.err if self.json else self.app.out),
-                resume=resume, hosts=cluster.hosts,
+                resume=resume, hosts=cluster.hosts, locked=True,
             )  # fmt: skip
         except GpuprovError as exc:
             self.app.fail(exc)
-        finally:
-            store.close()
         self.summarise(report, work, rplan)
         return report.exit_code
 

@@ -37,6 +37,12 @@ from gpuprov.errors import ExitCode
     is_flag=True,
     help="Continue the latest interrupted or halted rollout of INVENTORY (its stored plan).",
 )
+@click.option(
+    "--abandon",
+    is_flag=True,
+    help="Abandon the interrupted or halted rollout of INVENTORY instead of resuming it: "
+    "undrain its hosts whose gates passed, list what stays drained, then apply.",
+)
 @state_option
 @click.pass_obj
 def apply(
@@ -48,6 +54,7 @@ def apply(
     yes: bool,
     dry_run: bool,
     resume: bool,
+    abandon: bool,
     state: Path | None,
 ) -> None:
     """Apply the deploys: infrastructure hosts first, then GPU hosts in a staged rollout.
@@ -57,17 +64,20 @@ def apply(
       gpuprov apply inventories/lab.yaml --dry-run
       gpuprov apply inventories/lab.yaml --yes --output json
       gpuprov apply inventories/lab.yaml --resume --yes
+      gpuprov apply inventories/lab.yaml --abandon --yes
     """
     from gpuprov.cli._engine import load, static_checks
     from gpuprov.cli._staged import Staged
 
     if resume and (limit or dry_run):
         app.abort("--resume continues the stored plan: it takes no --limit or --dry-run", 2)
+    if abandon and (resume or dry_run):
+        app.abort("--abandon ends the unfinished rollout: it takes no --resume or --dry-run", 2)
     if not yes and not dry_run and not sys.stdin.isatty():
         app.abort("not a terminal: pass --yes to apply without confirmation", ExitCode.BAD_INPUT)
     cluster, hosts = load(app, inventory, () if resume else limit)
     static_checks(app, cluster)
     run = Staged(app, cluster, inventory, state, output=output, yes=yes, accept_new=accept_new)
-    code = run.resume() if resume else run.apply(hosts, dry_run=dry_run)
+    code = run.resume() if resume else run.apply(hosts, dry_run=dry_run, abandon=abandon)
     if code:
         app.abort(None, code)

@@ -11,7 +11,7 @@ pyinfra never decides membership: the State holds exactly the wave's hosts
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,14 +30,16 @@ class Targets:
     converged: list[str] = field(default_factory=list)  # GPU hosts with nothing to change
 
 
-def split(hosts: Sequence[Host], plan: Plan) -> Targets:
+def split(hosts: Sequence[Host], plan: Plan, drained: Collection[str] = ()) -> Targets:
     """Sort the selected hosts by what the dry run found. A GPU host that was refused or
     unreachable in the dry run is not converged: it goes into its wave and, if it is
-    still refused or down then, fails there, against `max_fail`."""
+    still refused or down then, fails there, against `max_fail`. Nor is a host an earlier
+    rollout left drained (`drained`): only a wave (gates, then undrain) gives it back."""
     out = Targets()
     for host in hosts:
         hp = plan.hosts.get(host.name)
         converged = hp is not None and hp.ready and not hp.changes
+        converged = converged and not (host.role == "gpu" and host.name in drained)
         if host.role != "gpu":
             if not converged:
                 out.infra.append(host)

@@ -30,7 +30,7 @@ from typing import Any
 from gpuprov.errors import LockedError
 from gpuprov.rollout.planner import RolloutPlan
 
-ROLLOUT_STATUSES = ("running", "completed", "halted", "interrupted", "failed")
+ROLLOUT_STATUSES = ("running", "completed", "halted", "interrupted", "failed", "abandoned")
 WAVE_STATUSES = ("pending", "running", "completed", "halted", "interrupted")
 HOST_STATUSES = (
     "pending",
@@ -44,6 +44,9 @@ HOST_STATUSES = (
 )
 IN_FLIGHT = ("draining", "running", "gating", "undraining")
 RESUMABLE = ("interrupted", "halted", "running")
+# A host whose last recorded run (skipped and never-started runs aside) ended in one of
+# these may still be drained: its drain hook ran and its undrain hook did not pass.
+MAYBE_DRAINED = (*IN_FLIGHT, "failed")
 ERROR_EXCERPT = 2000  # characters of stderr kept per failed host
 
 SCHEMA = """
@@ -416,6 +419,21 @@ class StateStore:
         """
         last = self.latest(inventory)
         return last if last is not None and last.status in RESUMABLE else None
+
+    def drained_hosts(self, inventory: Path | None = None) -> dict[str, str]:
+        """{host: its last status} for every host a rollout of this inventory may have left
+        drained: the last run that touched it (not skipped, not still pending) stopped
+        after its drain and before a successful undrain. Such a host is never "converged":
+        what the deploys find on it says nothing about the scheduler having it back."""
+        inv = str(Path(inventory).resolve() if inventory else self.inventory)
+        rows = self.db.execute(
+            "SELECT h.host, h.status FROM host_runs h JOIN rollouts r ON r.id = h.rollout_id"
+            " WHERE r.inventory=? AND h.status NOT IN ('skipped', 'pending')"
+            " ORDER BY h.rollout_id",
+            (inv,),
+        )
+        last = {r["host"]: r["status"] for r in rows}  # later rollouts overwrite earlier
+        return {h: s for h, s in last.items() if s in MAYBE_DRAINED}
 
     def status(self, rollout_id: int) -> RolloutStatus | None:
         row = self.db.execute("SELECT * FROM rollouts WHERE id=?", (rollout_id,)).fetchone()
