@@ -1,6 +1,6 @@
 """A bare host to a verified GPU node, in order. Reads like the runbook it is:
 
-    preflight -> mirror client -> nouveau -> driver -> (one reboot, if needed)
+    preflight -> dpkg health -> mirror client -> nouveau -> driver -> (one reboot, if needed)
     -> fabric manager -> CUDA -> containers + CDI -> DCGM
 
 The host's state is read once, by preflight, in one round trip (gpuprov.facts.node_facts:
@@ -17,6 +17,7 @@ from gpuprov.deploys.container import container
 from gpuprov.deploys.context import HOST_DATA_KEY, node_context
 from gpuprov.deploys.cuda import cuda
 from gpuprov.deploys.dcgm import dcgm
+from gpuprov.deploys.dpkg_health import dpkg_health
 from gpuprov.deploys.driver import driver, driver_loaded
 from gpuprov.deploys.fabricmanager import fabricmanager
 from gpuprov.deploys.mirror_client import mirror_client
@@ -50,6 +51,7 @@ def stack_wanted() -> bool:
 def gpu_stack() -> None:
     """Everything after preflight (tests and callers that ran preflight already)."""
     ctx = node_context()
+    dpkg_health()  # an install an SSH drop cut short is finished before any new one
     mirror_client(ctx)
     nouveau(ctx)
     driver(ctx)
