@@ -47,7 +47,13 @@ class ProbeData:
 class VerifyProbe(FactBase[ProbeData]):
     """DCGM diag level 1, the CDI spec, and (given an image) a CDI GPU container."""
 
-    def command(self, runtime: str = "none", image: str | None = None) -> str:
+    def command(
+        self,
+        runtime: str = "none",
+        image: str | None = None,
+        plain_http: bool = False,
+        ca_file: str | None = None,
+    ) -> str:
         parts = [
             section_command(
                 "dcgm",
@@ -58,10 +64,19 @@ class VerifyProbe(FactBase[ProbeData]):
         if image and runtime in ("docker", "containerd"):
             img = shlex.quote(image)
             if runtime == "docker":
+                # docker reads the registry's scheme and CA from its own configuration
+                # (daemon.json, /etc/docker/certs.d), which mirror_client writes.
                 run = f"docker run --rm --device nvidia.com/gpu=all {img} nvidia-smi -L"
             else:
+                # ctr has no such configuration: plain HTTP only where the inventory says
+                # the registry is http, the site CA where it names one, TLS verified always.
+                pull = "ctr image pull"
+                if plain_http:
+                    pull += " --plain-http"
+                elif ca_file:
+                    pull += f" --tlscacert {shlex.quote(ca_file)}"
                 run = (
-                    f"ctr image pull --plain-http {img} >/dev/null && "
+                    f"{pull} {img} >/dev/null && "
                     f"ctr run --rm --device nvidia.com/gpu=all {img} gpuprov-verify-$$ "
                     "nvidia-smi -L"
                 )
@@ -210,6 +225,44 @@ def _container(report: NodeReport, me: Host, probe: ProbeData) -> None:
         )
 
 
+# A registry reference: host[:port]/path[:tag][@sha256:digest] (what ctr and docker take).
+_IMAGE = re.compile(
+    r"(?P<registry>[A-Za-z0-9.-]+(?::[0-9]{1,5})?)/[a-z0-9]+(?:[._/-][a-z0-9]+)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?P<digest>@sha256:[0-9a-f]{64})?"
+)
+
+
+def container_gate_args(me: Host) -> dict[str, object]:
+    """VerifyProbe's container arguments for host `me`: its test image (host var
+    `gpuprov_verify_image`, pulled by digest when it names one) and how to reach the
+    registry: plain HTTP only when `gpuprov_mirror_client.registry_scheme` is http and the
+    image is on that registry; `registry_ca` (a CA file on the host) for an https
+    registry with a site CA. Raises ValueError (the gate then fails, saying why) for an
+    image reference that is not one."""
+    image = me.vars.get("gpuprov_verify_image")
+    runtime = me.stack.container_runtime if me.stack else "none"
+    if not image:
+        return {"runtime": runtime, "image": None}
+    m = _IMAGE.fullmatch(str(image))
+    if m is None:
+        raise ValueError(
+            f"gpuprov_verify_image {image!r} is not an image reference "
+            "(registry[:port]/name[:tag][@sha256:<64 hex>])"
+        )
+    mirror = me.vars.get("gpuprov_mirror_client") or {}
+    on_mirror = isinstance(mirror, dict) and mirror.get("registry") == m.group("registry")
+    scheme = mirror.get("registry_scheme", "http") if on_mirror else "https"
+    ca = mirror.get("registry_ca") if on_mirror else None
+    if ca is not None and not re.fullmatch(r"/[A-Za-z0-9._/-]+", str(ca)):
+        raise ValueError(f"gpuprov_mirror_client.registry_ca {ca!r} is not an absolute path")
+    return {
+        "runtime": runtime,
+        "image": str(image),
+        "plain_http": scheme == "http",
+        "ca_file": str(ca) if ca else None,
+    }
+
+
 def probe_hosts(session, hosts: dict[str, Host]) -> dict[str, ProbeData | str]:
     """VerifyProbe on every connected host in parallel, each with its own runtime and
     test image; a failure is that host's one-line error string."""
@@ -219,12 +272,9 @@ def probe_hosts(session, hosts: dict[str, Host]) -> dict[str, ProbeData | str]:
     state = session.state
 
     def one(name: str) -> ProbeData | str:
-        me = hosts[name]
-        runtime = me.stack.container_runtime if me.stack else "none"
-        image = me.vars.get("gpuprov_verify_image")
         try:
             return state.inventory.get_host(name).get_fact(
-                VerifyProbe, runtime=runtime, image=image
+                VerifyProbe, **container_gate_args(hosts[name])
             )
         except Exception as exc:  # this host's problem only
             lines = str(exc).strip().splitlines()
