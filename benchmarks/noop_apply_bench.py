@@ -68,10 +68,9 @@ def timed(cmd: list[str]) -> float:
 
 
 def node_facts_command() -> str:
-    from gpuprov.deploys.context import MANAGED_PATHS
-
     from gpuprov.facts.node_facts import IDENTITY_FILE, NodeFacts
     from gpuprov.operations.nvidia import CDI_SPEC
+    from gpuprov.paths import MANAGED_PATHS
 
     return NodeFacts().command(
         paths=tuple(MANAGED_PATHS), cdi_spec=CDI_SPEC, identity_file=IDENTITY_FILE

@@ -11,7 +11,7 @@ from gpuprov import __version__
 
 # name -> "module:attribute" (modules relative to gpuprov.cli). One line per command.
 COMMANDS: dict[str, str] = {
-    "apply": "apply:apply",
+    "apply": "apply.command:apply",
     "facts": "facts:facts",
     "hosts": "hosts:hosts",
     "plan": "plan:plan",

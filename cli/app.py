@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gpuprov.errors import ExitCode, GpuprovError, InputError
+from gpuprov.terminal import cell
 
 
 class Abort(click.exceptions.Exit):
@@ -30,16 +31,16 @@ class App:
 
     # ---- messages -------------------------------------------------------------------
     def info(self, text: str) -> None:
-        self.out.print(text, markup=False)
+        self.out.print(cell(text))
 
     def success(self, text: str) -> None:
-        self.out.print(text, style="green", markup=False)
+        self.out.print(cell(text, "green"))
 
     def warning(self, text: str) -> None:
-        self.err.print(text, style="yellow", markup=False)
+        self.err.print(cell(text, "yellow"))
 
     def error(self, text: str) -> None:
-        self.err.print(text, style="red", markup=False)
+        self.err.print(cell(text, "red"))
 
     def json(self, data: Any) -> None:
         # Plain stdout (no rich wrapping) so the output is machine-readable.
@@ -48,11 +49,11 @@ class App:
     def table(
         self, columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None
     ) -> None:
-        table = Table(title=title, show_lines=False, header_style="bold")
+        table = Table(title=cell(title) if title else None, header_style="bold")
         for col in columns:
-            table.add_column(col, overflow="fold")
+            table.add_column(cell(col), overflow="fold")
         for row in rows:
-            table.add_row(*("" if v is None else str(v) for v in row))
+            table.add_row(*(cell(v) for v in row))
         self.out.print(table)
 
     def abort(self, message: str | None = None, code: int = ExitCode.HOSTS_FAILED) -> NoReturn:

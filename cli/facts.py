@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from gpuprov.cli._engine import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
+from gpuprov.cli._options import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
 from gpuprov.cli.app import App
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def _row(name: str, f: dict[str, Any]) -> tuple[Any, ...]:
 def facts(app: App, inventory: Path, limit: tuple[str, ...], output: str, accept_new: bool) -> None:
     """Show each host's OS, kernel, headers, Secure Boot, nouveau, GPUs, NVSwitches,
     driver and free disk."""
-    from gpuprov.cli._engine import exit_code, load, open_session
+    from gpuprov.cli._options import exit_code, load, open_session
 
     from gpuprov.engine.gather import gather
     from gpuprov.facts.host_state import HostState

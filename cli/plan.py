@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from gpuprov.cli._engine import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
+from gpuprov.cli._options import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
 from gpuprov.cli.app import App
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def show_plan(app: App, plan: Plan) -> None:
 
 
 def plan_exit_code(plan: Plan) -> int:
-    from gpuprov.cli._engine import exit_code
+    from gpuprov.cli._options import exit_code
 
     unreachable = sum(1 for h in plan.blocked if h.status == "unreachable")
     return exit_code(unreachable, len(plan.blocked) - unreachable)
@@ -52,10 +52,10 @@ def plan_exit_code(plan: Plan) -> int:
 @click.pass_obj
 def plan(app: App, inventory: Path, limit: tuple[str, ...], output: str, accept_new: bool) -> None:
     """Show what `apply` would change on each host (a dry run: nothing is changed)."""
-    from gpuprov.cli._engine import load, open_session, static_checks
+    from gpuprov.cli._options import load, open_session, static_checks
+    from gpuprov.deploys.playbook import default_deploys
 
     from gpuprov.engine.plan import prepare
-    from gpuprov.engine.playbook import default_deploys
 
     cluster, hosts = load(app, inventory, limit)
     static_checks(app, cluster)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from gpuprov.cli._engine import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
+from gpuprov.cli._options import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
 from gpuprov.cli.app import App
 
 
@@ -22,12 +22,12 @@ def verify(
     no uncorrectable ECC or pending row remaps, NVLink fabric up, fabric manager ==
     driver, CDI spec current, `dcgmi diag -r 1`, and a GPU container through CDI when the
     host has a test image (host var gpuprov_verify_image). Exit 1 when any host fails."""
-    from gpuprov.cli._engine import exit_code, load, open_session
+    from gpuprov.cli._options import exit_code, load, open_session
 
     from gpuprov.engine.connect import quiet_pyinfra
     from gpuprov.engine.gather import gather
     from gpuprov.facts.host_state import HostState
-    from gpuprov.node_verify import node_verdict, probe_hosts
+    from gpuprov.verify.node import node_verdict, probe_hosts
 
     cluster, hosts = load(app, inventory, limit)
     gpu = [h for h in hosts if h.role == "gpu"]

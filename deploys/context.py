@@ -9,9 +9,7 @@ the result to each deploy. Deploys record what they will change here (`reboot_re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 
-from jinja2 import Environment, StrictUndefined
 from pyinfra import host
 
 from gpuprov.checks import resolve_modules
@@ -22,28 +20,6 @@ from gpuprov.tables import PackageSet, SystemProfile, get_profile, packages_for
 
 HOST_DATA_KEY = "gpuprov_host"  # gpuprov.engine.connect.HOST_DATA_KEY
 MIRROR_DATA_KEY = "gpuprov_mirror_client"  # see deploys/mirror_client.py
-
-# Every file the deploys manage, so one command reads all their digests.
-NOUVEAU_CONF = "/etc/modprobe.d/blacklist-nouveau.conf"
-CUDA_PROFILE = "/etc/profile.d/cuda.sh"
-HF_ENV = "/etc/environment.d/90-gpuprov-hf.conf"
-HF_PROFILE = "/etc/profile.d/gpuprov-hf.sh"
-MIRROR_SOURCE_NAME = "gpuprov-mirror"
-MIRROR_SOURCE = f"/etc/apt/sources.list.d/{MIRROR_SOURCE_NAME}.sources"
-MIRROR_KEYRING = f"/etc/apt/keyrings/{MIRROR_SOURCE_NAME}.gpg"
-CONTAINERD_REGISTRY = "/etc/containerd/conf.d/90-gpuprov-registry.toml"
-CONTAINERD_CERTS = "/etc/containerd/certs.d"
-REGISTRY_UPSTREAMS = ("docker.io", "nvcr.io", "ghcr.io")
-MANAGED_PATHS = (
-    NOUVEAU_CONF,
-    CUDA_PROFILE,
-    HF_ENV,
-    HF_PROFILE,
-    MIRROR_SOURCE,
-    MIRROR_KEYRING,
-    CONTAINERD_REGISTRY,
-    *(f"{CONTAINERD_CERTS}/{r}/hosts.toml" for r in REGISTRY_UPSTREAMS),
-)
 
 
 @dataclass
@@ -150,15 +126,6 @@ def node_context() -> NodeContext:
     pin = me.stack.driver
     pkgs = packages_for(state.os.os_key, pin.branch, pin.version, modules)
     return NodeContext(me, me.stack, profile, state, extras, pkgs, modules)
-
-
-_env = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
-
-
-def render(template: str, **values) -> str:
-    """A jinja2 template from gpuprov.templates (package data, so it ships in the wheel)."""
-    text = resources.files("gpuprov.templates").joinpath(template).read_text()
-    return _env.from_string(text).render(**values)
 
 
 def warn(text: str) -> None:

@@ -10,12 +10,14 @@ Runbook:
 
 from __future__ import annotations
 
-from gpuprov.deploys.context import CUDA_PROFILE, NodeContext, render
+from gpuprov.deploys.context import NodeContext
 from pyinfra.api import deploy
 
 from gpuprov.operations.cuda import cuda_default
 from gpuprov.operations.files import managed_file
 from gpuprov.operations.system import skipped
+from gpuprov.paths import CUDA_PROFILE
+from gpuprov.rendering import render
 from gpuprov.tables import version_key
 
 

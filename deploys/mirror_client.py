@@ -20,23 +20,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpuprov.deploys.context import (
-    CONTAINERD_CERTS,
-    CONTAINERD_REGISTRY,
-    HF_ENV,
-    HF_PROFILE,
-    MIRROR_DATA_KEY,
-    MIRROR_SOURCE_NAME,
-    REGISTRY_UPSTREAMS,
-    NodeContext,
-    render,
-)
+from gpuprov.deploys.context import MIRROR_DATA_KEY, NodeContext
 from pyinfra.api import deploy
 
 from gpuprov.operations.apt import deb822_source
 from gpuprov.operations.docker import DaemonJsonError, docker_daemon_lists, merge_daemon_json
 from gpuprov.operations.files import managed_file, sha256
 from gpuprov.operations.system import skipped
+from gpuprov.paths import (
+    CONTAINERD_CERTS,
+    CONTAINERD_REGISTRY,
+    HF_ENV,
+    HF_PROFILE,
+    MIRROR_SOURCE_NAME,
+    REGISTRY_UPSTREAMS,
+)
+from gpuprov.rendering import render
 
 UPSTREAM_SERVERS = {
     "docker.io": "https://registry-1.docker.io",

@@ -22,7 +22,7 @@ from pathlib import Path
 from gpuprov.deploys.mirror_server import DEFAULT_PATHS, MirrorHostPaths
 from pyinfra.api import deploy
 
-from gpuprov.mirror.hostops import tree_sync
+from gpuprov.operations.tree import tree_sync
 
 STORE_IMMUTABLE = ("blobs/",)
 STORE_LAST = ("refs.json",)

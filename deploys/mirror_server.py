@@ -26,16 +26,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
-import gpuprov.templates
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pyinfra.api import deploy
 from pyinfra.operations import files, server, systemd
 
 from gpuprov.inventory.model import MirrorRef
-from gpuprov.mirror.hostops import tree_sync, venv_from_wheels
 from gpuprov.mirror.wheelhouse import Wheelhouse
+from gpuprov.operations.tree import tree_sync, venv_from_wheels
+from gpuprov.rendering import render
 
 SERVICE_USER = "gpuprov-mirror"
 MODELS_UNIT = "gpuprov-models.service"
@@ -59,16 +57,6 @@ class MirrorHostPaths:
 
 
 DEFAULT_PATHS = MirrorHostPaths()
-
-_templates = Environment(
-    loader=FileSystemLoader(Path(gpuprov.templates.__file__).parent),
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-)
-
-
-def render(name: str, **values: object) -> str:
-    return _templates.get_template(name).render(**values)
 
 
 def models_unit(mirror: MirrorRef, paths: MirrorHostPaths) -> str:

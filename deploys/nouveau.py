@@ -9,11 +9,13 @@ Runbook:
 
 from __future__ import annotations
 
-from gpuprov.deploys.context import NOUVEAU_CONF, NodeContext, render
+from gpuprov.deploys.context import NodeContext
 from pyinfra.api import deploy
 
 from gpuprov.operations.files import managed_file, sha256
 from gpuprov.operations.system import initramfs_rebuild
+from gpuprov.paths import NOUVEAU_CONF
+from gpuprov.rendering import render
 
 
 @deploy("Disable nouveau")

@@ -15,37 +15,22 @@ gpus) turns those refusals into warnings, for labs and operators who know better
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pyinfra import host
-from pyinfra.api import FactBase, deploy
+from pyinfra.api import deploy
 
 from gpuprov.engine.connect import CLUSTER_DATA_KEY, HOST_DATA_KEY
-from gpuprov.engine.ops import render, rendered_file
 from gpuprov.engine.refusal import HostRefused, warn
+from gpuprov.facts.apt import HeadersCandidate
 from gpuprov.facts.host_state import HostStateData
-from gpuprov.facts.node_facts import IDENTITY_FILE, read_node_facts
+from gpuprov.facts.node_facts import read_node_facts
 from gpuprov.inventory.model import Host
+from gpuprov.operations.files import managed_file
+from gpuprov.paths import IDENTITY_FILE
+from gpuprov.rendering import render
 from gpuprov.tables import SystemProfile, get_profile
 
 SUPPORTED_OS = ("debian12", "ubuntu2204", "ubuntu2404", "rhel9")
 MIN_FREE_GB = 10  # driver + CUDA toolkits + DKMS builds; host var gpuprov_min_free_gb
-TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "host.json.j2"
-
-
-class HeadersCandidate(FactBase):
-    """The apt candidate of linux-headers-<running kernel>, or None. Only read when the
-    headers are missing: apt-cache loads the whole package cache (seconds)."""
-
-    def command(self) -> str:
-        return (
-            'apt-cache policy "linux-headers-$(uname -r)" 2>/dev/null '
-            "| awk '/Candidate:/{print $2}'"
-        )
-
-    def process(self, output: list[str]) -> str | None:  # type: ignore[override]
-        value = "".join(output).strip()
-        return value if value and value != "(none)" else None
 
 
 def review(state: HostStateData, me: Host, headers_candidate: str | None = None) -> list[str]:
@@ -99,7 +84,7 @@ def review(state: HostStateData, me: Host, headers_candidate: str | None = None)
 
 def pci_problem(state: HostStateData, profile: SystemProfile) -> tuple[str, str] | None:
     """(reason, fix) when the PCI bus does not show the profile's GPUs and NVSwitches."""
-    from gpuprov.verify import pci_checks
+    from gpuprov.verify.verdicts import pci_checks
 
     if state.pci_devices is None:
         return "lspci is not installed: cannot check the GPUs", "install pciutils"
@@ -117,7 +102,7 @@ def pci_problem(state: HostStateData, profile: SystemProfile) -> tuple[str, str]
 def identity_json(me: Host, cluster_name: str | None) -> str:
     """/etc/gpuprov/host.json: who this host is, for operators and later tools."""
     return render(
-        TEMPLATE,
+        "host.json.j2",
         host_name=me.name,
         host_group=me.group,
         host_profile=me.profile,
@@ -141,9 +126,9 @@ def preflight() -> None:
 
     root = str(host.data.get("gpuprov_root") or "").rstrip("/")
     identity = identity_json(me, host.data.get(CLUSTER_DATA_KEY))
-    rendered_file(
+    managed_file(
         name="Record the host's identity in /etc/gpuprov/host.json",
-        dest=f"{root}{IDENTITY_FILE}",
+        path=f"{root}{IDENTITY_FILE}",
         content=identity,
         mode="644",
         current=facts.identity,

@@ -16,7 +16,7 @@ import sys
 
 from gpuprov.facts.host_state import SCRIPT, HostStateData, parse_host_state
 from gpuprov.tables import SystemProfile, profiles
-from gpuprov.verify import verdict
+from gpuprov.verify.verdicts import verdict
 
 
 def local_host_state() -> HostStateData:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import types
 from pathlib import Path
@@ -32,10 +33,10 @@ _import_pyinfra_cli_without_patching()
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-CAPTURES = SHARED / "reference" / "captures"
+CAPTURES = Path(os.environ.get("GPUPROV_CAPTURES") or SHARED / "reference" / "captures")
 
 
 @pytest.fixture(scope="session")
 def captures() -> Path:
-    assert CAPTURES.is_dir(), f"real captures not found at {CAPTURES} (../shared beside the repo)"
+    assert CAPTURES.is_dir(), f"real captures not found at {CAPTURES} (set GPUPROV_CAPTURES)"
     return CAPTURES

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import click
-from gpuprov.cli._engine import INVENTORY, LIMIT
+from gpuprov.cli._options import INVENTORY, LIMIT
 from gpuprov.cli.app import App
 
 from gpuprov.errors import ExitCode
@@ -27,7 +27,7 @@ def trust(app: App, inventory: Path, limit: tuple[str, ...], yes: bool, replace:
     console) and asks before writing. A key that differs from the recorded one is
     reported and kept unless --replace is given.
     """
-    from gpuprov.cli._engine import exit_code, load
+    from gpuprov.cli._options import exit_code, load
 
     from gpuprov.engine.known_hosts import record, scan
 

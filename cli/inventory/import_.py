@@ -19,7 +19,7 @@ def import_(app: App, source: str, dest: str, force: bool) -> None:
     written atomically and an existing one is only replaced with --force.
     """
     from gpuprov.errors import InputError
-    from gpuprov.inventory.ansible import convert_file
+    from gpuprov.inventory.convert import convert_file
 
     try:
         out = convert_file(source, dest, force=force)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pyinfra import host
 from pyinfra.api import FactBase
 
+from gpuprov.facts.files import DeployExtras, FileStat, FileState
 from gpuprov.facts.host_state import (
     SCRIPT,
     HostStateData,
@@ -22,23 +23,20 @@ from gpuprov.facts.host_state import (
     section_command,
     split_sections,
 )
-
-IDENTITY_FILE = "/etc/gpuprov/host.json"
+from gpuprov.paths import CDI_SPEC, IDENTITY_FILE, MANAGED_PATHS
 
 
 @dataclass
 class NodeFactsData:
     state: HostStateData
     extras: dict
-    identity: object  # gpuprov.engine.ops.FileDigest | None
+    identity: FileStat | None  # the identity file preflight writes
 
 
 class NodeFacts(FactBase[NodeFactsData]):
     """HostState + DeployExtras + the identity file's mode and digest, one command."""
 
     def command(self, paths: tuple[str, ...], cdi_spec: str, identity_file: str) -> str:
-        from gpuprov.engine.ops import FileState
-        from gpuprov.operations.facts import DeployExtras
 
         script = SCRIPT.rstrip()
         script = script.removesuffix("exit 0").rstrip()  # the sections below follow it
@@ -54,8 +52,6 @@ class NodeFacts(FactBase[NodeFactsData]):
         )
 
     def process(self, output: list[str]) -> NodeFactsData:
-        from gpuprov.engine.ops import FileState
-        from gpuprov.operations.facts import DeployExtras
 
         text = "\n".join(output)
         sections = split_sections(text)
@@ -75,9 +71,6 @@ def read_node_facts() -> NodeFactsData:
     """The current host's NodeFacts, read once per pyinfra State (each wave builds a fresh
     State, with fresh Host objects, so a later wave never sees an earlier wave's answer)."""
     from pyinfra.context import ctx_host
-
-    from gpuprov.deploys.context import MANAGED_PATHS
-    from gpuprov.operations.nvidia import CDI_SPEC
 
     me = ctx_host.get()
     data = _read.get(me)

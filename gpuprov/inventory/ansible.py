@@ -19,14 +19,10 @@ parent group vars apply to child groups.
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
 
-from gpuprov.errors import InputError
 from gpuprov.inventory.reader import Reader, suggest, type_name
 
 # variable -> path in our schema (relative to the cluster, group or host mapping)
@@ -268,41 +264,7 @@ def _group(r, groups, name, node, where, gvars: CommentedMap, seen, parent=None,
         _copy_pos(groups, name, parent, pkey)
 
 
-def convert_file(src: Path | str, dst: Path | str, force: bool = False) -> Path:
-    """Write `src` (an Ansible inventory) to `dst` in our format, comments kept.
-
-    Validates the result first (InputError with every problem, nothing written);
-    refuses to replace `dst` unless `force`; writes atomically (temp file + rename)."""
-    from ruamel.yaml import YAML
-
-    from gpuprov.inventory.loader import build, parse_yaml
-
-    src, dst = Path(src), Path(dst)
-    r = Reader(src)
-    root = parse_yaml(src, r)
-    if "all" not in root:
-        raise InputError([_problem(r, "not an Ansible inventory (no top-level `all:`)")])
-    native = to_native(root, r, default_name=dst.stem)
-    build(native, src, r)  # same validation as `load_inventory`, errors located in `src`
-    r.raise_if_problems()
-    if dst.exists() and not force:
-        raise InputError([_problem(Reader(dst), "already exists; pass --force to replace it")])
-    yaml = YAML(typ="rt")
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(f"# Converted from {src.name} by `gpuprov inventory import`.\n")
-            yaml.dump(native, fh)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dst
-
-
-def _problem(r: Reader, message: str):
+def problem_at(r: Reader, message: str):
     from gpuprov.errors import Problem
 
     return Problem(r.loc(), message)

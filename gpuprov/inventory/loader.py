@@ -12,6 +12,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from gpuprov.errors import InputError, Location, Problem
 from gpuprov.inventory import layers
+from gpuprov.inventory.ansible import to_native
 from gpuprov.inventory.model import (
     Cluster,
     DriverPin,
@@ -82,8 +83,6 @@ def load_inventory(path: Path | str) -> Cluster:
     r = Reader(path)
     root = parse_yaml(path, r)
     if "all" in root and "cluster" not in root and "groups" not in root:
-        from gpuprov.inventory.ansible import to_native
-
         root = to_native(root, r, default_name=path.stem)
     cluster = build(root, path, r)
     r.raise_if_problems()

@@ -24,3 +24,8 @@ def lab_dir() -> Path:
     path = Path(env) if env else repo_root() / "lab"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def vagrant_home() -> Path:
+    """Where Vagrant keeps its boxes (VAGRANT_HOME, else ~/.vagrant.d)."""
+    return Path(os.environ.get("VAGRANT_HOME", Path.home() / ".vagrant.d"))

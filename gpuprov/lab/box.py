@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpuprov.errors import GpuprovError
-from gpuprov.lab import LOCAL_BOX, lab_dir
+from gpuprov.lab import LOCAL_BOX, lab_dir, vagrant_home
 
 # Sparse. gpuprov's preflight wants 10 GB free on / (a real GPU host needs it for the stack).
 DISK_SIZE_GB = 16
@@ -175,8 +175,6 @@ def build_box(*, force: bool = False, out_dir: Path | None = None) -> Box:
 
 def installed_key(name: str = LOCAL_BOX) -> str | None:
     """The build key of the installed box (from its info.json), or None."""
-    from gpuprov.lab.vagrant import vagrant_home
-
     boxes = vagrant_home() / "boxes" / name.replace("/", "-VAGRANTSLASH-")
     for info in sorted(boxes.glob("*/libvirt/info.json")):
         try:

@@ -22,10 +22,6 @@ from gpuprov.lab import LOCAL_BOX, lab_dir, repo_root
 from gpuprov.lab.box import LabError
 
 
-def vagrant_home() -> Path:
-    return Path(os.environ.get("VAGRANT_HOME", Path.home() / ".vagrant.d"))
-
-
 @dataclass
 class LabSettings:
     gpus: int = 2

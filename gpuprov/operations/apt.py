@@ -10,8 +10,8 @@ from pyinfra.api.exceptions import OperationError
 from pyinfra.facts.deb import DebPackages
 
 from gpuprov.aptrepo.sources import deb822_source as render_deb822
+from gpuprov.facts.apt import AptHolds
 from gpuprov.operations.debversion import compare, sort_key
-from gpuprov.operations.facts import AptHolds
 from gpuprov.operations.files import current_digest, sha256, write_file_command
 
 APT_GET = (

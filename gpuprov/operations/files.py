@@ -1,5 +1,11 @@
 """Whole files with exactly the content we render, written atomically over the SSH
-session itself (no SFTP: light test hosts and locked-down sites may not offer it)."""
+session itself (no SFTP: light test hosts and locked-down sites may not offer it).
+
+`files.template` reads three facts (file, then its sha1, then the directory): three SSH
+round trips per host on every no-op apply. `managed_file` reads none when the deploy
+passes what it read already (NodeFacts), else one (`FileState`: mode and sha256 in one
+command), and writes in one command when something differs.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,9 @@ import shlex
 from pyinfra import host
 from pyinfra.api import operation
 
-from gpuprov.operations.facts import FileDigest
+from gpuprov.facts.files import FileStat, FileState
+
+READ = "read"  # managed_file(current=READ): ask the host (the FileState fact)
 
 
 def sha256(content: str | bytes) -> str:
@@ -20,10 +28,11 @@ def sha256(content: str | bytes) -> str:
 
 
 def current_digest(path: str, digests: dict[str, str | None] | None) -> str | None:
-    """The file's digest from the deploy's batch read, else from the FileDigest fact."""
+    """The file's digest from the deploy's batch read, else from the FileState fact."""
     if digests is not None and path in digests:
         return digests[path]
-    return host.get_fact(FileDigest, path=path)
+    state = host.get_fact(FileState, path=path)
+    return state["sha256"] if state else None
 
 
 def write_file_command(path: str, content: str | bytes, mode: str = "644") -> str:
@@ -33,7 +42,7 @@ def write_file_command(path: str, content: str | bytes, mode: str = "644") -> st
     q, tmp = shlex.quote(path), shlex.quote(f"{path}.gpuprov-new")
     encoded = base64.b64encode(data).decode()
     return (
-        f"mkdir -p {shlex.quote(posixpath.dirname(path))} && "
+        f"mkdir -p {shlex.quote(posixpath.dirname(path) or '/')} && "
         f"printf %s {encoded} | base64 -d > {tmp} && chmod {mode} {tmp} && mv -f {tmp} {q}"
     )
 
@@ -44,14 +53,17 @@ def managed_file(
     content: str | bytes,
     mode: str = "644",
     digests: dict[str, str | None] | None = None,
+    current: FileStat | None | str = READ,
 ):
     """
-    Make `path` hold exactly `content` (compared by sha256).
+    Make `path` hold exactly `content` (compared by sha256) with `mode`.
 
     + path: absolute path on the host
-    + content: the file's text or bytes
+    + content: the file's text or bytes (small files: it travels inside the command)
     + mode: octal file mode
-    + digests: current sha256 per path (FileDigests fact, read once by the deploy)
+    + digests: current sha256 per path (DeployExtras, read once by the deploy); the mode
+      is not compared then
+    + current: the file's FileState when the caller read it already (None: absent)
 
     **Example:**
 
@@ -59,8 +71,17 @@ def managed_file(
 
         managed_file(path="/etc/profile.d/cuda.sh", content=text)
     """
-    if current_digest(path, digests) == sha256(content):
-        host.noop(f"{path} is up to date")
+    want = sha256(content)
+    if digests is not None and path in digests:
+        digest = digests[path]
+        current = None if digest is None else FileStat(mode=mode, sha256=digest)
+    elif current == READ:
+        current = host.get_fact(FileState, path=path)
+    if isinstance(current, dict) and current["sha256"] == want:
+        if current["mode"] == mode:
+            host.noop(f"{path} is up to date")
+        else:
+            yield f"chmod {mode} {shlex.quote(path)}"
         return
     yield write_file_command(path, content, mode)
 

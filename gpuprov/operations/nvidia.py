@@ -8,7 +8,8 @@ from pyinfra import host
 from pyinfra.api import operation
 from pyinfra.api.exceptions import OperationError
 
-CDI_SPEC = "/etc/cdi/nvidia.yaml"
+from gpuprov.paths import CDI_SPEC
+
 CONTAINERD_DROPIN = "/etc/containerd/conf.d/99-nvidia.toml"
 
 

@@ -3,7 +3,7 @@
 One fresh pyinfra State per gate run (the wave's hosts), one greenlet per host, and per
 host one round trip per fact: HostState for the built-in gates (plus `gpuprov verify`'s
 VerifyProbe when `dcgm-diag` or `container` is asked for), one per command gate. The
-built-in gates are `gpuprov verify`'s checks (gpuprov.node_verify.node_verdict), grouped:
+built-in gates are `gpuprov verify`'s checks (gpuprov.verify.node.node_verdict), grouped:
 
 - `nvidia-smi`: GPUs on the PCI bus, nvidia-smi runs, GPU count and model, pinned driver
   loaded, no uncorrectable ECC, no pending remaps, NVLink fabric up, fabric manager ==
@@ -23,42 +23,14 @@ A command gate (`{command: "..."}`) runs on the host as the deploy user (with su
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from pyinfra.api import FactBase
-
+from gpuprov.facts.gate import GateCommand
 from gpuprov.inventory.model import Cluster, CommandGate, Host, RolloutPolicy
 from gpuprov.rollout.hooks import render
 from gpuprov.rollout.runner import HostResult
 
 OUTPUT_TAIL = 2000
-_RC = "@@gpuprov:rc "
-
-
-@dataclass(frozen=True)
-class CommandOutcome:
-    rc: int
-    output: str
-
-
-class GateCommand(FactBase[CommandOutcome]):
-    """Run a gate command; never fails as a fact (the exit status is the data)."""
-
-    def command(self, script: str, timeout: int) -> str:
-        run = f"timeout {int(timeout)} sh -c {shlex.quote(script)}"
-        return f'out=$({run} 2>&1 </dev/null); rc=$?; printf \'%s\\n{_RC}%s\\n\' "$out" "$rc"'
-
-    def process(self, output: list[str]) -> CommandOutcome:
-        rc = 255
-        body = []
-        for line in output:
-            if line.startswith(_RC):
-                rc = int(line[len(_RC) :].strip() or 255)
-            else:
-                body.append(line)
-        return CommandOutcome(rc, "\n".join(body).strip())
 
 
 def stack_installed(state) -> bool:
@@ -81,7 +53,8 @@ def _gate_of(check: str) -> str:
 
 def builtin_failures(host: Host, gates: Sequence[str], state, probe) -> list[str]:
     """The failed checks of the built-in gates for one host, as "gate: check: detail"."""
-    from gpuprov.node_verify import ProbeData, node_verdict
+    from gpuprov.facts.verify_probe import ProbeData
+    from gpuprov.verify.node import node_verdict
 
     if not gates or not stack_installed(state):
         return []
@@ -161,7 +134,8 @@ class HealthGates:
 
     @staticmethod
     def _probe(pyhost, host: Host):
-        from gpuprov.node_verify import VerifyProbe, container_gate_args
+        from gpuprov.facts.verify_probe import VerifyProbe
+        from gpuprov.verify.node import container_gate_args
 
         probe = pyhost.get_fact(VerifyProbe, **container_gate_args(host))
         if probe is None:

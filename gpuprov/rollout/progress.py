@@ -11,6 +11,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from gpuprov.terminal import cell, plain
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -64,7 +66,7 @@ class PlainProgress:
 
     def _line(self, text: str) -> None:
         with self._lock:
-            self.stream.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+            self.stream.write(f"{time.strftime('%H:%M:%S')} {plain(text)}\n")
             self.stream.flush()
 
     def rollout_started(self, rollout_id, plan, resumed) -> None:
@@ -119,18 +121,18 @@ class LiveProgress(PlainProgress):
     def _table(self):
         from rich.table import Table
 
-        table = Table(
-            title=f"{self.wave_name}  ({time.monotonic() - self.started:.0f}s)", header_style="bold"
-        )
+        title = cell(f"{self.wave_name}  ({time.monotonic() - self.started:.0f}s)")
+        table = Table(title=title, header_style="bold")
         for col in ("host", "status", "step", "error"):
             table.add_column(col, overflow="fold")
         for host, (status, step, error) in self.rows.items():
-            table.add_row(host, f"[{STATUS_STYLE.get(status, '')}]{status}", step, error)
+            style = STATUS_STYLE.get(status, "")
+            table.add_row(cell(host), cell(status, style), cell(step), cell(error))
         return table
 
     def _line(self, text: str) -> None:
         with self._lock:
-            self.console.print(text, markup=False, highlight=False)
+            self.console.print(cell(text), highlight=False)
 
     def wave_started(self, wave, todo) -> None:
         self.wave_name, self.started = wave.name, time.monotonic()

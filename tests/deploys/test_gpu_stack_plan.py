@@ -11,11 +11,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gpuprov.deploys.context import CUDA_PROFILE, NOUVEAU_CONF, render  # noqa: E402
 from hoststate import host_state_output  # noqa: E402
 from plan_harness import changes, extras_output, gpu_host, plan  # noqa: E402
 
 from gpuprov.operations.files import sha256  # noqa: E402
+from gpuprov.paths import CUDA_PROFILE, NOUVEAU_CONF  # noqa: E402
+from gpuprov.rendering import render  # noqa: E402
 
 DEB_580 = "580.95.05-1"
 CONVERGED_PACKAGES = {

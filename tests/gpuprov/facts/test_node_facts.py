@@ -44,8 +44,8 @@ def test_one_command_answers_all_three(tmp_path: Path) -> None:
         str(tmp_path / "absent.conf"): None,
     }
     assert facts.extras["cdi_driver"] == "580.95.05"
-    assert facts.identity.mode == "640"
-    assert facts.identity.sha256 == hashlib.sha256(identity.read_bytes()).hexdigest()
+    assert facts.identity is not None and facts.identity["mode"] == "640"
+    assert facts.identity["sha256"] == hashlib.sha256(identity.read_bytes()).hexdigest()
 
 
 def test_absent_identity_and_spec(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from gpuprov.errors import InputError
-from gpuprov.inventory.ansible import convert_file
+from gpuprov.inventory.convert import convert_file
 from gpuprov.inventory.loader import load_inventory
 
 ANSIBLE = Path(__file__).with_name("ansible_hallc.yaml")

@@ -1,4 +1,4 @@
-"""Every operation fixture under tests/deploys/fixtures/<module>.<operation>/<case>.json
+"""Every operation fixture under fixtures/<module>.<operation>/<case>.json
 (args + facts -> exact commands and noop description) becomes one test, run by the
 pyinfra-testing package's generic runner."""
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pyinfra_testing.operations import make_operation_tests
 
-FIXTURES = Path(__file__).resolve().parents[2] / "deploys" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 for _folder in sorted(p for p in FIXTURES.iterdir() if p.is_dir()):
     _cls = make_operation_tests("gpuprov.operations", _folder.name, _folder)

@@ -8,10 +8,10 @@ from pathlib import Path
 from gpuprov.engine.plan import HostPlan, Plan
 from gpuprov.inventory.model import RolloutPolicy
 from gpuprov.rollout.abandon import abandon_rollout
-from gpuprov.rollout.engine import split
 from gpuprov.rollout.hooks import LocalHookRunner
 from gpuprov.rollout.planner import RolloutPlan, Wave
 from gpuprov.rollout.state import StateStore
+from gpuprov.rollout.wave_work import split
 
 PLAN = RolloutPlan(
     waves=(Wave(0, "canary", ("gpu000",), True), Wave(1, "wave 1", ("gpu001", "gpu002", "gpu003"))),

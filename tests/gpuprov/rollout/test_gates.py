@@ -13,8 +13,8 @@ from hoststate import host_state_output  # noqa: E402
 from plan_harness import gpu_host  # noqa: E402
 
 from gpuprov.facts.host_state import HostStateData, parse_host_state  # noqa: E402
-from gpuprov.node_verify import ProbeData  # noqa: E402
 from gpuprov.rollout.gates import GateCommand, builtin_failures, stack_installed  # noqa: E402
+from gpuprov.verify.node import ProbeData  # noqa: E402
 
 
 def driver_installed() -> HostStateData:

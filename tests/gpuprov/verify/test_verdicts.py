@@ -16,7 +16,7 @@ from gpuprov.parsers.lspci import parse_lspci
 from gpuprov.parsers.nvidia_smi_text import parse_fabric_blocks, parse_nvidia_smi_text
 from gpuprov.parsers.nvidia_smi_xml import parse_nvidia_smi_xml
 from gpuprov.tables import SystemProfile
-from gpuprov.verify import pci_checks, verdict
+from gpuprov.verify.verdicts import pci_checks, verdict
 
 HGX_H100_8 = SystemProfile(
     name="hgx-h100-8",
@@ -194,7 +194,7 @@ def test_host_state_with_xml(tmp_path, captures):
 
 
 def test_pci_checks_reconstructed_hgx():
-    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "lspci" / "hgx-h100-8_lspci-nn.txt"
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "lspci" / "hgx-h100-8_lspci-nn.txt"
     devices = parse_lspci(fixture.read_text())
     checks = pci_checks(HostStateData(pci_devices=devices), HGX_H100_8)
     assert [(c.name, c.ok) for c in checks] == [("pci-gpus", True), ("pci-nvswitches", True)]

@@ -1,33 +1,17 @@
-"""Small facts the operations fall back to when a deploy did not pass the state in.
+"""Files on the host: one file's mode and digest, many files' digests in one command, and
+what the deploys compare against beyond HostState (DeployExtras).
 
-The deploys avoid them: they read HostState (and FileDigests for their managed files)
-once per host and hand the values to the operations as arguments.
+The deploys read DeployExtras once per host (inside NodeFacts) and hand the digests to the
+operations; `FileState` is what `managed_file` falls back to when nobody passed them.
 """
 
 from __future__ import annotations
 
 import base64
 import shlex
+from typing import TypedDict
 
 from pyinfra.api import FactBase
-
-
-class AptHolds(FactBase[list[str]]):
-    """Held packages, read from dpkg's selections (`apt-mark showhold` loads the apt
-    cache, which takes seconds)."""
-
-    default = list
-
-    def requires_command(self) -> str:
-        return "dpkg-query"
-
-    def command(self) -> str:
-        return (
-            "dpkg-query -W -f='${db:Status-Want} ${Package}\\n' | awk '$1 == \"hold\" { print $2 }'"
-        )
-
-    def process(self, output: list[str]) -> list[str]:
-        return sorted(line.strip() for line in output if line.strip())
 
 
 class FileDigests(FactBase[dict[str, str | None]]):
@@ -52,16 +36,25 @@ class FileDigests(FactBase[dict[str, str | None]]):
         return out
 
 
-class FileDigest(FactBase[str | None]):
-    """sha256 of one file, or None when absent."""
+class FileStat(TypedDict):
+    mode: str  # octal, "644"
+    sha256: str
+
+
+class FileState(FactBase[FileStat | None]):
+    """Mode and sha256 of one regular file; None when it does not exist."""
 
     def command(self, path: str) -> str:
         q = shlex.quote(path)
-        return f"if [ -f {q} ]; then sha256sum < {q} | cut -d' ' -f1; fi"
+        return (
+            f"if [ -f {q} ]; then stat -c %a {q} && sha256sum < {q} | cut -d' ' -f1; "
+            "else echo absent; fi"
+        )
 
-    def process(self, output: list[str]) -> str | None:
-        value = "".join(output).strip()
-        return value or None
+    def process(self, output: list[str]) -> FileStat | None:  # type: ignore[override]
+        if len(output) < 2 or output[0].strip() == "absent":
+            return None
+        return FileStat(mode=output[0].strip(), sha256=output[1].strip())
 
 
 class DeployExtras(FactBase[dict]):

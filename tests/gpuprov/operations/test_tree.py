@@ -15,8 +15,8 @@ from pathlib import Path
 from gpuprov.deploys.mirror_server import SERVICE_USER, MirrorHostPaths, apt_unit, models_unit
 
 from gpuprov.inventory.model import MirrorRef
-from gpuprov.mirror.hostops import TreeListing, local_listing, plan_sync
 from gpuprov.mirror.store import add_model
+from gpuprov.operations.tree import TreeListing, local_listing, plan_sync
 
 
 def directives(text: str) -> dict[str, str]:

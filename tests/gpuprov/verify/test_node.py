@@ -6,13 +6,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploys"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploys"))
 
 from hoststate import host_state_output  # noqa: E402
 from plan_harness import gpu_host  # noqa: E402
 
 from gpuprov.facts.host_state import parse_host_state  # noqa: E402
-from gpuprov.node_verify import ProbeData, VerifyProbe, node_verdict  # noqa: E402
+from gpuprov.verify.node import ProbeData, VerifyProbe, node_verdict  # noqa: E402
 
 SPEC_580 = "cdiVersion: 0.5.0\n  - containerPath: /usr/lib/x86_64-linux-gnu/libcuda.so.580.95.05\n"
 SPEC_570 = SPEC_580.replace("580.95.05", "570.133.20")
@@ -148,7 +148,7 @@ def run_probe_with_recording_ctr(tmp_path: Path, args: dict) -> list[str]:
 
 def test_container_gate_uses_the_registry_scheme_ca_and_digest(tmp_path: Path) -> None:
     """Issue 13, item 11: the gate pulled with --plain-http whatever the registry's scheme."""
-    from gpuprov.node_verify import container_gate_args
+    from gpuprov.verify.node import container_gate_args
 
     ca = "/usr/local/share/ca-certificates/site.crt"
     mirror = {"registry": "mirror01:5000", "registry_scheme": "https", "registry_ca": ca}
@@ -173,7 +173,7 @@ def test_container_gate_uses_the_registry_scheme_ca_and_digest(tmp_path: Path) -
 def test_container_gate_refuses_what_is_not_an_image_reference() -> None:
     import pytest
 
-    from gpuprov.node_verify import container_gate_args
+    from gpuprov.verify.node import container_gate_args
 
     for bad in ("mirror01:5000/cuda:13; touch /tmp/x", "mirror01:5000/cuda:13\n",
                 f"mirror01:5000/cuda@sha256:{'ab' * 31}"):  # fmt: skip

@@ -7,7 +7,7 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-from gpuprov.operations.facts import DeployExtras, FileDigest, FileDigests
+from gpuprov.facts.files import DeployExtras, FileDigests, FileState
 
 # The shape nvidia-ctk writes: the hook's link name (libcuda.so.1) comes before the mount
 # that names the driver version.
@@ -51,7 +51,11 @@ def test_file_digest_facts(tmp_path: Path) -> None:
     f = tmp_path / "f"
     f.write_bytes(b"\x00\x01binary")
     want = hashlib.sha256(b"\x00\x01binary").hexdigest()
-    assert FileDigest().process(sh(FileDigest().command(path=str(f)))) == want
-    assert FileDigest().process(sh(FileDigest().command(path=str(tmp_path / "no")))) is None
+    f.chmod(0o640)
+    assert FileState().process(sh(FileState().command(path=str(f)))) == {
+        "mode": "640",
+        "sha256": want,
+    }
+    assert FileState().process(sh(FileState().command(path=str(tmp_path / "no")))) is None
     both = FileDigests().process(sh(FileDigests().command(paths=[str(f), str(tmp_path / "no")])))
     assert both == {str(f): want, str(tmp_path / "no"): None}

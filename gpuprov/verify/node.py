@@ -1,9 +1,9 @@
 """`gpuprov verify`: is a GPU node what its inventory says, right now?
 
-One extra fact (`VerifyProbe`) beside HostState runs what only verification needs:
+One extra fact (`gpuprov.facts.verify_probe.VerifyProbe`) beside HostState runs what only verification needs:
 `dcgmi diag -r 1`, the driver version the CDI spec names, and a container started with a
 GPU through CDI when the host has a test image (host var `gpuprov_verify_image`, an image
-in the site registry). `node_verdict` turns both into checks on top of gpuprov.verify's
+in the site registry). `node_verdict` turns both into checks on top of gpuprov.verify.verdicts'
 (nvidia-smi, count, model, driver, ECC, remapped rows, fabric): PCI bus vs profile,
 fabric manager version == driver, CDI spec current, DCGM, container. What could not be
 checked is reported as *not checked* with the reason, never as passed.
@@ -12,88 +12,18 @@ checked is reported as *not checked* with the reason, never as passed.
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass, field
 
-from pyinfra.api import FactBase
-
-from gpuprov.facts.host_state import HostStateData, section_command, split_sections
+from gpuprov.facts.host_state import HostStateData
+from gpuprov.facts.verify_probe import ProbeData, VerifyProbe
 from gpuprov.inventory.model import Host
 from gpuprov.parsers import ParseError
 from gpuprov.parsers.dcgmi_diag import parse_dcgmi_diag
+from gpuprov.paths import CDI_SPEC
 from gpuprov.tables import get_profile, packages_for
-from gpuprov.verify import Check, HostVerdict, pci_checks, verdict
+from gpuprov.verify.verdicts import Check, HostVerdict, pci_checks, verdict
 
-CDI_SPEC = "/etc/cdi/nvidia.yaml"
 _FABRICMANAGER = re.compile(r"nvidia-fabricmanager(-\d+)?")
-_LIBCUDA = re.compile(r"libcuda\.so\.(\d+\.\d+(?:\.\d+)?)")
-
-
-@dataclass
-class ProbeData:
-    dcgm_rc: int | None = None  # None: dcgmi not installed
-    dcgm_output: str = ""
-    cdi_spec: str | None = None  # the spec's text, None when absent
-    container_rc: int | None = None  # None: not attempted
-    container_output: str = ""
-    container_how: str = ""
-
-    @property
-    def cdi_driver(self) -> str | None:
-        m = _LIBCUDA.search(self.cdi_spec or "")
-        return m.group(1) if m else None
-
-
-class VerifyProbe(FactBase[ProbeData]):
-    """DCGM diag level 1, the CDI spec, and (given an image) a CDI GPU container."""
-
-    def command(
-        self,
-        runtime: str = "none",
-        image: str | None = None,
-        plain_http: bool = False,
-        ca_file: str | None = None,
-    ) -> str:
-        parts = [
-            section_command(
-                "dcgm",
-                "if command -v dcgmi >/dev/null 2>&1; then dcgmi diag -r 1; else exit 127; fi",
-            ),
-            section_command("cdi", f"if [ -f {CDI_SPEC} ]; then cat {CDI_SPEC}; else exit 127; fi"),
-        ]
-        if image and runtime in ("docker", "containerd"):
-            img = shlex.quote(image)
-            if runtime == "docker":
-                # docker reads the registry's scheme and CA from its own configuration
-                # (daemon.json, /etc/docker/certs.d), which mirror_client writes.
-                run = f"docker run --rm --device nvidia.com/gpu=all {img} nvidia-smi -L"
-            else:
-                # ctr has no such configuration: plain HTTP only where the inventory says
-                # the registry is http, the site CA where it names one, TLS verified always.
-                pull = "ctr image pull"
-                if plain_http:
-                    pull += " --plain-http"
-                elif ca_file:
-                    pull += f" --tlscacert {shlex.quote(ca_file)}"
-                run = (
-                    f"{pull} {img} >/dev/null && "
-                    f"ctr run --rm --device nvidia.com/gpu=all {img} gpuprov-verify-$$ "
-                    "nvidia-smi -L"
-                )
-            parts.append(section_command("container", f"echo {shlex.quote(run)}; {run}"))
-        return "; ".join(parts) + "; true"
-
-    def process(self, output: list[str]) -> ProbeData:
-        s = split_sections("\n".join(output))
-        probe = ProbeData()
-        if (d := s.get("dcgm")) and d.present:
-            probe.dcgm_rc, probe.dcgm_output = d.rc, d.output
-        if (c := s.get("cdi")) and c.present:
-            probe.cdi_spec = c.output
-        if (k := s.get("container")) is not None:
-            how, _, rest = k.output.partition("\n")
-            probe.container_rc, probe.container_how, probe.container_output = k.rc, how, rest
-        return probe
 
 
 @dataclass

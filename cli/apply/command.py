@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import click
-from gpuprov.cli._engine import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
+from gpuprov.cli._options import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
 from gpuprov.cli.app import App
 from gpuprov.cli.rollout._common import state_option
 
@@ -66,8 +66,8 @@ def apply(
       gpuprov apply inventories/lab.yaml --resume --yes
       gpuprov apply inventories/lab.yaml --abandon --yes
     """
-    from gpuprov.cli._engine import load, static_checks
-    from gpuprov.cli._staged import Staged
+    from gpuprov.cli._options import load, static_checks
+    from gpuprov.cli.apply.staged import Staged
 
     if resume and (limit or dry_run):
         app.abort("--resume continues the stored plan: it takes no --limit or --dry-run", 2)

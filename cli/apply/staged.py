@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gpuprov.errors import ExitCode, GpuprovError
+from gpuprov.terminal import cell
 
 if TYPE_CHECKING:
     from gpuprov.cli.app import App
@@ -65,14 +66,14 @@ class Staged:
             return self.plan_and_apply(hosts, dry_run=False)
 
     def plan_and_apply(self, hosts: list[Host], *, dry_run: bool) -> int:
-        from gpuprov.cli._engine import open_session
+        from gpuprov.cli._options import open_session
         from gpuprov.cli.plan import plan_exit_code, show_plan
+        from gpuprov.deploys.playbook import default_deploys
 
         from gpuprov.engine.connect import sudo_password
         from gpuprov.engine.plan import prepare
-        from gpuprov.engine.playbook import default_deploys
-        from gpuprov.rollout.engine import split
         from gpuprov.rollout.planner import plan_rollout
+        from gpuprov.rollout.wave_work import split
 
         self.password = sudo_password(self.cluster, hosts, sys.stdin.isatty())
         policy = self.cluster.rollout
@@ -209,7 +210,7 @@ class Staged:
     def apply_infra(self, session, plan: Plan, infra: list[Host]) -> int:
         """Run the dry run's operations on the infrastructure hosts only (the session
         holds every selected host: the others are taken out of the State first)."""
-        from gpuprov.cli._engine import exit_code
+        from gpuprov.cli._options import exit_code
 
         from gpuprov.engine.apply import execute
         from gpuprov.engine.plan import Plan
@@ -238,7 +239,7 @@ class Staged:
 
     def op_progress(self, host: str, op: str, outcome: str) -> None:
         if not self.json and outcome != "ok":
-            self.app.out.print(f"{host}: {outcome}: {op}", style=STYLE[outcome], markup=False)
+            self.app.out.print(cell(f"{host}: {outcome}: {op}", STYLE[outcome]))
 
     # ---- resume -------------------------------------------------------------------------
     def resume(self) -> int:
@@ -274,12 +275,13 @@ class Staged:
     # ---- the rollout --------------------------------------------------------------------
     def rollout(self, rplan: RolloutPlan, resume: int | None) -> int:
         """Run the waves; the caller holds the lock (locked_state) and the open store."""
-        from gpuprov.engine.playbook import default_deploys
-        from gpuprov.rollout.engine import WaveWork
+        from gpuprov.deploys.playbook import default_deploys
+
         from gpuprov.rollout.gates import HealthGates
         from gpuprov.rollout.hooks import make_hook_runner
         from gpuprov.rollout.progress import make_progress
         from gpuprov.rollout.runner import run_rollout
+        from gpuprov.rollout.wave_work import WaveWork
 
         cluster, policy, store = self.cluster, self.cluster.rollout, self.store
         assert store is not None

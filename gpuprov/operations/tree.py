@@ -1,4 +1,4 @@
-"""pyinfra facts and operations the mirror host's deploys share.
+"""pyinfra operations the mirror host's deploys share (their facts: gpuprov.facts.tree).
 
 - `tree_sync`: make a remote directory hold exactly a local directory's files, in one
   listing round trip. Content-addressed parts (the store's `blobs/`, an apt `pool/`) are
@@ -19,53 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from pyinfra import host
-from pyinfra.api import FactBase, FileUploadCommand, operation
+from pyinfra.api import FileUploadCommand, operation
+
+from gpuprov.facts.tree import TreeListing, VenvLink
 
 # Tabs and newlines would break the listing; no file the store or an apt repo writes has them.
 _BAD_NAME_CHARS = ("\t", "\n")
 _CHUNK = 200  # paths per rm/mkdir command line
-
-
-class TreeListing(FactBase):
-    """{relative path: (size, sha256 or None)} of the regular files under `path` ({} if
-    it does not exist). Files under the `immutable` prefixes (space separated) are not hashed."""
-
-    default = dict
-
-    def command(self, path: str, immutable: str = "") -> str:
-        q = shlex.quote(path)
-        prefixes = [p.rstrip("/") for p in immutable.split()]
-        skip = " ".join(f"! -path {shlex.quote(f'./{p}/*')}" for p in prefixes)
-        return (
-            f"cd {q} 2>/dev/null || exit 0; "
-            "find . -type f -printf 'F\\t%s\\t%P\\n'; "
-            f"find . -type f {skip} -printf '%P\\0' | xargs -0r sha256sum"
-        )
-
-    def process(self, output: list[str]) -> dict[str, tuple[int, str | None]]:
-        sizes: dict[str, int] = {}
-        hashes: dict[str, str] = {}
-        for line in output:
-            if line.startswith("F\t"):
-                _, size, rel = line.split("\t", 2)
-                sizes[rel] = int(size)
-            elif line.strip():
-                digest, rel = line.split("  ", 1)
-                hashes[rel] = digest
-        return {rel: (size, hashes.get(rel)) for rel, size in sizes.items()}
-
-
-class VenvLink(FactBase):
-    """Where `<root>/venv` points, if its gpuprov entry point is there; else ''."""
-
-    default = str
-
-    def command(self, root: str) -> str:
-        link = shlex.quote(f"{root}/venv")
-        return f"test -x {link}/bin/gpuprov && readlink {link} || true"
-
-    def process(self, output: list[str]) -> str:
-        return output[0].strip() if output else ""
 
 
 def _under(rel: str, prefixes: tuple[str, ...]) -> bool:
