@@ -9,7 +9,8 @@ REVKEYSIG, BADSIG or ERRSIG (NO_PUBKEY beside ERRSIG); a good one is followed by
 is at least one signature, and every signature is GOODSIG with a VALIDSIG whose digest is
 strong. apt refuses the same (its gpgv method counts expired/revoked signers as
 worthless and, since apt 2.7, SHA1 signatures as untrusted); we also refuse a file with
-any non-good signature beside a good one, where apt would only warn.
+an expired, revoked, weak or bad signature beside a good one, where apt may only warn.
+Only a signature by a key outside the keyring (NO_PUBKEY) is ignored beside a good one.
 """
 
 from __future__ import annotations
@@ -103,9 +104,15 @@ def parse_status(text: str) -> tuple[list[Signature], list[str]]:
 def judge(returncode: int, status: str) -> str | None:
     """None when every signature is good and strong; otherwise why not, in one line."""
     sigs, other = parse_status(status)
-    problems = [p for s in sigs if (p := s.problem()) is not None] + other
+    good = [s for s in sigs if s.problem() is None]
+    # A signature by a key outside the keyring beside a good one is ignored, as apt
+    # does: a site rotating keys signs with both while clients hold one keyring.
+    judged = [s for s in sigs if not (good and s.status == "ERRSIG" and s.no_pubkey)]
+    problems = [p for s in judged if (p := s.problem()) is not None] + other
     if not sigs and not other:
         problems.append("no signature found")
-    if not problems and returncode != 0:
+    # gpgv exits 2 when one signature could not be checked (the ignored NO_PUBKEY above)
+    unchecked_only = returncode == 2 and len(judged) < len(sigs)
+    if not problems and returncode != 0 and not unchecked_only:
         problems.append(f"gpgv exited {returncode}")
     return "; ".join(problems) or None

@@ -183,3 +183,46 @@ def test_key_generated_now_signs_for_today(tmp_path, debs):
     keyring = key.export_public(tmp_path / "fresh.gpg")
     publish_repo(debs, tmp_path / "r", suite="stable", key=key)
     assert verify_repo(tmp_path / "r", keyring, now=datetime.now(UTC)) == []
+
+
+def test_second_signature_by_a_key_outside_the_keyring_is_ignored(repo, keyring, key, tmp_path):
+    """Key rotation: InRelease signed by the site key and by a key the clients do not
+    hold yet is fine (as apt); with both keys in the keyring both must be good."""
+    other = tmp_path / "other"
+    make_key(other)
+    dist = repo / "dists/stable"
+    release = dist / "Release"
+
+    def sign_twice(*second: str) -> None:
+        # gpg signs with every --local-user given, in one signature block
+        secret = subprocess.run(
+            ["gpg", "--homedir", str(key.home), "--batch", "--pinentry-mode", "loopback",
+             "--passphrase", "", "--export-secret-keys"],
+            check=True, capture_output=True,
+        ).stdout  # fmt: skip
+        subprocess.run(["gpg", "--homedir", str(other), "--batch", "--import"], input=secret,
+                       check=True, capture_output=True)  # fmt: skip
+        fprs = [key.fingerprint, *second]
+        users = [arg for f in fprs for arg in ("--local-user", f"{f}!")]
+        gpg(other, "--yes", "--pinentry-mode", "loopback", "--passphrase", "", *users,
+            "--digest-algo", "SHA512", "--output", str(dist / "InRelease"), "--clearsign",
+            str(release))  # fmt: skip
+        (dist / "Release.gpg").unlink(missing_ok=True)
+
+    other_fpr = (
+        subprocess.run(
+            ["gpg", "--homedir", str(other), "--batch", "--with-colons", "--list-secret-keys"],
+            check=True, capture_output=True, text=True,
+        ).stdout.split("fpr:::::::::")[1].split(":")[0]
+    )  # fmt: skip
+    sign_twice(other_fpr)
+    assert verify_repo(repo, keyring) == []  # the other key is not in the keyring: ignored
+    both = tmp_path / "both.gpg"
+    both.write_bytes(
+        keyring.read_bytes()
+        + subprocess.run(
+            ["gpg", "--homedir", str(other), "--batch", "--export", other_fpr],
+            check=True, capture_output=True,
+        ).stdout
+    )  # fmt: skip
+    assert verify_repo(repo, both) == []  # both good
