@@ -19,10 +19,12 @@ venv: $(STAMP)
 system-deps:
 	bash scripts/install-system-deps.sh
 
-## The test suite: fast tier, light hosts and the test-bed VMs. This is what CI runs.
+## The test suite (after ruff and mypy): fast tier, light hosts and the test-bed VMs. This is
+## what CI runs.
 ## The long end-to-end VM scenarios are `make test-slow` (docs/testing.md).
 test: system-deps $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(PY) scripts/typecheck.py
 	$(PY) -m pytest -m "not slow"
 
 ## Fast tier: no hosts, no VMs (a minute or two).
@@ -48,6 +50,7 @@ test-slow: system-deps lab-deps $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) scripts/typecheck.py
 
 # Vagrant + vagrant-libvirt + libvirt, daemons running (only the lab and its tests need them).
 lab-deps:
@@ -55,14 +58,14 @@ lab-deps:
 
 ## The local Vagrant box gpuprov/debian12-local, from the test bed rootfs (docs/lab.md).
 lab-box: system-deps lab-deps $(STAMP)
-	$(PY) -m gpuprov.lab box
+	$(VENV)/bin/gpuprov lab box
 
 ## The README's main job on a local lab (see README).
 demo: system-deps $(STAMP)
-	$(PY) -m gpuprov.lab demo
+	$(VENV)/bin/gpuprov lab demo
 
 demo-clean: $(STAMP)
-	$(PY) -m gpuprov.lab clean
+	$(VENV)/bin/gpuprov lab clean
 
 bench: system-deps $(STAMP)
 	$(PY) -m benchmarks

@@ -2,7 +2,7 @@
 
     python -m benchmarks.noop_apply_bench      (or `make bench`, which runs every benchmark)
 
-DESIGN: re-applying to a converged cluster is what operators do most; the floor is one
+docs/engine.md: re-applying to a converged cluster is what operators do most; the floor is one
 Python start plus about one SSH round trip per host, in parallel; target 20 converged
 hosts in <= 2 s on this machine. Both sides run in this run against the same light hosts
 (sshd in network namespaces, gpuprov.testbed):
@@ -16,7 +16,7 @@ hosts in <= 2 s on this machine. Both sides run in this run against the same lig
              hosts have no systemd for the GPU stack's services), exit 0, "up to date"
 
 Settings (environment): GPUPROV_BENCH_HOSTS (default 20), GPUPROV_BENCH_ROUNDS (default 5).
-Prints the median of each, the ratio, and whether the DESIGN target was met; exits 1 only
+Prints the median of each, the ratio, and whether the target (docs/engine.md) was met; exits 1 only
 when a run fails (timings on a shared 2-core machine are noisy: read the ratio).
 """
 
@@ -122,7 +122,7 @@ def main() -> int:
     print(f"floor+fact (the NodeFacts command instead):        median {ff:.2f} s")
     print(f"gpuprov apply, converged (no-op):                  median {o:.2f} s")
     print(f"ratio gpuprov/floor: {o / f:.2f}x, gpuprov/(floor+fact): {o / ff:.2f}x")
-    print(f"DESIGN target <= {TARGET_S:g} s for 20 hosts: {'met' if o <= TARGET_S else 'NOT met'}")
+    print(f"target <= {TARGET_S:g} s for 20 hosts: {'met' if o <= TARGET_S else 'NOT met'}")
     print(f"no-op apply said: {json.dumps(summary.get('summary', summary))[:200]}")
     return 0
 

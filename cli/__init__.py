@@ -39,8 +39,23 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
+class RootGroup(LazyGroup):
+    """The one place an expected error (GpuprovError) becomes a message and an exit code:
+    commands raise, they never catch to print."""
+
+    def invoke(self, ctx: click.Context):
+        from gpuprov.errors import GpuprovError
+
+        try:
+            return super().invoke(ctx)
+        except GpuprovError as exc:
+            from gpuprov.cli.app import App
+
+            (ctx.obj if isinstance(ctx.obj, App) else App()).fail(exc)
+
+
 @click.group(
-    cls=LazyGroup,
+    cls=RootGroup,
     lazy=COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="""\b
@@ -53,7 +68,7 @@ Examples:
   gpuprov verify inventories/lab.yaml --output json
 
 Exit codes: 0 ok, 1 a host or check failed, 2 bad input, 3 could not connect,
-4 rollout halted, 5 rollout locked, 130 interrupted (docs/exit-codes.md).""",
+4 rollout halted, 5 rollout locked, 70 internal error, 130 interrupted (docs/exit-codes.md).""",
 )
 @click.version_option(__version__, prog_name="gpuprov")
 @click.option("--debug", is_flag=True, help="Show tracebacks for unexpected errors.")
@@ -65,9 +80,14 @@ def gpuprov(ctx: click.Context, debug: bool) -> None:
     ctx.obj = App(debug=debug)
 
 
-# Commands that run an asyncio server never touch pyinfra, so they skip the patch: asyncio
-# then runs on the real threads, selectors and sockets it is written (and tested) for.
-UNPATCHED = (("mirror", "serve"),)
+# Commands that never touch pyinfra skip the patch: asyncio (mirror serve) then runs on the
+# real threads, selectors and sockets it is written (and tested) for, and the lab's threads
+# and subprocesses stay what they were when it ran as its own program.
+UNPATCHED = (
+    ("mirror", "serve"),
+    # the lab drives vagrant and gpuprov subprocesses, never pyinfra in this process
+    *(("lab", cmd) for cmd in ("demo", "clean", "box", "hardware", "capture")),
+)
 
 
 def _needs_gevent(argv: list[str]) -> bool:

@@ -1,5 +1,6 @@
-"""What facts/plan/apply/hosts share: load the inventory, select hosts, run the static
-checks, connect, and print connection failures one line per host."""
+"""The options every command shares (declared once here) and the steps facts, plan,
+apply, verify and hosts share: load the inventory, select hosts, run the static checks,
+connect."""
 
 from __future__ import annotations
 
@@ -27,7 +28,18 @@ LIMIT = click.option(
     help="Only these hosts or groups (names or globs; comma-separated or repeated).",
 )
 OUTPUT = click.option(
-    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format (a file to write is always --to FILE or an argument).",
+)
+STATE = click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="State database (default: INVENTORY.gpuprov-state.db beside the inventory).",
 )
 
 
@@ -59,18 +71,13 @@ def open_session(
     app: App, cluster: Cluster, hosts: list[Host], accept_new: bool, password: str | None = None
 ) -> Session:
     from gpuprov.engine.connect import connect
-    from gpuprov.errors import ConnectError
 
-    try:
-        # prompt for a sudo password only on a terminal (and only if the env var is unset)
-        prompt = sys.stdin.isatty()
-        session = connect(
-            cluster, hosts, accept_new=accept_new, prompt_password=prompt, password=password
-        )
-    except ConnectError as exc:  # no host reachable: one line per host, exit 3
-        for line in str(exc).splitlines():
-            app.error(line)
-        app.abort(None, exc.exit_code)
+    # prompt for a sudo password only on a terminal (and only if the env var is unset);
+    # no host reachable raises ConnectError: one line per host, exit 3 (the root group)
+    prompt = sys.stdin.isatty()
+    session = connect(
+        cluster, hosts, accept_new=accept_new, prompt_password=prompt, password=password
+    )
     for failure in session.failed:
         app.error(failure.message)
     return session

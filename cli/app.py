@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from gpuprov.errors import ExitCode, GpuprovError, InputError
+from gpuprov.errors import ConnectError, ExitCode, GpuprovError, InputError
 from gpuprov.terminal import cell
 
 
@@ -62,17 +62,21 @@ class App:
         raise Abort(code)
 
     def fail(self, error: GpuprovError) -> NoReturn:
+        """Report an expected error and end with its exit code (the root group calls this)."""
         if isinstance(error, InputError):
             for problem in error.problems:
                 self.error(str(problem))
+        elif isinstance(error, ConnectError):  # one line per unreachable host
+            for line in str(error).splitlines():
+                self.error(line)
         else:
             self.error(f"error: {error}")
         raise Abort(error.exit_code)
 
 
 def run(group: click.Group) -> int:
-    """Invoke the CLI; map expected errors to exit codes and never show a traceback
-    unless --debug was given."""
+    """Invoke the CLI (expected errors are mapped by the root group); never show a
+    traceback unless --debug was given."""
     debug = "--debug" in sys.argv[1:]
     try:
         rv = group.main(standalone_mode=False)
@@ -87,16 +91,9 @@ def run(group: click.Group) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return ExitCode.INTERRUPTED
-    except GpuprovError as exc:
-        if isinstance(exc, InputError):
-            for problem in exc.problems:
-                click.echo(str(problem), err=True)
-        else:
-            click.echo(f"error: {exc}", err=True)
-        return exc.exit_code
     except Exception as exc:  # the one place the unexpected is caught
         if debug:
             raise
         click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True)
-        return 70
+        return ExitCode.INTERNAL
     return rv if isinstance(rv, int) else ExitCode.OK

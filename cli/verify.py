@@ -8,6 +8,8 @@ import click
 from gpuprov.cli._options import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
 from gpuprov.cli.app import App
 
+from gpuprov.errors import ExitCode
+
 
 @click.command()
 @INVENTORY
@@ -27,22 +29,24 @@ def verify(
     from gpuprov.engine.connect import quiet_pyinfra
     from gpuprov.engine.gather import gather
     from gpuprov.facts.host_state import HostState
-    from gpuprov.verify.node import node_verdict, probe_hosts
+    from gpuprov.verify.node import NodeReport, node_verdict, probe_hosts
 
     cluster, hosts = load(app, inventory, limit)
     gpu = [h for h in hosts if h.role == "gpu"]
     if not gpu:
-        app.abort("no GPU host selected", 2)
+        app.abort("no GPU host selected", ExitCode.BAD_INPUT)
     with open_session(app, cluster, gpu, accept_new) as session:
         states = gather(session, HostState)
         with quiet_pyinfra():
             probes = probe_hosts(session, {h.name: h for h in gpu})
-    reports, errors = {}, {}
+    reports: dict[str, NodeReport] = {}
+    errors: dict[str, str] = {}
     for h in gpu:
         st, probe = states.get(h.name), probes.get(h.name)
         if st is None or not st.ok or probe is None or isinstance(probe, str):
             if h.name in session.connected:
-                errors[h.name] = (st.error if st and not st.ok else probe) or "no facts"
+                why = st.error if st and not st.ok else probe if isinstance(probe, str) else None
+                errors[h.name] = why or "no facts"
             continue
         reports[h.name] = node_verdict(h, st.data, probe)
 

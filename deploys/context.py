@@ -8,6 +8,7 @@ the result to each deploy. Deploys record what they will change here (`reboot_re
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pyinfra import host
@@ -64,7 +65,7 @@ class NodeContext:
     def install(
         self,
         label: str,
-        packages: dict[str, str | None],
+        packages: Mapping[str, str | None],
         hold: bool = True,
         remove: list[str] | None = None,
     ) -> None:

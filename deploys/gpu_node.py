@@ -52,11 +52,11 @@ def gpu_stack() -> None:
     """Everything after preflight (tests and callers that ran preflight already)."""
     ctx = node_context()
     dpkg_health()  # an install an SSH drop cut short is finished before any new one
-    mirror_client(ctx)
-    nouveau(ctx)
-    driver(ctx)
-    driver_loaded(ctx)  # the one controlled reboot, then nvidia-persistenced
-    fabricmanager(ctx)
-    cuda(ctx)
-    container(ctx)
-    dcgm(ctx)
+    mirror_client(ctx=ctx)
+    nouveau(ctx=ctx)
+    driver(ctx=ctx)
+    driver_loaded(ctx=ctx)  # the one controlled reboot, then nvidia-persistenced
+    fabricmanager(ctx=ctx)
+    cuda(ctx=ctx)
+    container(ctx=ctx)
+    dcgm(ctx=ctx)

@@ -1,8 +1,7 @@
 """Read-only self-inspection of the machine gpuprov runs on, for scripts/gpu-capture.sh.
 
-`python -m gpuprov.capture facts` runs the same HostState script the `facts` command runs
-over SSH, here with /bin/sh, and prints the parsed result as JSON. `... verify` adds the
-verdict against the system profile whose GPU model and count match what nvidia-smi reports
+`gpuprov lab capture facts` runs the same HostState script the `facts` command runs over
+SSH, here with /bin/sh, and prints the parsed result as JSON. `... verify` adds the verdict against the system profile whose GPU model and count match what nvidia-smi reports
 (the expected driver is the one reported: on a lent machine we check parsing, not pins).
 Nothing here changes GPU or host state.
 """
@@ -10,9 +9,7 @@ Nothing here changes GPU or host state.
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
-import sys
 
 from gpuprov.facts.host_state import SCRIPT, HostStateData, parse_host_state
 from gpuprov.tables import SystemProfile, profiles
@@ -39,36 +36,25 @@ def matching_profile(state: HostStateData) -> SystemProfile | None:
     return None
 
 
-def _jsonable(obj: object) -> object:
+def to_jsonable(obj: object) -> object:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items()}
+        return {k: to_jsonable(v) for k, v in dataclasses.asdict(obj).items()}
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple | set):
-        return [_jsonable(v) for v in obj]
+        return [to_jsonable(v) for v in obj]
     return obj
 
 
-def main(argv: list[str]) -> int:
-    what = argv[0] if argv else "facts"
-    state = local_host_state()
-    if what == "facts":
-        print(json.dumps(_jsonable(state), indent=2, default=str))
-        return 0
-    if what == "verify":
-        profile = matching_profile(state)
-        report = state.nvidia_smi.report
-        result: dict[str, object] = {"profile": profile.name if profile else None}
-        if profile is None:
-            result["error"] = "no system profile matches this host's GPUs"
-        else:
-            v = verdict(state, profile, report.driver_version if report else "")
-            result.update(ok=v.ok, summary=v.summary(), checks=_jsonable(v.checks))
-        print(json.dumps(result, indent=2, default=str))
-        return 0 if result.get("ok") else 1
-    print("usage: python -m gpuprov.capture facts|verify", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def local_verdict(state: HostStateData) -> dict[str, object]:
+    """The verdict against the profile matching this machine's GPUs, with the driver it
+    reports as the expected one; {"profile": None, "error": ...} when none matches."""
+    profile = matching_profile(state)
+    report = state.nvidia_smi.report
+    result: dict[str, object] = {"profile": profile.name if profile else None}
+    if profile is None:
+        result["error"] = "no system profile matches this host's GPUs"
+    else:
+        v = verdict(state, profile, report.driver_version if report else "")
+        result.update(ok=v.ok, summary=v.summary(), checks=to_jsonable(v.checks))
+    return result

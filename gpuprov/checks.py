@@ -13,6 +13,7 @@ import contextlib
 from gpuprov.errors import Location, Problem
 from gpuprov.inventory.model import Cluster, Host, Stack
 from gpuprov.tables import (
+    Modules,
     SystemProfile,
     TableError,
     cuda_compat_branch,
@@ -25,10 +26,10 @@ from gpuprov.tables import (
 )
 
 
-def resolve_modules(stack: Stack, profile: SystemProfile | None) -> str:
+def resolve_modules(stack: Stack, profile: SystemProfile | None) -> Modules:
     """'open' or 'proprietary' for a host: `auto` picks open where the GPU requires or
     recommends it (Turing and newer, all profiles we ship), proprietary otherwise."""
-    if stack.driver.modules != "auto":
+    if stack.driver.modules == "open" or stack.driver.modules == "proprietary":
         return stack.driver.modules
     if profile is None or profile.open_modules in ("required", "recommended"):
         return "open"

@@ -1,6 +1,7 @@
 """Typed errors raised by the engine; the CLI turns them into messages and exit codes.
 
-The engine never imports click and never calls sys.exit (see ../shared/STYLE.md).
+The engine never imports click and never calls sys.exit: the CLI maps these errors to
+messages and exit codes in one place, its root group (cli/__init__.py).
 Exit codes are documented in docs/exit-codes.md.
 """
 
@@ -16,6 +17,7 @@ class ExitCode:
     CONNECT_FAILED = 3  # no host could be reached / host keys unknown
     ROLLOUT_HALTED = 4  # a staged rollout stopped at a health gate or max_fail
     LOCKED = 5  # another rollout of the same inventory holds the lock
+    INTERNAL = 70  # an unexpected error: a bug (rerun with --debug for the traceback)
     INTERRUPTED = 130
 
 

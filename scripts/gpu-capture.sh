@@ -30,8 +30,8 @@ run dcgmi_discovery.txt     dcgmi discovery -l
 
 # gpuprov's own view of this host, through the same code paths as `facts` / `verify`.
 if [[ -x .venv/bin/gpuprov ]] || make -s venv >/dev/null 2>&1; then
-  run gpuprov_facts.json  .venv/bin/python -m gpuprov.capture facts
-  run gpuprov_verify.json .venv/bin/python -m gpuprov.capture verify
+  run gpuprov_facts.json  .venv/bin/gpuprov lab capture facts
+  run gpuprov_verify.json .venv/bin/gpuprov lab capture verify
 fi
 tar -czf "$OUT/all.tgz" -C "$OUT" --exclude all.tgz . 2>/dev/null
 echo "captured into $OUT"; cat "$OUT/index.tsv"

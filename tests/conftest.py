@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -40,3 +41,18 @@ CAPTURES = Path(os.environ.get("GPUPROV_CAPTURES") or SHARED / "reference" / "ca
 def captures() -> Path:
     assert CAPTURES.is_dir(), f"real captures not found at {CAPTURES} (set GPUPROV_CAPTURES)"
     return CAPTURES
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Test-bed hosts (markers host, vm) need root (namespaces, mounts) and the Debian tools
+    that build them: without those they are skipped with the reason, wherever they live."""
+    missing = [t for t in ("debootstrap", "sshd", "ip", "mke2fs") if not shutil.which(t)]
+    reason = None
+    if os.geteuid() != 0:
+        reason = "test-bed hosts need root"
+    elif missing:
+        reason = f"missing {missing}: run `make system-deps`"
+    if reason:
+        for item in items:
+            if "host" in item.keywords or "vm" in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))

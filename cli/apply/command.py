@@ -18,9 +18,8 @@ import sys
 from pathlib import Path
 
 import click
-from gpuprov.cli._options import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
+from gpuprov.cli._options import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT, STATE
 from gpuprov.cli.app import App
-from gpuprov.cli.rollout._common import state_option
 
 from gpuprov.errors import ExitCode
 
@@ -45,7 +44,7 @@ from gpuprov.errors import ExitCode
     help="Abandon the interrupted or halted rollout of INVENTORY instead of resuming it: "
     "undrain its hosts whose gates passed, list what stays drained, then apply.",
 )
-@state_option
+@STATE
 @click.pass_obj
 def apply(
     app: App,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gpuprov.errors import ExitCode, GpuprovError
+from gpuprov.errors import ExitCode
 from gpuprov.terminal import cell
 
 if TYPE_CHECKING:
@@ -80,12 +80,9 @@ class Staged:
         with open_session(self.app, self.cluster, hosts, self.accept_new, self.password) as s:
             plan = prepare(s, default_deploys())
             targets = split(hosts, plan, self.drained)
-            try:
-                rplan = plan_rollout(
-                    targets.gpu, policy, converged=targets.converged, seed=self.cluster.name
-                )
-            except GpuprovError as exc:
-                self.app.fail(exc)
+            rplan = plan_rollout(
+                targets.gpu, policy, converged=targets.converged, seed=self.cluster.name
+            )
             if not self.json:
                 show_plan(self.app, plan)
                 if rplan.waves:
@@ -135,10 +132,10 @@ class Staged:
             )
         lock = self.store.lock()
         try:
-            lock.acquire()
-        except GpuprovError as exc:
+            lock.acquire()  # LockedError (exit 5, naming the holder) goes up as it is
+        except BaseException:
             self.store.close()
-            self.app.fail(exc)
+            raise
         try:
             yield self.store
         finally:
@@ -193,19 +190,14 @@ class Staged:
                 self.app.info("--abandon: no interrupted or halted rollout to abandon")
             return
         cluster = self.cluster
-        try:
-            hooks = make_hook_runner(cluster.rollout, cluster.hosts, cluster.known_hosts_path)
-        except GpuprovError as exc:
-            self.app.fail(exc)
+        hooks = make_hook_runner(cluster.rollout, cluster.hosts, cluster.known_hosts_path)
         report = abandon_rollout(self.store, record.id, cluster.rollout, hooks, cluster.hosts)
         self.abandoned = report.to_dict()
         out = self.app.err if self.json else self.app.out
-        out.print(
-            f"Rollout {record.id} abandoned; undrained: {', '.join(report.undrained) or 'none'}",
-            markup=False,
-        )
+        undrained = ", ".join(report.undrained) or "none"
+        out.print(cell(f"Rollout {record.id} abandoned; undrained: {undrained}"))
         for host, why in report.still_drained.items():
-            out.print(f"stays drained: {host}: {why}", style="yellow", markup=False)
+            out.print(cell(f"stays drained: {host}: {why}", "yellow"))
 
     def apply_infra(self, session, plan: Plan, infra: list[Host]) -> int:
         """Run the dry run's operations on the infrastructure hosts only (the session
@@ -244,7 +236,9 @@ class Staged:
     # ---- resume -------------------------------------------------------------------------
     def resume(self) -> int:
         if not self.state_path.exists():
-            self.app.abort(f"nothing to resume: no rollout state at {self.state_path}", 2)
+            self.app.abort(
+                f"nothing to resume: no rollout state at {self.state_path}", ExitCode.BAD_INPUT
+            )
         with self.locked_state() as store:
             return self.resume_locked(store)
 
@@ -255,7 +249,7 @@ class Staged:
         if record is None:
             latest = store.latest()
             what = f"rollout {latest.id} is {latest.status}" if latest else "no rollout recorded"
-            self.app.abort(f"nothing to resume for {self.inventory}: {what}", 2)
+            self.app.abort(f"nothing to resume for {self.inventory}: {what}", ExitCode.BAD_INPUT)
         if store.inventory_changed(record):
             self.app.warning(
                 f"warning: {self.inventory} changed since rollout {record.id} started; its "
@@ -295,15 +289,12 @@ class Staged:
             def approve(wave) -> bool:
                 return click.confirm(f"Start {wave.name} ({len(wave.hosts)} hosts)?", err=True)
 
-        try:
-            hooks = make_hook_runner(policy, cluster.hosts, cluster.known_hosts_path)
-            report = run_rollout(
-                rplan, policy, store, work=work, gate=gate, hooks=hooks, approve=approve,
-                progress=make_progress(self.app.err if self.json else self.app.out),
-                resume=resume, hosts=cluster.hosts, locked=True,
-            )  # fmt: skip
-        except GpuprovError as exc:
-            self.app.fail(exc)
+        hooks = make_hook_runner(policy, cluster.hosts, cluster.known_hosts_path)
+        report = run_rollout(
+            rplan, policy, store, work=work, gate=gate, hooks=hooks, approve=approve,
+            progress=make_progress(self.app.err if self.json else self.app.out),
+            resume=resume, hosts=cluster.hosts, locked=True,
+        )  # fmt: skip
         self.summarise(report, work, rplan)
         return report.exit_code
 

@@ -13,7 +13,7 @@ from gpuprov.cli.inventory.show import show
 Examples:
   gpuprov inventory check inventories/example.yaml
   gpuprov inventory show inventories/lab.yaml --limit 'lab-gpu0*' --output json
-  gpuprov inventory import hosts.yaml -o inventories/site.yaml"""
+  gpuprov inventory import hosts.yaml --to inventories/site.yaml"""
 )
 def inventory() -> None:
     """Check, show and import cluster inventories (docs/inventory.md)."""

@@ -3,38 +3,36 @@
 from __future__ import annotations
 
 import click
+from gpuprov.cli._options import INVENTORY
 from gpuprov.cli.app import App
 
 
 @click.command()
-@click.argument("inventory_file", metavar="INVENTORY", type=click.Path(dir_okay=False))
+@INVENTORY
 @click.pass_obj
-def check(app: App, inventory_file: str) -> None:
+def check(app: App, inventory: str) -> None:
     """Validate INVENTORY and check its stack against the data tables; touches no host.
 
     Prints every problem as FILE:LINE:COL: severity: message and exits 2 if any is an
     error (warnings and notes do not fail).
     """
     from gpuprov.checks import static_checks
-    from gpuprov.errors import ExitCode, InputError
+    from gpuprov.errors import ExitCode
     from gpuprov.inventory.loader import load_inventory
 
-    try:
-        cluster = load_inventory(inventory_file)
-    except InputError as exc:
-        app.fail(exc)
+    cluster = load_inventory(inventory)
     findings = [*cluster.warnings, *static_checks(cluster)]
     errors = [p for p in findings if p.severity == "error"]
     if errors:
         for p in findings:
             app.error(str(p))
-        app.abort(f"{len(errors)} error(s) in {inventory_file}", ExitCode.BAD_INPUT)
+        app.abort(f"{len(errors)} error(s) in {inventory}", ExitCode.BAD_INPUT)
     for p in findings:
         app.warning(str(p))
     gpu = cluster.gpu_hosts()
     drv = cluster.stack.driver
     app.success(
-        f"{inventory_file}: ok: cluster {cluster.name}, {len(cluster.hosts)} hosts "
+        f"{inventory}: ok: cluster {cluster.name}, {len(cluster.hosts)} hosts "
         f"({len(gpu)} gpu) in {len(cluster.groups)} groups, driver {drv.version or '-'}"
         + (f", {len(findings)} note(s)/warning(s)" if findings else "")
     )

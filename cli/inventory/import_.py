@@ -1,4 +1,4 @@
-"""`gpuprov inventory import ANSIBLE.yaml -o OUT.yaml`: convert an Ansible inventory."""
+"""`gpuprov inventory import ANSIBLE.yaml --to OUT.yaml`: convert an Ansible inventory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from gpuprov.cli.app import App
 
 @click.command("import")
 @click.argument("source", metavar="ANSIBLE.yaml", type=click.Path(dir_okay=False))
-@click.option("--output", "-o", "dest", required=True, type=click.Path(dir_okay=False),
+@click.option("--to", "dest", required=True, type=click.Path(dir_okay=False),
               help="Inventory file to write (our format).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.pass_obj
@@ -18,11 +18,7 @@ def import_(app: App, source: str, dest: str, force: bool) -> None:
     The result is validated first; nothing is written if it has errors. The file is
     written atomically and an existing one is only replaced with --force.
     """
-    from gpuprov.errors import InputError
     from gpuprov.inventory.convert import convert_file
 
-    try:
-        out = convert_file(source, dest, force=force)
-    except InputError as exc:
-        app.fail(exc)
+    out = convert_file(source, dest, force=force)
     app.success(f"wrote {out}; check it with: gpuprov inventory check {out}")

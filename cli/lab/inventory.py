@@ -17,11 +17,12 @@ from gpuprov.cli.app import App
     help="Folder of the lab's Vagrantfile.",
 )
 @click.option(
-    "--output",
-    "-o",
+    "--to",
+    "output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("inventories/vagrant.yaml"),
     show_default=True,
+    help="The inventory file to write.",
 )
 @click.option(
     "--known-hosts",
@@ -38,7 +39,7 @@ def inventory(app: App, vagrant_dir: Path, output: Path, known_hosts: Path | Non
     inventory names; gpuprov then checks host keys strictly. The GPUPROV_LAB_* settings
     (docs/lab.md) must match the ones the lab was brought up with.
     """
-    from gpuprov.errors import ExitCode, GpuprovError
+    from gpuprov.errors import ExitCode
     from gpuprov.lab.inventory import write_inventory
     from gpuprov.lab.vagrant import LabSettings
 
@@ -48,10 +49,7 @@ def inventory(app: App, vagrant_dir: Path, output: Path, known_hosts: Path | Non
     settings = LabSettings.from_env()
     settings.vagrantfile_dir = vagrant_dir
     settings.dir = vagrant_dir / "lab"
-    try:
-        path, hosts = write_inventory(settings, output, known_hosts)
-    except GpuprovError as exc:
-        app.fail(exc)
+    path, hosts = write_inventory(settings, output, known_hosts)
     for h in hosts:
         app.info(f"{h.name}: {h.lab_address} ({h.role})")
     app.success(f"wrote {path}; host keys in {known_hosts or settings.dir / 'known_hosts'}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from gpuprov.cli._options import OUTPUT
 from gpuprov.cli.app import App
 
 
@@ -25,7 +26,7 @@ from gpuprov.cli.app import App
     default="model",
     show_default=True,
 )
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@OUTPUT
 @click.pass_obj
 def add_model(
     app: App,
@@ -41,13 +42,9 @@ def add_model(
     SOURCE is a plain directory (the commit sha is a hash of its manifest) or a Hugging
     Face cache snapshot, models--ORG--NAME/snapshots/SHA or models--ORG--NAME (the
     upstream sha is kept)."""
-    from gpuprov.errors import GpuprovError
     from gpuprov.mirror.store import add_model as do_add
 
-    try:
-        info = do_add(source, store, repo, revision, repo_type=repo_type)
-    except GpuprovError as exc:
-        app.fail(exc)
+    info = do_add(source, store, repo, revision, repo_type=repo_type)
     if output == "json":
         app.json(
             {

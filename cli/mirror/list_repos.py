@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from gpuprov.cli._options import OUTPUT
 from gpuprov.cli.app import App
 
 
@@ -12,7 +13,7 @@ from gpuprov.cli.app import App
 @click.option(
     "--store", required=True, type=click.Path(path_type=Path), help="Mirror store directory."
 )
-@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@OUTPUT
 @click.pass_obj
 def list_repos(app: App, store: Path, output: str) -> None:
     """List the repos in STORE with their commit, refs, file count and size."""

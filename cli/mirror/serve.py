@@ -39,7 +39,6 @@ def serve(
     import logging
     import sys
 
-    from gpuprov.errors import GpuprovError
     from gpuprov.mirror.server import ServerConfig
     from gpuprov.mirror.server import serve as run_server
 
@@ -67,7 +66,4 @@ def serve(
         tls_key=tls_key,
         public_url=public_url,
     )
-    try:
-        run_server(config, on_ready=ready)
-    except GpuprovError as exc:
-        app.fail(exc)
+    run_server(config, on_ready=ready)

@@ -21,6 +21,6 @@ def repo() -> None:
     Examples:
       gpuprov repo keygen --home /srv/keys/apt --name "Site mirror" --email ops@example.com \\
           --export /srv/apt/gpuprov.gpg
-      gpuprov repo publish ./debs --out /srv/apt/bookworm --suite bookworm --key-home /srv/keys/apt
+      gpuprov repo publish ./debs --to /srv/apt/bookworm --suite bookworm --key-home /srv/keys/apt
       gpuprov repo verify /srv/apt/bookworm --keyring /srv/apt/gpuprov.gpg
     """

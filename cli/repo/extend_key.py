@@ -44,12 +44,8 @@ def extend_key(
     """
     from gpuprov.aptrepo import extend_key as extend
     from gpuprov.aptrepo import load_key
-    from gpuprov.errors import GpuprovError
 
-    try:
-        key = extend(load_key(home, fingerprint, passphrase_file=passphrase_file), expire)
-        key.export_public(export_to)
-    except GpuprovError as exc:
-        app.fail(exc)
+    key = extend(load_key(home, fingerprint, passphrase_file=passphrase_file), expire)
+    key.export_public(export_to)
     until = f"{key.expires:%Y-%m-%d}" if key.expires else "never"
     app.success(f"key {key.fingerprint} now expires {until}; keyring written to {export_to}")

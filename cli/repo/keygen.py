@@ -50,16 +50,12 @@ def keygen(
 ) -> None:
     """Create a signing key for apt repositories in GnuPG home HOME."""
     from gpuprov.aptrepo import generate_key
-    from gpuprov.errors import GpuprovError
 
-    try:
-        key = generate_key(
-            home, name, email, algorithm=algorithm, expire=expire, passphrase_file=passphrase_file
-        )
-        if export_to:
-            key.export_public(export_to)
-    except GpuprovError as exc:
-        app.fail(exc)
+    key = generate_key(
+        home, name, email, algorithm=algorithm, expire=expire, passphrase_file=passphrase_file
+    )
+    if export_to:
+        key.export_public(export_to)
     until = f"expires {key.expires:%Y-%m-%d}" if key.expires else "never expires"
     app.success(f"created {algorithm} key {key.fingerprint} ({key.uid}) in {home}, {until}")
     if export_to:

@@ -6,13 +6,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import click
+from gpuprov.cli._options import OUTPUT
 from gpuprov.cli.app import App
 
 
 @click.command()
 @click.argument("debs_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
-    "--out",
+    "--to",
+    "out",
     required=True,
     type=click.Path(path_type=Path),
     help="Repository root (replaced atomically).",
@@ -48,7 +50,7 @@ from gpuprov.cli.app import App
 @click.option(
     "--export-key", type=click.Path(path_type=Path), help="Also write the public keyring here."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@OUTPUT
 @click.pass_obj
 def publish(
     app: App,
@@ -64,33 +66,30 @@ def publish(
     label: str | None,
     valid_days: int,
     export_key: Path | None,
-    as_json: bool,
+    output: str,
 ) -> None:
-    """Publish every .deb under DEBS_DIR as a signed repository at --out."""
+    """Publish every .deb under DEBS_DIR as a signed repository at --to."""
     from gpuprov.aptrepo import load_key, publish_repo
-    from gpuprov.errors import ExitCode, GpuprovError
+    from gpuprov.errors import ExitCode
 
     debs = sorted(p for p in debs_dir.rglob("*.deb") if p.is_file())
     if not debs:
         app.abort(f"{debs_dir}: no .deb files found", ExitCode.BAD_INPUT)
-    try:
-        key = load_key(key_home, fingerprint, passphrase_file=passphrase_file)
-        info = publish_repo(
-            debs,
-            out,
-            suite=suite,
-            key=key,
-            components=(component,),
-            architectures=archs,
-            origin=origin,
-            label=label,
-            valid_for=timedelta(days=valid_days) if valid_days else None,
-        )
-        if export_key:
-            key.export_public(export_key)
-    except GpuprovError as exc:
-        app.fail(exc)
-    if as_json:
+    key = load_key(key_home, fingerprint, passphrase_file=passphrase_file)
+    info = publish_repo(
+        debs,
+        out,
+        suite=suite,
+        key=key,
+        components=(component,),
+        architectures=archs,
+        origin=origin,
+        label=label,
+        valid_for=timedelta(days=valid_days) if valid_days else None,
+    )
+    if export_key:
+        key.export_public(export_key)
+    if output == "json":
         app.json(
             {
                 "out": str(info.out_dir),

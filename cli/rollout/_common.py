@@ -1,17 +1,10 @@
-"""Options shared by the rollout commands that read the state file."""
+"""What the rollout commands that read the state file share."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import click
-
-state_option = click.option(
-    "--state",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="State database (default: INVENTORY.gpuprov-state.db beside the inventory).",
-)
+from gpuprov.errors import ExitCode
 
 
 def fmt_time(stamp: float | None) -> str:
@@ -26,5 +19,8 @@ def open_store(app, inventory: Path, state: Path | None):
 
     path = state or default_state_path(inventory)
     if not path.exists():
-        app.abort(f"no rollout state at {path} (no rollout of {inventory} has run yet)", 2)
+        app.abort(
+            f"no rollout state at {path} (no rollout of {inventory} has run yet)",
+            ExitCode.BAD_INPUT,
+        )
     return StateStore.for_inventory(inventory, path)

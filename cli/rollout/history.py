@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from gpuprov.cli._options import INVENTORY, OUTPUT, STATE
 from gpuprov.cli.app import App
-from gpuprov.cli.rollout._common import fmt_time, open_store, state_option
+from gpuprov.cli.rollout._common import fmt_time, open_store
 
 
 @click.command()
-@click.argument("inventory", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@state_option
+@INVENTORY
+@OUTPUT
+@STATE
 @click.pass_obj
 def history(app: App, inventory: Path, output: str, state: Path | None) -> None:
     """List the rollouts recorded for INVENTORY."""

@@ -6,12 +6,13 @@ from collections import Counter
 from pathlib import Path
 
 import click
+from gpuprov.cli._options import INVENTORY, OUTPUT
 from gpuprov.cli.app import App
 
 
 @click.command()
-@click.argument("inventory", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@INVENTORY
+@OUTPUT
 @click.pass_obj
 def plan(app: App, inventory: Path, output: str) -> None:
     """Show the waves (canary first) for the GPU hosts of INVENTORY.
@@ -19,16 +20,12 @@ def plan(app: App, inventory: Path, output: str) -> None:
     Nothing connects to a host: the plan depends only on the inventory, and is the same
     on every run (hosts are ordered by a hash seeded with the cluster name).
     """
-    from gpuprov.errors import GpuprovError
     from gpuprov.inventory.loader import load_inventory
     from gpuprov.rollout.planner import plan_rollout
 
-    try:
-        cluster = load_inventory(inventory)
-        policy = cluster.rollout
-        result = plan_rollout(cluster.gpu_hosts(), policy, seed=cluster.name)
-    except GpuprovError as exc:
-        app.fail(exc)
+    cluster = load_inventory(inventory)
+    policy = cluster.rollout
+    result = plan_rollout(cluster.gpu_hosts(), policy, seed=cluster.name)
     if output == "json":
         data = result.to_dict()
         data["cluster"] = cluster.name

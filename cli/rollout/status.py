@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from gpuprov.cli._options import INVENTORY, OUTPUT, STATE
 from gpuprov.cli.app import App
-from gpuprov.cli.rollout._common import fmt_time, open_store, state_option
+from gpuprov.cli.rollout._common import fmt_time, open_store
+
+from gpuprov.errors import ExitCode
 
 
 @click.command()
-@click.argument("inventory", type=click.Path(dir_okay=False, path_type=Path))
+@INVENTORY
 @click.option(
     "--id",
     "rollout_id",
@@ -18,8 +21,8 @@ from gpuprov.cli.rollout._common import fmt_time, open_store, state_option
     default=None,
     help="A rollout id from `history` (default: latest).",
 )
-@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@state_option
+@OUTPUT
+@STATE
 @click.pass_obj
 def status(
     app: App, inventory: Path, rollout_id: int | None, output: str, state: Path | None
@@ -29,11 +32,11 @@ def status(
     if rollout_id is None:
         latest = store.latest()
         if latest is None:
-            app.abort(f"no rollout of {inventory} recorded in {store.path}", 2)
+            app.abort(f"no rollout of {inventory} recorded in {store.path}", ExitCode.BAD_INPUT)
         rollout_id = latest.id
     st = store.status(rollout_id)
     if st is None:
-        app.abort(f"no rollout {rollout_id} in {store.path}", 2)
+        app.abort(f"no rollout {rollout_id} in {store.path}", ExitCode.BAD_INPUT)
     if output == "json":
         app.json(st.to_dict())
         return

@@ -1,6 +1,6 @@
 """Turn a Cluster into a connected pyinfra State: one `Session` per run (or per wave).
 
-pyinfra is used as a library (../shared/reference/pyinfra-library.md). We connect the
+pyinfra is used as a library (docs/pyinfra-library.md). We connect the
 hosts ourselves, in parallel on pyinfra's gevent pool, instead of `connect_all`, because
 `connect_all` raises "No hosts remaining!" when every host fails and logs a multi-line
 error per host; we want one clear line per host and the decision left to the caller.

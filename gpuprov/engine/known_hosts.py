@@ -15,6 +15,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paramiko
 from paramiko.hostkeys import HostKeyEntry, HostKeys
@@ -100,7 +101,7 @@ def classify(scanned: ScannedKey, lines: list[str]) -> ScannedKey:
     return scanned
 
 
-def _replace(s: ScannedKey, **changes: object) -> ScannedKey:
+def _replace(s: ScannedKey, **changes: Any) -> ScannedKey:
     from dataclasses import replace
 
     return replace(s, **changes)

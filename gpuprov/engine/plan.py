@@ -3,7 +3,7 @@
 Nothing runs on the hosts except the facts the operations read. Each host's deploys
 are added on its own greenlet, so the facts of all hosts are read in parallel (pyinfra's
 context is greenlet-local and, in library mode, an op's identity is its position in
-the host's own sequence; ../shared/reference/pyinfra-library.md).
+the host's own sequence; docs/pyinfra-library.md).
 """
 
 from __future__ import annotations

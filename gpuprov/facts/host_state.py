@@ -1,5 +1,5 @@
 """`HostState`: one pyinfra fact, one SSH round trip, everything the deploys and `verify`
-compare against (DESIGN.md: a no-op apply reads each host's state in about one round trip).
+compare against (a no-op apply reads each host's state in about one round trip: docs/engine.md).
 
 The shell script is the data file host_state.sh (POSIX sh; tested under dash). Its output is
 a sequence of sections; `parse_host_state` turns them into `HostStateData` with the pure
@@ -131,7 +131,7 @@ def split_sections(text: str) -> dict[str, Section]:
             if current is not None:
                 raise ParseError("HostState", f"section {current!r} not ended", lineno)
             current, body = m["name"], []
-        elif (m := _END.match(line)) and current == m["name"]:
+        elif (m := _END.match(line)) and current is not None and current == m["name"]:
             # The script prints one newline before the end marker so output without a
             # trailing newline cannot swallow it; drop that line again.
             if body and body[-1] == "":

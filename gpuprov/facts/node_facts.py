@@ -4,7 +4,7 @@ HostState (the host's OS, hardware, packages, services...), DeployExtras (digest
 files the deploys manage, the CDI spec's driver, the runtimes' nvidia registration) and
 the identity file preflight writes, as one shell command. Preflight and the GPU stack
 share the one answer (`read_node_facts`), so a no-op apply of a converged host costs one
-fact round trip (DESIGN: "one composite fact").
+fact round trip (docs/engine.md, "One round trip per converged host").
 """
 
 from __future__ import annotations

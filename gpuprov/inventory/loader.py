@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ruamel.yaml.comments import CommentedMap
 
@@ -18,6 +18,7 @@ from gpuprov.inventory.model import (
     DriverPin,
     Group,
     Host,
+    HostRole,
     SSHSettings,
     Stack,
 )
@@ -148,7 +149,7 @@ def build(root: CommentedMap, path: Path, r: Reader) -> Cluster | None:
                 first_addr[host.address] = (host.name, host.location)
             hosts[host.name] = host
             members.append(host.name)
-        groups[gname] = Group(gname, role, profile, tuple(members), gloc)
+        groups[gname] = Group(gname, cast(HostRole, role), profile, tuple(members), gloc)
     mirror = read_mirror(r, cnode, hosts)
     if rollout.hook_host is not None and rollout.hook_host not in hosts:
         r.error(r.value_loc(cnode["rollout"], "hook_host"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from gpuprov.errors import Location, Problem
 
@@ -110,7 +110,7 @@ class Host:
     # Failure domains: {"rack": "r01", "nvlink_domain": "nvl1", ...}
     domains: dict[str, str] = field(default_factory=dict)
     # Free-form per-host data passed to deploys (e.g. simulated GPU profile in the lab).
-    vars: dict[str, object] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)  # free-form YAML values
     location: Location = Location("<default>")
 
     @property

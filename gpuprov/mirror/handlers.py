@@ -134,7 +134,11 @@ async def _paths_info(request: web.Request, state: State, route: Route) -> web.R
         paths, expand = body.get("paths", []), bool(body.get("expand"))
     else:
         form = await request.post()
-        paths, expand = form.getall("paths", []), routes.truthy(form.get("expand"))
+        flag = form.get("expand")
+        paths, expand = (
+            form.getall("paths", []),
+            routes.truthy(flag if isinstance(flag, str) else None),
+        )
     out = []
     for p in paths if isinstance(paths, list) else [paths]:
         p = str(p).strip("/")

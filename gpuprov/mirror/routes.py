@@ -1,4 +1,4 @@
-"""URL parsing and the Hub API handlers (reference/hf-mirror-protocol.md).
+"""URL parsing and the Hub API handlers (docs/hf-mirror-protocol.md).
 
 Routing works on the raw request path, one segment at a time, because the revision comes
 percent-encoded (`refs%2Fpr%2F1`) and must not be split, and because a decoded path can

@@ -80,6 +80,7 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
     except ConnectionError:
         # The client went away mid-body (it will resume with Range): not a server error.
         aborted = True
+        assert resp is not None  # the handler's own errors became a 500 response above
         return resp
     except asyncio.CancelledError:
         aborted = True

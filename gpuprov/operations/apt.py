@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 
 from pyinfra import host
 from pyinfra.api import operation
@@ -34,7 +35,7 @@ def _names(names) -> str:
 
 @operation()
 def apt_pinned_install(
-    packages: dict[str, str | None],
+    packages: Mapping[str, str | None],
     hold: bool = True,
     allow_downgrade: bool = False,
     remove: list[str] | None = None,
@@ -62,7 +63,10 @@ def apt_pinned_install(
     """
     if installed is None:
         installed = _installed_from_fact()
-    held_now = set(host.get_fact(AptHolds) if held is None else held)
+    if held is None:
+        holds: list[str] = host.get_fact(AptHolds)
+        held = holds
+    held_now = set(held)
     remove = sorted(n for n in (remove or []) if n in installed and n not in packages)
 
     changes: dict[str, str | None] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 
 from pyinfra import host
 from pyinfra.api import operation
@@ -52,7 +53,7 @@ def dnf_module_install(
 
 @operation()
 def dnf_pinned_install(
-    packages: dict[str, str | None],
+    packages: Mapping[str, str | None],
     allow_downgrade: bool = False,
     installed: dict[str, str] | None = None,
 ):

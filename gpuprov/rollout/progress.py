@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from gpuprov.terminal import cell, plain
 
@@ -59,7 +59,7 @@ class NullProgress:
 class PlainProgress:
     """One line per transition: for logs, CI and pipes."""
 
-    def __init__(self, stream: TextIO | None = None):
+    def __init__(self, stream: IO[str] | None = None):
         self.stream = stream or sys.stdout
         self._lock = threading.Lock()
         self._last: dict[str, tuple[str, str]] = {}

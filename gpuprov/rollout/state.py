@@ -299,7 +299,8 @@ class StateStore:
                     json.dumps(plan.to_dict()),
                 ),
             )
-            rid = int(cur.lastrowid)
+            assert cur.lastrowid is not None  # an INSERT sets it
+            rid = cur.lastrowid
             for wave in plan.waves:
                 db.execute(
                     "INSERT INTO waves (rollout_id, idx, name, status) VALUES (?, ?, ?, 'pending')",

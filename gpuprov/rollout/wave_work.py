@@ -6,7 +6,7 @@ hosts (mirror, controller: applied first, directly, never drained), GPU hosts wi
 nothing to change (skipped), and GPU hosts to roll out. `WaveWork` then runs each wave:
 connect the wave's hosts, prepare, execute, reporting each host's operation as its step.
 pyinfra never decides membership: the State holds exactly the wave's hosts
-(../shared/reference/pyinfra-library.md).
+(docs/pyinfra-library.md).
 """
 
 from __future__ import annotations

@@ -80,6 +80,7 @@ def node_verdict(me: Host, state: HostStateData, probe: ProbeData) -> NodeReport
 def _fabricmanager_version(state: HostStateData, me: Host, expected: str) -> Check:
     from gpuprov.checks import resolve_modules
 
+    assert me.stack is not None and me.profile is not None  # node_verdict checked both
     if state.os is None:
         return Check("fabricmanager-version", False, "unknown OS: cannot name the package")
     pkgs = packages_for(
@@ -130,6 +131,7 @@ def _cdi(probe: ProbeData, expected: str) -> Check:
 
 
 def _container(report: NodeReport, me: Host, probe: ProbeData) -> None:
+    assert me.stack is not None  # node_verdict checked it
     runtime = me.stack.container_runtime
     if runtime == "none":
         report.not_checked.append(("container", "container_runtime: none"))

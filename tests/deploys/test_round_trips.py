@@ -1,4 +1,4 @@
-"""DESIGN: a no-op apply reads each host's state in about one round trip. Counted here on
+"""docs/engine.md: a no-op apply reads each host's state in about one round trip. Counted here on
 pyinfra's fake connector: every command the whole GPU node deploy (preflight + stack)
 sends to a converged host while planning, which must be exactly one (the NodeFacts
 read), and that preflight and the stack shared it."""

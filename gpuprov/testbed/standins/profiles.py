@@ -7,6 +7,7 @@ it, power limits, NVLink counts in `topo -m`. Faults make a host misbehave the w
 from __future__ import annotations
 
 import copy
+from typing import Any, cast
 
 from gpuprov.errors import InputError
 
@@ -99,7 +100,7 @@ def render_profile(name: str, *, secure_boot: bool = False, **faults: object) ->
     prof = {"profile": name, **copy.deepcopy(PROFILES[name]), "secure_boot": secure_boot}
     if "ecc_uncorrectable" in faults:
         faults["ecc_uncorrectable"] = {
-            str(k): int(v) for k, v in dict(faults["ecc_uncorrectable"]).items()
+            str(k): int(v) for k, v in cast("dict[Any, Any]", faults["ecc_uncorrectable"]).items()
         }
     prof["faults"] = {k: v for k, v in sorted(faults.items()) if v}
     return prof

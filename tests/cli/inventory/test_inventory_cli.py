@@ -118,14 +118,14 @@ def test_show_never_prints_secrets(tmp_path, monkeypatch):
 
 def test_import_writes_refuses_overwrite_force(tmp_path):
     out = tmp_path / "hallc.yaml"
-    proc = gpuprov("inventory", "import", str(ANSIBLE), "-o", str(out))
+    proc = gpuprov("inventory", "import", str(ANSIBLE), "--to", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "# replaced PSU 2026-02" in out.read_text()
     assert gpuprov("inventory", "check", str(out)).returncode == 0
     before = out.read_text()
-    proc = gpuprov("inventory", "import", str(ANSIBLE), "-o", str(out))
+    proc = gpuprov("inventory", "import", str(ANSIBLE), "--to", str(out))
     assert proc.returncode == 2 and "--force" in proc.stderr and out.read_text() == before
-    assert gpuprov("inventory", "import", str(ANSIBLE), "-o", str(out), "--force").returncode == 0
+    assert gpuprov("inventory", "import", str(ANSIBLE), "--to", str(out), "--force").returncode == 0
     assert [p.name for p in tmp_path.iterdir()] == ["hallc.yaml"]  # no temp files left
 
 

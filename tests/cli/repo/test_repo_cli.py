@@ -63,13 +63,14 @@ def test_keygen_publish_verify(tmp_path):
         "repo",
         "publish",
         tmp_path / "debs",
-        "--out",
+        "--to",
         out,
         "--suite",
         "lab",
         "--key-home",
         home,
-        "--json",
+        "-o",
+        "json",
     )
     assert pub.returncode == 0, pub.stderr
     assert '"filename": "pool/main/h/hello/hello_1.0_all.deb"' in pub.stdout
@@ -91,7 +92,7 @@ def test_publish_errors_are_clear(tmp_path):
         "repo",
         "publish",
         tmp_path / "empty",
-        "--out",
+        "--to",
         tmp_path / "r",
         "--suite",
         "s",
@@ -105,7 +106,7 @@ def test_publish_errors_are_clear(tmp_path):
         "repo",
         "publish",
         tmp_path / "debs",
-        "--out",
+        "--to",
         tmp_path / "r",
         "--suite",
         "s",
@@ -133,7 +134,7 @@ def test_broken_deb_is_bad_input_naming_the_file(tmp_path):
         "repo",
         "publish",
         tmp_path / "debs",
-        "--out",
+        "--to",
         tmp_path / "r",
         "--suite",
         "s",
@@ -158,7 +159,7 @@ def test_keygen_expires_and_extend_key_renews(tmp_path):
     assert "now expires 20" in ext.stdout and keyring.is_file()
     make_deb(tmp_path, "hello")
     pub = gpuprov(
-        "repo", "publish", tmp_path / "debs", "--out", tmp_path / "r", "--suite", "s",
+        "repo", "publish", tmp_path / "debs", "--to", tmp_path / "r", "--suite", "s",
         "--key-home", home,
     )  # fmt: skip
     assert pub.returncode == 0, pub.stderr

@@ -83,7 +83,6 @@ def test_status_without_state_or_with_unknown_id_is_bad_input(tmp_path: Path, ro
 
 
 def test_plan_from_inventory(tmp_path: Path):
-    pytest.importorskip("gpuprov.inventory.loader")
     inv = tmp_path / "inv.yaml"
     hosts = "\n".join(
         f"      gpu{i:02d}: {{address: 10.0.{i // 4}.{i}, rack: r{i // 4}}}" for i in range(12)

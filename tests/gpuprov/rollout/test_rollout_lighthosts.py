@@ -16,8 +16,7 @@ from gpuprov.rollout.hooks import make_hook_runner
 from gpuprov.rollout.planner import plan_rollout
 from gpuprov.rollout.runner import HostResult, run_rollout
 from gpuprov.rollout.state import StateStore
-
-lighthosts = pytest.importorskip("gpuprov.testbed.lighthosts")
+from gpuprov.testbed import lighthosts
 
 pytestmark = pytest.mark.host
 
