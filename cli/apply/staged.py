@@ -57,12 +57,12 @@ class Staged:
         if dry_run:
             self.read_drained()
             return self.plan_and_apply(hosts, dry_run=True)
-        with self.locked_state():
+        with self.locked_state() as store:
             if abandon:
                 self.abandon()
             else:
                 self.refuse_if_resumable()
-            self.drained = set(self.store.drained_hosts())
+            self.drained = set(store.drained_hosts())
             return self.plan_and_apply(hosts, dry_run=False)
 
     def plan_and_apply(self, hosts: list[Host], *, dry_run: bool) -> int:
