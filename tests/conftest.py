@@ -32,6 +32,10 @@ def _import_pyinfra_cli_without_patching() -> None:
 
 _import_pyinfra_cli_without_patching()
 
+# Test support modules (tests/support/): nvidia_smi_text turns the public `nvidia-smi -q`
+# text captures (the only full H100/H800 ones) into reports for the verdict tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CAPTURES = Path(os.environ.get("GPUPROV_CAPTURES") or SHARED / "reference" / "captures")

@@ -1,5 +1,5 @@
 """What only `gpuprov verify` needs beside HostState, in one command: `dcgmi diag -r 1`,
-the CDI spec, and a container started with a GPU through CDI when the host has a test image
+the CDI spec, the GPU topology matrix, and a container started with a GPU through CDI when the host has a test image
 (host var `gpuprov_verify_image`, an image in the site registry)."""
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ class ProbeData:
     container_rc: int | None = None  # None: not attempted
     container_output: str = ""
     container_how: str = ""
+    topology_rc: int | None = None  # `nvidia-smi topo -m`; None: not read or no nvidia-smi
+    topology: str = ""
 
     @property
     def cdi_driver(self) -> str | None:
@@ -32,7 +34,8 @@ class ProbeData:
 
 
 class VerifyProbe(FactBase[ProbeData]):
-    """DCGM diag level 1, the CDI spec, and (given an image) a CDI GPU container."""
+    """DCGM diag level 1, the CDI spec, the GPU interconnect (`nvidia-smi topo -m`), and
+    (given an image) a CDI GPU container."""
 
     def command(
         self,
@@ -47,6 +50,10 @@ class VerifyProbe(FactBase[ProbeData]):
                 "if command -v dcgmi >/dev/null 2>&1; then dcgmi diag -r 1; else exit 127; fi",
             ),
             section_command("cdi", f"if [ -f {CDI_SPEC} ]; then cat {CDI_SPEC}; else exit 127; fi"),
+            section_command(
+                "topo",
+                "if command -v nvidia-smi >/dev/null 2>&1; then nvidia-smi topo -m; else exit 127; fi",
+            ),
         ]
         if image and runtime in ("docker", "containerd"):
             img = shlex.quote(image)
@@ -78,6 +85,8 @@ class VerifyProbe(FactBase[ProbeData]):
             probe.dcgm_rc, probe.dcgm_output = d.rc, d.output
         if (c := s.get("cdi")) and c.present:
             probe.cdi_spec = c.output
+        if (t := s.get("topo")) and t.present:
+            probe.topology_rc, probe.topology = t.rc, t.output
         if (k := s.get("container")) is not None:
             how, _, rest = k.output.partition("\n")
             probe.container_rc, probe.container_how, probe.container_output = k.rc, how, rest

@@ -88,6 +88,18 @@ class LabError(GpuprovError):
     """A lab step (box build, vagrant, host keys) failed; the message says which."""
 
 
+def require_testbed() -> None:
+    """The box and the simulated GPUs come from the test bed, which is test tooling: a
+    checkout has it, the wheel a site installs does not."""
+    import importlib.util
+
+    if importlib.util.find_spec("gpuprov.testbed") is None:
+        raise LabError(
+            "the local lab is built from gpuprov's test bed, which is not part of an installed "
+            "gpuprov: run it from a checkout (make demo, make lab-box)"
+        )
+
+
 @dataclass(frozen=True)
 class Box:
     name: str
@@ -115,6 +127,7 @@ def _run(cmd: list[str], log: Path, **kw: object) -> None:
 
 def build_box(*, force: bool = False, out_dir: Path | None = None) -> Box:
     """Build (or reuse) the box archive from the test bed rootfs; ~30-60 s here."""
+    require_testbed()
     from gpuprov.testbed.rootfs import ensure_rootfs, kernel_and_initrd
 
     rootfs = ensure_rootfs()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from gpuprov.lab import repo_root
-from gpuprov.lab.box import LabError, add_box, build_box, remove_box
+from gpuprov.lab.box import LabError, add_box, build_box, remove_box, require_testbed
 from gpuprov.lab.inventory import REPO_PORT, REPO_SUITE
 from gpuprov.lab.vagrant import LabSettings, destroy, machine_states, vagrant
 
@@ -182,6 +182,7 @@ def write_hardware(out: Path) -> list[Path]:
     """Every stand-in GPU profile as JSON and the gpuprov-gpu-sim package: the simulated
     hardware the Vagrantfile's provisioner puts on each GPU host (as on a real machine,
     the GPUs are there before gpuprov provisions anything)."""
+    require_testbed()
     from gpuprov.testbed.standins import build_standins
     from gpuprov.testbed.standins.profiles import PROFILES, render_profile
     from gpuprov.testbed.standins.sim import profile_json
@@ -208,6 +209,8 @@ def _is_sim(deb: Path) -> bool:
 def build_standin_repo(lab: Path) -> Path:
     """Stand-in .debs published as a signed repo at lab/repo (keyring: lab/repo-keyring.gpg)."""
     from gpuprov.aptrepo import generate_key, load_key, publish_repo
+
+    require_testbed()
     from gpuprov.testbed.standins import build_standins
 
     # The simulator is "hardware" (write_hardware), not something the site's mirror offers.

@@ -19,9 +19,10 @@ from gpuprov.facts.verify_probe import ProbeData, VerifyProbe
 from gpuprov.inventory.model import Host
 from gpuprov.parsers import ParseError
 from gpuprov.parsers.dcgmi_diag import parse_dcgmi_diag
+from gpuprov.parsers.topo import parse_topo_matrix
 from gpuprov.paths import CDI_SPEC
-from gpuprov.tables import get_profile, packages_for
-from gpuprov.verify.verdicts import Check, HostVerdict, pci_checks, verdict
+from gpuprov.tables import SystemProfile, get_profile, packages_for
+from gpuprov.verify.verdicts import Check, HostVerdict, nvlink_topology, pci_checks, verdict
 
 _FABRICMANAGER = re.compile(r"nvidia-fabricmanager(-\d+)?")
 
@@ -72,9 +73,21 @@ def node_verdict(me: Host, state: HostStateData, probe: ProbeData) -> NodeReport
     report.verdict.checks = pci_checks(state, profile) + base.checks + report.verdict.checks
     if profile.nvswitch:
         report.verdict.checks.append(_fabricmanager_version(state, me, expected))
+        if probe.topology_rc is not None:  # read (the rollout gates may not read the probe)
+            report.verdict.checks.append(_topology(probe, profile))
     report.verdict.checks.append(_cdi(probe, expected))
     _container(report, me, probe)
     return report
+
+
+def _topology(probe: ProbeData, profile: SystemProfile) -> Check:
+    if probe.topology_rc != 0:
+        first = (probe.topology.strip().splitlines() or ["no output"])[0]
+        return Check("nvlink-topology", False, f"nvidia-smi topo -m failed: {first}")
+    try:
+        return nvlink_topology(parse_topo_matrix(probe.topology), profile)
+    except ParseError as exc:
+        return Check("nvlink-topology", False, f"cannot read nvidia-smi topo -m: {exc}")
 
 
 def _fabricmanager_version(state: HostStateData, me: Host, expected: str) -> Check:

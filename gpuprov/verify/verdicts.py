@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from gpuprov.facts.host_state import HostStateData, NvidiaSmiState
 from gpuprov.parsers.dcgmi_diag import DcgmDiag
 from gpuprov.parsers.nvidia_smi_model import NvidiaSmiReport
+from gpuprov.parsers.topo import Topology
 from gpuprov.tables import SystemProfile
 
 
@@ -199,3 +200,20 @@ def pci_checks(state: HostStateData, profile: SystemProfile) -> list[Check]:
             )
         )
     return checks
+
+
+def nvlink_topology(topo: Topology, profile: SystemProfile) -> Check:
+    """On an NVSwitch system every pair of GPUs talks over NVLink, all with the same number
+    of links: a pair on PCIe (SYS/PHB...) or with fewer links is a degraded fabric that
+    nvidia-smi's other output does not show."""
+    gpus = topo.gpus
+    counts = {(a, b): topo.nvlinks(a, b) for a in gpus for b in gpus if a < b}
+    if len(gpus) != profile.gpu_count:
+        return Check("nvlink-topology", False, f"topo -m shows {len(gpus)} GPUs, expected "
+                     f"{profile.gpu_count}")  # fmt: skip
+    most = max(counts.values(), default=0)
+    weak = [f"{a}-{b} {topo.matrix[a][b]}" for (a, b), n in counts.items() if n == 0 or n < most]
+    if most == 0 or weak:
+        shown = ", ".join(weak[:6]) + (f" (+{len(weak) - 6} more)" if len(weak) > 6 else "")
+        return Check("nvlink-topology", False, f"GPU pairs not on full NVLink: {shown or 'all'}")
+    return Check("nvlink-topology", True, f"NVLink all-to-all between {len(gpus)} GPUs (NV{most})")

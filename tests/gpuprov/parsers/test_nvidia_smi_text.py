@@ -3,9 +3,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from nvidia_smi_text import parse_fabric_blocks, parse_nvidia_smi_text  # tests/support
 
 from gpuprov.parsers import ParseError
-from gpuprov.parsers.nvidia_smi_text import parse_fabric_blocks, parse_nvidia_smi_text
 
 GPUD = [
     ("gpud_h100-80gb-hbm3_8gpu_q_535.161.08.txt", "535.161.08"),

@@ -8,21 +8,18 @@ import contextlib
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nvidia_smi_text import parse_nvidia_smi_text  # tests/support
 
 from gpuprov.facts.host_state import parse_host_state
 from gpuprov.parsers import ParseError
 from gpuprov.parsers.dcgmi_diag import parse_dcgmi_diag
 from gpuprov.parsers.lspci import parse_lspci
-from gpuprov.parsers.nvidia_smi_csv import parse_query_csv
-from gpuprov.parsers.nvidia_smi_text import parse_nvidia_smi_text
 from gpuprov.parsers.nvidia_smi_xml import parse_nvidia_smi_xml
-from gpuprov.parsers.nvlink import parse_nvlink_status
 from gpuprov.parsers.system import parse_df_free_bytes, parse_dpkg_query, parse_os_release
 from gpuprov.parsers.topo import parse_topo_matrix
 
 PARSERS = [
-    parse_nvidia_smi_xml, parse_nvidia_smi_text, parse_query_csv, parse_topo_matrix,
-    parse_nvlink_status, parse_dcgmi_diag, parse_lspci, parse_os_release, parse_dpkg_query,
+    parse_nvidia_smi_xml, parse_nvidia_smi_text, parse_topo_matrix, parse_dcgmi_diag, parse_lspci, parse_os_release, parse_dpkg_query,
     parse_df_free_bytes, parse_host_state,
 ]  # fmt: skip
 # Text made of the characters these formats are built from, so inputs get past line one.

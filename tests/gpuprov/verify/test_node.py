@@ -121,6 +121,60 @@ def test_probe_script_runs_in_a_real_shell() -> None:
     probe = VerifyProbe().process(out.splitlines())
     # This machine has neither dcgmi nor a CDI spec; the container step is not attempted.
     assert probe.dcgm_rc is None and probe.cdi_spec is None and probe.container_rc is None
+    assert probe.topology_rc is None  # no nvidia-smi here: its own check reports that
+
+
+TOPO_A100 = "oyanghd_a100-sxm4-40gb_8gpu_topo-m_525.105.17.txt"  # 8x A100 SXM4, NV12 all-to-all
+
+
+def _degrade(text: str, row: str, col: int, cell: str) -> str:
+    lines = text.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith(f"{row}\t"))
+    cells = lines[i].split("\t")
+    cells[col + 1] = cell
+    lines[i] = "\t".join(cells)
+    return "\n".join(lines)
+
+
+def test_nvlink_topology_on_a_real_hgx_capture(captures: Path) -> None:
+    from gpuprov.parsers.topo import parse_topo_matrix
+    from gpuprov.tables import get_profile
+    from gpuprov.verify.verdicts import nvlink_topology
+
+    text = (captures / TOPO_A100).read_text()
+    a100 = get_profile("hgx-a100-8")
+    good = nvlink_topology(parse_topo_matrix(text), a100)
+    assert good.ok and good.detail == "NVLink all-to-all between 8 GPUs (NV12)"
+    on_pcie = nvlink_topology(parse_topo_matrix(_degrade(text, "GPU0", 1, "SYS")), a100)
+    assert not on_pcie.ok and "GPU0-GPU1 SYS" in on_pcie.detail
+    fewer = nvlink_topology(parse_topo_matrix(_degrade(text, "GPU2", 5, "NV6")), a100)
+    assert not fewer.ok and "GPU2-GPU5 NV6" in fewer.detail
+
+
+def test_node_verdict_checks_topology_only_when_the_probe_read_it(captures: Path) -> None:
+    text = (captures / TOPO_A100).read_text()
+    host = gpu_host("hgx-a100-8")
+    read = checks(node_verdict(host, state(), ProbeData(topology_rc=0, topology=text)))
+    assert read["nvlink-topology"] == (True, "NVLink all-to-all between 8 GPUs (NV12)")
+    # The rollout's nvidia-smi gate may not read the probe: no topology check, not a failure.
+    assert "nvlink-topology" not in checks(node_verdict(host, state(), ProbeData()))
+    failed = checks(node_verdict(host, state(), ProbeData(topology_rc=9, topology="NVML down")))
+    assert failed["nvlink-topology"] == (False, "nvidia-smi topo -m failed: NVML down")
+    garbage = checks(node_verdict(host, state(), ProbeData(topology_rc=0, topology="hello")))
+    assert not garbage["nvlink-topology"][0] and "cannot read" in garbage["nvlink-topology"][1]
+    pcie = checks(
+        node_verdict(gpu_host("h100-pcie"), state(), ProbeData(topology_rc=0, topology=text))
+    )
+    assert "nvlink-topology" not in pcie  # no NVSwitch: nothing to require
+
+
+def test_probe_reads_the_topology_section() -> None:
+    out = "@@gpuprov:begin topo\n\tGPU0\nGPU0\t X \n@@gpuprov:end topo 0\n"
+    probe = VerifyProbe().process(out.splitlines())
+    assert probe.topology_rc == 0 and probe.topology.startswith("\tGPU0")
+    missing = "@@gpuprov:begin topo\n\n@@gpuprov:end topo 127\n"
+    assert VerifyProbe().process(missing.splitlines()).topology_rc is None
+    assert "nvidia-smi topo -m" in VerifyProbe().command()
 
 
 DIGEST = "sha256:" + "ab" * 32

@@ -9,11 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from nvidia_smi_text import parse_fabric_blocks, parse_nvidia_smi_text  # tests/support
 
 from gpuprov.facts.host_state import SCRIPT, HostStateData, parse_host_state
 from gpuprov.parsers.dcgmi_diag import parse_dcgmi_diag
 from gpuprov.parsers.lspci import parse_lspci
-from gpuprov.parsers.nvidia_smi_text import parse_fabric_blocks, parse_nvidia_smi_text
 from gpuprov.parsers.nvidia_smi_xml import parse_nvidia_smi_xml
 from gpuprov.tables import SystemProfile
 from gpuprov.verify.verdicts import pci_checks, verdict

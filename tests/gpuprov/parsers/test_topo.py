@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 
 from gpuprov.parsers import ParseError
-from gpuprov.parsers.nvlink import parse_nvlink_status
 from gpuprov.parsers.topo import parse_topo_matrix
 
 
@@ -37,26 +36,3 @@ def test_topo_broken_link_not_all_to_all(captures):
 def test_topo_garbage(text):
     with pytest.raises(ParseError):
         parse_topo_matrix(text)
-
-
-def test_nvlink_a100_8x12(captures):
-    gpus = parse_nvlink_status((captures / "gpud_a100-sxm4-80gb_nvlink-status.txt").read_text())
-    assert [g.index for g in gpus] == list(range(8))
-    assert {g.name for g in gpus} == {"NVIDIA A100-SXM4-80GB"}
-    assert all(g.active_links == 12 and set(g.links.values()) == {25.0} for g in gpus)
-    assert gpus[0].uuid == "GPU-5269b708-678a-b1a8-60f0-c90406537486"
-
-
-def test_nvlink_h100_18_links(nvgpuexp, section):
-    (g,) = parse_nvlink_status(section(nvgpuexp["nvidia-h100-80gb-hbm3"], "nvidia-smi nvlink -s"))
-    assert g.active_links == 18 and g.links[17] == 26.562
-
-
-def test_nvlink_inactive_and_garbage(captures):
-    text = (captures / "gpud_a100-sxm4-80gb_nvlink-status.txt").read_text()
-    gpus = parse_nvlink_status(text.replace("Link 3: 25 GB/s", "Link 3: <inactive>", 1))
-    assert gpus[0].active_links == 11 and gpus[0].links[3] is None
-    with pytest.raises(ParseError, match="no 'GPU N"):
-        parse_nvlink_status("")
-    with pytest.raises(ParseError, match="unexpected line"):
-        parse_nvlink_status("NVIDIA-SMI has failed because it couldn't communicate with the driver")
