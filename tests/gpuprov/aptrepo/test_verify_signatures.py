@@ -200,6 +200,8 @@ def test_second_signature_by_a_key_outside_the_keyring_is_ignored(repo, keyring,
              "--passphrase", "", "--export-secret-keys"],
             check=True, capture_output=True,
         ).stdout  # fmt: skip
+        # that export started an agent on the session key's home: stop it (no daemon left)
+        subprocess.run(["gpgconf", "--homedir", str(key.home), "--kill", "gpg-agent"], check=False)
         subprocess.run(["gpg", "--homedir", str(other), "--batch", "--import"], input=secret,
                        check=True, capture_output=True)  # fmt: skip
         fprs = [key.fingerprint, *second]
