@@ -74,7 +74,9 @@ def free_port() -> int:
 def start_mirror(store: Path) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-c", "from gpuprov.cli import main; main()", "mirror", "serve"]
     proc = subprocess.Popen(
-        [*cmd, "--store", str(store), "--port", "0"],
+        # Every benchmark client comes from 127.0.0.1: one address, many clients, so the
+        # per-client cap (64 by default) is raised to what GPUPROV_BENCH_CLIENTS may open.
+        [*cmd, "--store", str(store), "--port", "0", "--max-client-connections", "4096"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -15,7 +15,7 @@ from gpuprov.errors import ExitCode
 if TYPE_CHECKING:
     from gpuprov.cli.app import App
 
-    from gpuprov.engine.connect import Session
+    from gpuprov.engine.connect import Session, SudoPasswords
     from gpuprov.inventory.model import Cluster, Host
 
 INVENTORY = click.argument("inventory", type=click.Path(dir_okay=False, path_type=Path))
@@ -68,7 +68,11 @@ def static_checks(app: App, cluster: Cluster) -> None:
 
 
 def open_session(
-    app: App, cluster: Cluster, hosts: list[Host], accept_new: bool, password: str | None = None
+    app: App,
+    cluster: Cluster,
+    hosts: list[Host],
+    accept_new: bool,
+    password: SudoPasswords | None = None,
 ) -> Session:
     from gpuprov.engine.connect import connect
 

@@ -36,6 +36,7 @@ from gpuprov.paths import (
     REGISTRY_UPSTREAMS,
 )
 from gpuprov.rendering import render
+from gpuprov.safe_values import host_port_problem, url_problem
 
 UPSTREAM_SERVERS = {
     "docker.io": "https://registry-1.docker.io",
@@ -49,12 +50,35 @@ def mirror_settings(apt_url: str, keyring: Path, suite: str = "gpuprov", **extra
     return {"apt_url": apt_url, "suite": suite, "keyring": str(keyring), **extra}
 
 
+def settings_problem(mirror: dict) -> str | None:
+    """What is wrong with a `gpuprov_mirror_client` value, or None. The loader checks the
+    inventory's copy with its line; this also covers values built in code, because the
+    URLs end up in files that every login shell on the host reads."""
+    checks = {
+        "apt_url": lambda v: url_problem(v, ("http", "https", "file")),
+        "hf_endpoint": url_problem,
+        "registry": host_port_problem,
+        "registry_scheme": lambda v: None if v in ("http", "https") else "expected http or https",
+    }
+    for key, check in checks.items():
+        value = mirror.get(key)
+        if value is not None and (not isinstance(value, str) or check(value)):
+            why = check(value) if isinstance(value, str) else "expected a string"
+            return f"gpuprov_mirror_client.{key} {value!r}: {why}"
+    return None
+
+
 @deploy("Mirror client")
 def mirror_client(ctx: NodeContext) -> None:
     mirror = ctx.var(MIRROR_DATA_KEY)
     if not mirror:
         skipped(name="Site mirror", reason="no mirror in the inventory: sources left as they are")
         return
+    problem = settings_problem(mirror)
+    if problem:
+        from gpuprov.engine.refusal import HostRefused
+
+        raise HostRefused(problem, "fix the host's vars in the inventory")
     if ctx.apt:
         deb822_source(
             name="apt source: the site mirror (Signed-By its keyring)",

@@ -8,11 +8,15 @@ Runbook (the mirror host has no internet; everything comes from the control node
 3. The content directories (/srv/gpuprov/models, /srv/gpuprov/apt) are root's: the
    services can read them and nothing else can write them (`deploys/mirror_content.py`
    fills them).
-4. `gpuprov-models.service`: `gpuprov mirror serve` on the inventory's `models_port`.
-5. `gpuprov-apt.service`: the apt repositories as static files on `apt_port`, served by
-   the OS's `python3 -m http.server` (nginx would have to come from this very repository;
-   apt verifies every byte against the signed InRelease, so the server only has to be
-   available, not trusted).
+4. `gpuprov-models.service`: `gpuprov mirror serve` on the inventory's `models_port`,
+   listening on the mirror host's inventory address only (never 0.0.0.0: a second
+   interface, a management or public network, must not reach it). Bearer tokens and TLS
+   are given by `ModelsSecurity` (docs/security.md).
+5. `gpuprov-apt.service`: the apt repositories as static files on `apt_port` (the same
+   address), served by `gpuprov.mirror.aptserve` (the standard library's http.server with
+   an idle timeout and connection caps) on the OS's python3 (nginx would have to come from
+   this very repository; apt verifies every byte against the signed InRelease, so the
+   server only has to be available, not trusted).
 6. Both units: enabled, running, `Restart=on-failure`, logs to journald, the whole file
    system read-only for them (`ProtectSystem=strict`, `ReadOnlyPaths=` the content).
    Restarted only when their unit or the installed venv changed.
@@ -25,16 +29,20 @@ does not install it yet (docs/model-mirror.md, "On the mirror host").
 from __future__ import annotations
 
 import io
+import ipaddress
+import re
 from dataclasses import dataclass
 
 from pyinfra.api import deploy
 from pyinfra.operations import files, server, systemd
 
+from gpuprov.errors import InputError, Location, Problem
 from gpuprov.inventory.model import MirrorRef
 from gpuprov.mirror.wheelhouse import Wheelhouse
 from gpuprov.operations.tree import tree_sync, venv_from_wheels
 from gpuprov.rendering import render
 
+HOST_DATA_KEY = "gpuprov_host"  # gpuprov.engine.connect.HOST_DATA_KEY: the inventory Host
 SERVICE_USER = "gpuprov-mirror"
 MODELS_UNIT = "gpuprov-models.service"
 APT_UNIT = "gpuprov-apt.service"
@@ -55,28 +63,108 @@ class MirrorHostPaths:
     def gpuprov_bin(self) -> str:
         return f"{self.root}/venv/bin/gpuprov"
 
+    @property
+    def python(self) -> str:
+        return f"{self.root}/venv/bin/python"
+
 
 DEFAULT_PATHS = MirrorHostPaths()
 
+# Written into ExecStart unquoted, so nothing systemd or a shell could read differently.
+HOSTNAME_RE = re.compile(
+    r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+ABS_PATH_RE = re.compile(r"/[A-Za-z0-9._/-]{1,4095}")
 
-def models_unit(mirror: MirrorRef, paths: MirrorHostPaths) -> str:
+
+@dataclass(frozen=True)
+class ModelsSecurity:
+    """Optional bearer tokens and TLS for the model mirror: paths on the mirror host, put
+    there by the site (the token file owned by gpuprov-mirror, mode 0600; the server
+    refuses it otherwise)."""
+
+    token_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    public_url: str | None = None  # https://name:port when the certificate names a host
+
+    def problems(self) -> list[str]:
+        from gpuprov.mirror.server import PUBLIC_URL_RE
+
+        out = [
+            f"{name}: {value!r} is not an absolute path of letters, digits, . _ - /"
+            for name, value in (
+                ("token_file", self.token_file),
+                ("tls_cert", self.tls_cert),
+                ("tls_key", self.tls_key),
+            )
+            if value is not None and not ABS_PATH_RE.fullmatch(value)
+        ]
+        if bool(self.tls_cert) != bool(self.tls_key):
+            out.append("tls_cert and tls_key: give both or neither")
+        if self.public_url is not None and not PUBLIC_URL_RE.fullmatch(self.public_url):
+            out.append(f"public_url: {self.public_url!r} is not http(s)://HOST[:PORT][/PATH]")
+        return out
+
+
+def bind_address(address: str) -> str:
+    """The address the services listen on: the mirror host's inventory address, an IP
+    literal or a host name. Wildcards are refused: they would expose the services on every
+    interface of the host."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        ip = None
+    if ip is not None and ip.is_unspecified:
+        raise InputError(
+            [
+                Problem(
+                    Location("mirror"),
+                    f"address {address!r} listens on every interface: give the mirror "
+                    "host's site address in the inventory",
+                )
+            ]
+        )
+    if ip is None and not HOSTNAME_RE.fullmatch(address):
+        raise InputError(
+            [Problem(Location("mirror"), f"address {address!r}: expected an IP or a host name")]
+        )
+    return address
+
+
+def models_unit(
+    mirror: MirrorRef,
+    paths: MirrorHostPaths,
+    bind: str,
+    security: ModelsSecurity = ModelsSecurity(),  # noqa: B008 - frozen, immutable
+) -> str:
+    problems = security.problems()
+    if problems:
+        raise InputError([Problem(Location("mirror"), p) for p in problems])
     return render(
         "gpuprov-models.service.j2",
         gpuprov_bin=paths.gpuprov_bin,
         store=paths.store,
-        host="0.0.0.0",
+        host=bind_address(bind),
         port=mirror.models_port,
         user=SERVICE_USER,
         group=SERVICE_USER,
-        token_file=None,
-        tls_cert=None,
-        tls_key=None,
-        public_url=None,
+        token_file=security.token_file,
+        tls_cert=security.tls_cert,
+        tls_key=security.tls_key,
+        public_url=security.public_url,
     )
 
 
-def apt_unit(mirror: MirrorRef, paths: MirrorHostPaths) -> str:
-    return render("gpuprov-apt.service.j2", root=paths.apt, port=mirror.apt_port, user=SERVICE_USER)
+def apt_unit(mirror: MirrorRef, paths: MirrorHostPaths, bind: str) -> str:
+    return render(
+        "gpuprov-apt.service.j2",
+        python=paths.python,
+        root=paths.apt,
+        host=bind_address(bind),
+        port=mirror.apt_port,
+        user=SERVICE_USER,
+    )
 
 
 def _unit_file(name: str, text: str):
@@ -90,11 +178,30 @@ def _unit_file(name: str, text: str):
     )
 
 
+def _inventory_address() -> str:
+    from pyinfra import host
+
+    me = host.data.get(HOST_DATA_KEY)
+    if me is None:
+        raise InputError(
+            [Problem(Location("mirror"), f"{host.name}: no inventory host data to bind to")]
+        )
+    return me.address
+
+
 @deploy("Mirror server")
 def mirror_server(
-    mirror: MirrorRef, wheelhouse: Wheelhouse, paths: MirrorHostPaths = DEFAULT_PATHS
+    mirror: MirrorRef,
+    wheelhouse: Wheelhouse,
+    paths: MirrorHostPaths = DEFAULT_PATHS,
+    security: ModelsSecurity = ModelsSecurity(),  # noqa: B008 - frozen, immutable
+    bind: str | None = None,
 ) -> None:
+    """`bind` defaults to the mirror host's inventory address."""
     wheelhouse.gpuprov_wheel  # noqa: B018 - refuse a wheelhouse without gpuprov, before any change
+    address = bind or _inventory_address()
+    models_text = models_unit(mirror, paths, address, security)  # refuse bad input first
+    apt_text = apt_unit(mirror, paths, address)
     server.group(name=f"System group {SERVICE_USER}", group=SERVICE_USER, system=True)
     server.user(
         name=f"System user {SERVICE_USER} (no login shell)",
@@ -129,8 +236,8 @@ def mirror_server(
         )
 
     units = {
-        MODELS_UNIT: _unit_file(MODELS_UNIT, models_unit(mirror, paths)),
-        APT_UNIT: _unit_file(APT_UNIT, apt_unit(mirror, paths)),
+        MODELS_UNIT: _unit_file(MODELS_UNIT, models_text),
+        APT_UNIT: _unit_file(APT_UNIT, apt_text),
     }
     reload = any(op.will_change for op in units.values())
     for name, unit in units.items():
@@ -140,5 +247,6 @@ def mirror_server(
             running=True,
             enabled=True,
             daemon_reload=reload,
-            restarted=unit.will_change or (name == MODELS_UNIT and venv.will_change),
+            # Both run code from the venv (the apt unit its static server).
+            restarted=unit.will_change or venv.will_change,
         )

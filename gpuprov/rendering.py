@@ -7,6 +7,7 @@ process, never once per host: the environment caches it by name.
 
 from __future__ import annotations
 
+import shlex
 from importlib import resources
 
 import jinja2
@@ -22,6 +23,8 @@ _ENV = jinja2.Environment(
     keep_trailing_newline=True,
     autoescape=False,  # shell, TOML, systemd units and JSON: escaping would corrupt them
 )
+# `{{ value | shquote }}` wherever a shell reads the value (profile.d, environment files).
+_ENV.filters["shquote"] = shlex.quote
 
 
 def render(name: str, **values: object) -> str:

@@ -17,6 +17,7 @@ from gpuprov.terminal import cell
 if TYPE_CHECKING:
     from gpuprov.cli.app import App
 
+    from gpuprov.engine.connect import SudoPasswords
     from gpuprov.engine.plan import Plan
     from gpuprov.inventory.model import Cluster, Host
     from gpuprov.rollout.planner import RolloutPlan
@@ -44,7 +45,7 @@ class Staged:
         self.state_path = state or default_state_path(inventory)
         self.json = output == "json"
         self.yes, self.accept_new = yes, accept_new
-        self.password: str | None = None
+        self.password: SudoPasswords | None = None
         self.doc: dict[str, Any] = {}  # the --output json document
         self.store: StateStore | None = None  # open, with its lock held, once apply starts
         self.drained: set[str] = set()  # hosts earlier rollouts left drained

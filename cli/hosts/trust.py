@@ -46,8 +46,9 @@ def trust(app: App, inventory: Path, limit: tuple[str, ...], yes: bool, replace:
             app.error(f"{k.host} ({k.entry}): {k.error}")
         elif k.status == "changed":
             app.error(
-                f"{k.host} ({k.entry}): HOST KEY CHANGED — recorded {k.recorded_fingerprint}, "
-                f"host now offers {k.fingerprint}. Possible man-in-the-middle; "
+                f"{k.host} ({k.entry}): HOST KEY CHANGED — recorded {k.recorded_type} "
+                f"{k.recorded_fingerprint}, host now offers {k.key_type} {k.fingerprint} (a key "
+                "of another type counts as a change). Possible man-in-the-middle; "
                 + (
                     "replacing (--replace)."
                     if replace

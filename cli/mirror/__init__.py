@@ -18,7 +18,7 @@ Examples:
   gpuprov mirror add-model ./tiny-bert --store /srv/models --repo acme/tiny-bert
   gpuprov mirror add-model ~/.cache/huggingface/hub/models--org--name --store /srv/models --repo org/name
   gpuprov mirror list --store /srv/models --output json
-  gpuprov mirror serve --store /srv/models --host 0.0.0.0 --port 8090""",
+  gpuprov mirror serve --store /srv/models --host 10.0.0.5 --port 8090 --token-file /etc/gpuprov/model-tokens.yaml""",
 )
 def mirror() -> None:
     """Offline Hugging Face Hub-compatible model registry."""

@@ -12,7 +12,13 @@ from gpuprov.cli.app import App
 @click.option(
     "--store", required=True, type=click.Path(path_type=Path), help="Mirror store directory."
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on: loopback unless told; on a mirror host, its site address "
+    "(docs/security.md).",
+)
 @click.option("--port", default=8090, show_default=True, type=int, help="Port (0: any free port).")
 @click.option(
     "--token-file", type=click.Path(path_type=Path), help="YAML/JSON tokens and gated repos."
@@ -20,7 +26,30 @@ from gpuprov.cli.app import App
 @click.option("--tls-cert", type=click.Path(path_type=Path), help="PEM certificate (chain).")
 @click.option("--tls-key", type=click.Path(path_type=Path), help="PEM private key.")
 @click.option(
-    "--public-url", help="Base URL clients use, for pagination links (default: from Host)."
+    "--public-url",
+    help="Base URL clients use, for pagination links (default: the listening address; "
+    "never the request's Host header).",
+)
+@click.option(
+    "--max-client-connections",
+    default=64,
+    show_default=True,
+    type=int,
+    help="Simultaneous connections one client address may hold; more get 503.",
+)
+@click.option(
+    "--idle-timeout",
+    default=15.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    help="Seconds a connection may sit idle or take to send a request's head.",
+)
+@click.option(
+    "--stall-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(1, 3600),
+    help="Seconds a client may stop reading a response before it is dropped.",
 )
 @click.pass_obj
 def serve(
@@ -32,6 +61,9 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     public_url: str | None,
+    max_client_connections: int,
+    idle_timeout: float,
+    stall_timeout: float,
 ) -> None:
     """Serve STORE read-only until SIGTERM/SIGINT. Prints one JSON line when listening;
     then one JSON access-log line per request on stdout."""
@@ -65,5 +97,8 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         public_url=public_url,
+        max_client_connections=max_client_connections,
+        idle_timeout=idle_timeout,
+        stall_timeout=stall_timeout,
     )
     run_server(config, on_ready=ready)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 
-_FIELD = re.compile(r"^([!-9;-~][!-9;-~]*):[ \t]*(.*)$")  # name: printable ASCII except ':'
+# A field line, fullmatched: the name is printable ASCII except ":".
+_FIELD = re.compile(r"([!-9;-~][!-9;-~]*):[ \t]*(.*)")
 
 
 def parse_paragraphs(text: str, *, source: str = "<text>") -> list[dict[str, str]]:
@@ -28,7 +29,7 @@ def parse_paragraphs(text: str, *, source: str = "<text>") -> list[dict[str, str
                 raise ValueError(f"{source}:{lineno}: continuation line without a field")
             current[last] += "\n" + line
             continue
-        match = _FIELD.match(line)
+        match = _FIELD.fullmatch(line)
         if not match:
             raise ValueError(f"{source}:{lineno}: expected 'Field: value', got {line!r}")
         last = match.group(1)

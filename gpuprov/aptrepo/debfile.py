@@ -13,9 +13,10 @@ from gpuprov.aptrepo.deb822 import parse_paragraphs
 from gpuprov.aptrepo.errors import BadPackage
 
 # Debian policy 5.6.1 / 5.6.12; they also keep pool paths free of '/' and '..'.
-PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-VERSION = re.compile(r"^(?:[0-9]+:)?[A-Za-z0-9][A-Za-z0-9.+~-]*$")
-ARCH = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# Matched with fullmatch: a `$` anchor accepts a trailing newline.
+PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+VERSION = re.compile(r"(?:[0-9]+:)?[A-Za-z0-9][A-Za-z0-9.+~-]*")
+ARCH = re.compile(r"[a-z0-9][a-z0-9-]*")
 CHUNK = 1 << 20
 
 
@@ -85,9 +86,9 @@ def read_deb(path: Path) -> DebInfo:
         value = control.get(field)
         if value is None:
             raise BadPackage(path, f"control has no {field} field")
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):
             raise BadPackage(path, f"invalid {field} {value!r} (expected {pattern.pattern})")
-    if "Source" in control and not PACKAGE_NAME.match(control["Source"].split()[0]):
+    if "Source" in control and not PACKAGE_NAME.fullmatch(control["Source"].split()[0]):
         raise BadPackage(path, f"invalid Source {control['Source']!r}")
     size, md5, sha256 = hash_file(path)
     return DebInfo(path=path, control=control, size=size, md5=md5, sha256=sha256)

@@ -41,7 +41,7 @@ from gpuprov.errors import InputError
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")  # suites, codenames, components
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # fullmatch  # suites, codenames, components
 HASHES = (("MD5Sum", "md5"), ("SHA256", "sha256"))
 # Valid-Until this far after Date unless told otherwise: apt then refuses a Release that
 # was frozen or replayed (an old repository with known-vulnerable packages) after it.
@@ -103,9 +103,9 @@ def _check_names(suite: str, codename: str, components: tuple[str, ...], archs: 
     for label, value in [("suite", suite), ("codename", codename)] + [
         ("component", c) for c in components
     ]:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             problems.append(f"invalid {label} {value!r} (letters, digits, '.', '_', '+', '-')")
-    problems += [f"invalid architecture {a!r}" for a in archs if not ARCH.match(a)]
+    problems += [f"invalid architecture {a!r}" for a in archs if not ARCH.fullmatch(a)]
     if not components:
         problems.append("no components given")
     if not archs:

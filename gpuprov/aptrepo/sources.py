@@ -11,9 +11,10 @@ from collections.abc import Iterable
 from pathlib import PurePosixPath
 
 from gpuprov.errors import InputError
+from gpuprov.safe_values import ABS_PATH_RE, url_problem
 
-_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_~/-]*$")
-_URL = re.compile(r"^(https?|file)://[^\s]+$")
+# fullmatch, never `$`: "main\n" would pass a `$` anchor and break every host's sources.
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_~/-]*")
 
 
 def deb822_source(
@@ -32,19 +33,18 @@ def deb822_source(
     components, types = list(components), list(types)
     archs = list(architectures or [])
     problems = []
-    if not _URL.match(url):
-        problems.append(
-            f"repository URL {url!r} must be http://, https:// or file:// without spaces"
-        )
+    why = url_problem(url, ("http", "https", "file"))
+    if why:
+        problems.append(f"repository URL {url!r}: {why}")
     keyring = PurePosixPath(keyring_path)
-    if not keyring.is_absolute() or any(c.isspace() for c in str(keyring)):
+    if not keyring.is_absolute() or not ABS_PATH_RE.fullmatch(str(keyring)):
         problems.append(
-            f"Signed-By keyring {str(keyring)!r} must be an absolute path without spaces"
+            f"Signed-By keyring {str(keyring)!r} must be an absolute path without spaces or shell characters"
         )
     if not components:
         problems.append("at least one component is needed (pool layout)")
     for label, values in (("suite", [suite]), ("component", components), ("architecture", archs)):
-        problems += [f"invalid {label} {v!r}" for v in values if not _TOKEN.match(v)]
+        problems += [f"invalid {label} {v!r}" for v in values if not _TOKEN.fullmatch(v)]
     problems += [
         f"invalid type {t!r} (deb or deb-src)" for t in types if t not in ("deb", "deb-src")
     ]

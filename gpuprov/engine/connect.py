@@ -11,18 +11,22 @@ from __future__ import annotations
 import getpass
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gpuprov.engine.ssh_config import cluster_ssh_config
 from gpuprov.errors import ConnectError, InputError
 from gpuprov.inventory.model import Cluster, Host
 
 if TYPE_CHECKING:
     from pyinfra.api import State
     from pyinfra.api.host import Host as PyinfraHost
+
+# Sudo passwords by the environment variable name that holds each (ssh.sudo_password_env).
+SudoPasswords = Mapping[str, str]
 
 # Host data keys under which deploys find gpuprov's own view of the host.
 HOST_DATA_KEY = "gpuprov_host"
@@ -91,22 +95,38 @@ def quiet_pyinfra() -> Iterator[None]:
             log.setLevel(level)
 
 
-def sudo_password(cluster: Cluster, hosts: list[Host], prompt: bool) -> str | None:
-    """The sudo password from the environment variable named in the inventory, or a
-    prompt. Never logged, never put in an error message."""
+def sudo_password(cluster: Cluster, hosts: list[Host], prompt: bool) -> dict[str, str] | None:
+    """The sudo passwords, one per `ssh.sudo_password_env` variable name the hosts use
+    (from that environment variable, or a prompt naming the variable and its users);
+    each host gets the one of its own variable. None when no host needs one (passwordless
+    sudo is the common case on provisioned hosts). Never logged, never in a message."""
     needing = [h for h in hosts if h.ssh.sudo and h.ssh.user != "root"]
-    if not needing:
-        return None
-    env = needing[0].ssh.sudo_password_env
-    if os.environ.get(env):
-        return os.environ[env]
-    if prompt:
-        return getpass.getpass(f"sudo password for {needing[0].ssh.user} (or set ${env}): ")
-    return None  # passwordless sudo (NOPASSWD) is the common case on provisioned hosts
+    by_env: dict[str, list[Host]] = {}
+    for h in needing:
+        by_env.setdefault(h.ssh.sudo_password_env, []).append(h)
+    secrets: dict[str, str] = {}
+    for env, users in by_env.items():
+        if os.environ.get(env):
+            secrets[env] = os.environ[env]
+        elif prompt:
+            names = ", ".join(sorted({h.ssh.user for h in users}))
+            secrets[env] = getpass.getpass(f"sudo password for {names} (or set ${env}): ")
+    return secrets or None
+
+
+def password_for(host: Host, password: SudoPasswords | str | None) -> str | None:
+    """This host's sudo password: the one of its own `sudo_password_env` variable."""
+    if password is None or isinstance(password, str):
+        return password  # one secret given for every host by the caller
+    return password.get(host.ssh.sudo_password_env)
 
 
 def host_data(
-    cluster: Cluster, host: Host, *, accept_new: bool, password: str | None
+    cluster: Cluster,
+    host: Host,
+    *,
+    accept_new: bool,
+    password: SudoPasswords | str | None,
 ) -> dict[str, object]:
     ssh = host.ssh
     data: dict[str, object] = {
@@ -114,6 +134,8 @@ def host_data(
         "ssh_port": ssh.port,
         "ssh_user": ssh.user,
         "ssh_known_hosts_file": str(cluster.known_hosts_path),
+        # ~/.ssh/config behind a block that makes ProxyJump hops strict too.
+        "ssh_config_file": str(cluster_ssh_config(cluster.known_hosts_path)),
         "ssh_strict_host_key_checking": "accept-new" if accept_new else "yes",
         "ssh_allow_agent": False,
         "ssh_look_for_keys": ssh.key is None,
@@ -125,8 +147,9 @@ def host_data(
         data["ssh_key"] = str(Path(ssh.key).expanduser())
     if ssh.sudo and ssh.user != "root":
         data["_sudo"] = True
-        if password:
-            data["_sudo_password"] = password
+        secret = password_for(host, password)
+        if secret:
+            data["_sudo_password"] = secret
     # Free-form inventory vars (e.g. gpuprov_root, simulated GPUs) reach the deploys as-is;
     # they may not shadow the connection settings above.
     for key, value in host.vars.items():
@@ -139,7 +162,7 @@ def build_state(
     hosts: list[Host],
     *,
     accept_new: bool = False,
-    password: str | None = None,
+    password: SudoPasswords | str | None = None,
     parallel: int | None = None,
 ) -> State:
     from pyinfra.api import Config, Inventory, State
@@ -164,6 +187,16 @@ def describe_error(cluster: Cluster, host: Host, message: str) -> tuple[str, str
     where = f"{host.name} ({host.address}:{host.ssh.port})"
     inv = cluster.path
     low = message.lower()
+    hop = _other_host(message, host)
+    if hop and ("no host key" in low or "does not match" in low):
+        # A ProxyJump hop from ~/.ssh/config, checked against the cluster's file too.
+        return "unknown-key" if "no host key" in low else "changed-key", (
+            f"{where}: the key of ProxyJump hop {hop} "
+            + ("is not in" if "no host key" in low else "DOES NOT MATCH")
+            + f" {cluster.known_hosts_path} (hops are checked strictly against the "
+            "cluster's known_hosts) — add the hop's key line there after comparing its "
+            "fingerprint with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its console"
+        )
     if "no host key" in low:
         return "unknown-key", (
             f"{where}: host key not in {cluster.known_hosts_path} — run "
@@ -190,9 +223,22 @@ def describe_error(cluster: Cluster, host: Host, message: str) -> tuple[str, str
     return "error", f"{where}: cannot connect ({message})"
 
 
+def _other_host(message: str, host: Host) -> str | None:
+    """The host a host-key error names when it is not `host` itself (a ProxyJump hop)."""
+    import re
+
+    m = re.search(r"host key for (\S+?)(?: found| does not match|\.?\)|$)", message, re.I)
+    if m is None:
+        return None
+    named = m.group(1).rstrip(".")
+    mine = {host.address, f"[{host.address}]:{host.ssh.port}"}
+    return None if named in mine else named
+
+
 def connect_hosts(session: Session) -> dict[str, ConnectResult]:
     """Connect every host of the session in parallel; never raises for a host."""
     import gevent
+    from paramiko import BadHostKeyException
     from pyinfra.api.exceptions import ConnectError as PyinfraConnectError
     from pyinfra.connectors.sshuserclient.client import get_host_keys
     from pyinfra.context import ctx_state
@@ -209,9 +255,12 @@ def connect_hosts(session: Session) -> dict[str, ConnectResult]:
             kind, line = describe_error(session.cluster, session.hosts[name], str(exc))
             return ConnectResult(name, False, kind, line)
         except Exception as exc:  # a paramiko/gevent surprise must not kill other hosts
-            kind, line = describe_error(
-                session.cluster, session.hosts[name], f"{type(exc).__name__}: {exc}"
-            )
+            text = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc.__context__, BadHostKeyException):
+                # pyinfra's handler trips over a hop's mismatch (AttributeError on
+                # client._ssh_config); the paramiko error under it is the real one.
+                text = f"Host key for {exc.__context__.hostname} does not match"
+            kind, line = describe_error(session.cluster, session.hosts[name], text)
             return ConnectResult(name, False, kind, line)
         return ConnectResult(name, True)
 
@@ -237,7 +286,7 @@ def connect(
     accept_new: bool = False,
     prompt_password: bool = False,
     require_all: bool = False,
-    password: str | None = None,
+    password: SudoPasswords | str | None = None,
 ) -> Session:
     """Build the State for `hosts` and connect them in parallel.
 

@@ -27,10 +27,18 @@ def gather(session: Session, fact_cls: type) -> dict[str, FactResult]:
     def one(name: str) -> FactResult:
         host = state.inventory.get_host(name)
         try:
-            return FactResult(name, True, host.get_fact(fact_cls))
+            data: Any = host.get_fact(fact_cls)
         except Exception as exc:  # a failed fact command is this host's problem only
             text = str(exc).strip().splitlines()
             return FactResult(name, False, error=text[0] if text else type(exc).__name__)
+        if data is None:
+            # pyinfra answers None when the fact command itself failed; with sudo that is
+            # usually the password (each host's comes from its own sudo_password_env).
+            why = "the fact command failed"
+            if host.data.get("_sudo"):
+                why += " under sudo (wrong sudo password, or sudo refused this user?)"
+            return FactResult(name, False, error=why)
+        return FactResult(name, True, data)
 
     # pyinfra's state context is process-global: hold it across the parallel section.
     with quiet_pyinfra(), ctx_state.use(state):

@@ -13,6 +13,7 @@ from ruamel.yaml.comments import CommentedMap
 from gpuprov.errors import Location
 from gpuprov.inventory.model import DriverPin, SSHSettings, Stack
 from gpuprov.inventory.reader import Missing, Reader
+from gpuprov.safe_values import SSH_PATH_RE, user_problem
 
 STACK_KEYS = ("driver", "cuda", "cuda_default", "container_runtime", "dcgm", "os")
 DRIVER_KEYS = ("branch", "version", "modules")
@@ -20,10 +21,10 @@ SSH_KEYS = ("user", "port", "key", "known_hosts", "sudo", "sudo_password_env", "
 # Keys people reach for that would put a secret in the file.
 SECRET_KEYS = ("sudo_password", "password", "become_password", "ssh_password")
 
-BRANCH_RE = re.compile(r"^\d{3,4}$")
-VERSION_RE = re.compile(r"^\d{3,4}\.\d{1,3}(\.\d{1,3})?$")
-CUDA_RE = re.compile(r"^\d{2}\.\d{1,2}$")
-ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BRANCH_RE = re.compile(r"\d{3,4}", re.ASCII)  # fullmatch: `$` accepts a final newline
+VERSION_RE = re.compile(r"\d{3,4}\.\d{1,3}(\.\d{1,3})?", re.ASCII)
+CUDA_RE = re.compile(r"\d{2}\.\d{1,2}", re.ASCII)
+ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 Layer = dict[str, Any]
 
@@ -40,7 +41,7 @@ def read_stack(r: Reader, node: CommentedMap, where: str) -> Layer:
         d: Layer = {"_loc": r.key_loc(node, "driver")}
         branch = r.string(driver, "branch", dw)
         if branch is not Missing:
-            if BRANCH_RE.match(branch):
+            if BRANCH_RE.fullmatch(branch):
                 d["branch"] = (branch, r.value_loc(driver, "branch"))
             else:
                 r.error(
@@ -50,7 +51,7 @@ def read_stack(r: Reader, node: CommentedMap, where: str) -> Layer:
                 d["branch"] = (None, r.value_loc(driver, "branch"))  # reported: no follow-on errors
         version = r.string(driver, "version", dw)
         if version is not Missing:
-            if VERSION_RE.match(version):
+            if VERSION_RE.fullmatch(version):
                 d["version"] = (version, r.value_loc(driver, "version"))
             else:
                 r.error(
@@ -66,7 +67,7 @@ def read_stack(r: Reader, node: CommentedMap, where: str) -> Layer:
     if cuda is not Missing:
         good = True
         for i, v in enumerate(cuda):
-            if not CUDA_RE.match(v):
+            if not CUDA_RE.fullmatch(v):
                 good = False
                 loc = (
                     r.value_loc(node["cuda"], i)
@@ -106,14 +107,24 @@ def read_ssh(r: Reader, node: CommentedMap, where: str, base: Path) -> Layer:
         v = r.string(node, key, where)
         if v is Missing:
             continue
-        if not v or (key == "sudo_password_env" and not ENV_RE.match(v)):
+        if not v or (key == "sudo_password_env" and not ENV_RE.fullmatch(v)):
             r.error(r.value_loc(node, key), f"{where}.{key}: expected a non-empty name, got {v!r}")
+            continue
+        if key == "user" and user_problem(v):
+            # "-oProxyCommand=..." would be an ssh option in the hook runner's argv.
+            r.error(r.value_loc(node, key), f"{where}.user: {user_problem(v)}, got {v!r}")
             continue
         layer[key] = (v, r.value_loc(node, key))
     for key in ("key", "known_hosts"):
         v = r.string(node, key, where)
-        if v is not Missing:
-            layer[key] = (resolve_path(v, base), r.value_loc(node, key))
+        if v is Missing:
+            continue
+        if not SSH_PATH_RE.fullmatch(v):
+            # Both go into ssh options and the generated ssh_config, unquoted.
+            r.error(r.value_loc(node, key), f"{where}.{key}: the path must not contain spaces, "
+                    f"quotes, '#', '%', '\\' or control characters, got {v!r}")  # fmt: skip
+            continue
+        layer[key] = (resolve_path(v, base), r.value_loc(node, key))
     port = r.integer(node, "port", where, 1, 65535)
     if port is not Missing:
         layer["port"] = (port, r.value_loc(node, "port"))

@@ -13,6 +13,7 @@ from ruamel.yaml.comments import CommentedMap
 from gpuprov.errors import InputError, Location, Problem
 from gpuprov.inventory import layers
 from gpuprov.inventory.ansible import to_native
+from gpuprov.inventory.host_vars import check_vars
 from gpuprov.inventory.model import (
     Cluster,
     DriverPin,
@@ -24,13 +25,14 @@ from gpuprov.inventory.model import (
 )
 from gpuprov.inventory.policy import read_mirror, read_rollout
 from gpuprov.inventory.reader import Missing, Reader
+from gpuprov.safe_values import address_problem
 
 ROOT_KEYS = ("cluster", "groups")
 CLUSTER_KEYS = ("name", "stack", "mirror", "ssh", "rollout")
 GROUP_KEYS = ("role", "profile", "stack", "ssh", "vars", "hosts")
 HOST_KEYS = ("address", "port", "rack", "domains", "profile", "stack", "ssh", "vars")
 ROLES = ("gpu", "mirror", "controller")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 SECRET_VAR_RE = re.compile(r"(password|passwd|secret|token)", re.I)
 
 
@@ -114,7 +116,7 @@ def build(root: CommentedMap, path: Path, r: Reader) -> Cluster | None:
     mirror_name = _mirror_host_name(cnode)
     for gname, g in gnode.items():
         gloc = r.key_loc(gnode, gname)
-        if not isinstance(gname, str) or not NAME_RE.match(gname):
+        if not isinstance(gname, str) or not NAME_RE.fullmatch(gname):
             r.error(gloc, f"group name {gname!r}: use letters, digits, '.', '_' or '-'")
             continue
         if not isinstance(g, CommentedMap):
@@ -220,6 +222,7 @@ def _vars(r: Reader, node: CommentedMap, where: str) -> dict[str, object]:
         if isinstance(key, str) and SECRET_VAR_RE.search(key):
             r.error(r.key_loc(v, key), f"{where}.vars.{key}: secrets never go in the inventory; "
                     "pass them through the environment")  # fmt: skip
+    check_vars(r, v, where)
     return _plain(v)
 
 
@@ -240,7 +243,11 @@ def _plain(value: Any) -> Any:
 def _host(r, hnode, hname, h, where, gname, role, explicit_role, gprofile, gstack, gssh,
           gvars, cstack, cssh, base, mirror_name, group_has_profile) -> Host | None:  # fmt: skip
     loc = r.key_loc(hnode, hname)
-    if isinstance(hname, bool) or not isinstance(hname, str | int) or not NAME_RE.match(str(hname)):
+    if (
+        isinstance(hname, bool)
+        or not isinstance(hname, str | int)
+        or not NAME_RE.fullmatch(str(hname))
+    ):
         r.error(loc, f"host name {hname!r}: use letters, digits, '.', '_' or '-'")
         return None
     hname = str(hname)
@@ -254,10 +261,9 @@ def _host(r, hnode, hname, h, where, gname, role, explicit_role, gprofile, gstac
     address = r.string(h, "address", hw)
     if address is Missing:
         address = hname  # resolved by DNS / ssh config, as Ansible does
-    elif not address or any(c.isspace() for c in address):
-        r.error(
-            r.value_loc(h, "address"), f"{hw}.address: expected a host name or IP, got {address!r}"
-        )
+    elif address_problem(address):
+        # It reaches ssh's argv and the drain/undrain hook commands.
+        r.error(r.value_loc(h, "address"), f"{hw}.address: {address_problem(address)}, got {address!r}")  # fmt: skip
     profile = _profile(r, h, hw) or gprofile
     domains: dict[str, str] = {}
     d = r.mapping(h, "domains", hw)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import string
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
 
 from gpuprov.errors import Location
+from gpuprov.inventory.hook_template import template_problem
 from gpuprov.inventory.model import CommandGate, Host, MirrorRef, RolloutPolicy
 from gpuprov.inventory.reader import Missing, Reader, type_name
 
@@ -18,7 +18,7 @@ ROLLOUT_KEYS = (
     "gates", "drain", "undrain", "hook_host", "pause_between_waves",
 )  # fmt: skip
 GATES = ("nvidia-smi", "dcgm-diag", "container")
-PERCENT_RE = re.compile(r"^(\d{1,3})%$")
+PERCENT_RE = re.compile(r"(\d{1,3})%", re.ASCII)
 
 
 def _tn(v: Any) -> str:
@@ -73,7 +73,7 @@ def _count_or_percent(r: Reader, node: CommentedMap, key: str, where: str, value
             )
             return Missing
         return n if isinstance(value, int) else str(n)
-    m = PERCENT_RE.match(value.strip())
+    m = PERCENT_RE.fullmatch(value.strip())
     if not m or not (0 if zero_ok else 1) <= int(m.group(1)) <= 100:
         r.error(loc, f'{where}.{key}: bad percentage {value!r}; expected "1%" to "100%" or a count')
         return Missing
@@ -135,12 +135,9 @@ def read_rollout(r: Reader, node: CommentedMap | None) -> RolloutPolicy:
         v = r.string(node, key, w)
         if v is Missing:
             continue
-        bad = _template_fields(v)
+        bad = template_problem(v)
         if bad:
-            r.error(
-                r.value_loc(node, key),
-                f"rollout.{key}: {bad}; only {{host}} and {{address}} are substituted",
-            )
+            r.error(r.value_loc(node, key), f"rollout.{key}: {bad}")
         kw[key] = v
     v = r.string(node, "hook_host", w)
     if v is not Missing:
@@ -170,9 +167,9 @@ def read_gates(r: Reader, node: CommentedMap) -> Any:
             if command is Missing or not str(command).strip():
                 r.error(loc, f'rollout.gates[{i}]: a command gate needs `command: "..."`')
                 continue
-            bad = _template_fields(command)
+            bad = template_problem(command)
             if bad:
-                r.error(r.value_loc(item, "command"), f"rollout.gates[{i}].command: {bad}; only {{host}} and {{address}} are substituted")  # fmt: skip
+                r.error(r.value_loc(item, "command"), f"rollout.gates[{i}].command: {bad}")
                 continue
             timeout = r.integer(item, "timeout", f"rollout.gates[{i}]", 1)
             extra = {} if timeout is Missing else {"timeout": timeout}
@@ -185,12 +182,3 @@ def read_gates(r: Reader, node: CommentedMap) -> Any:
         else:
             r.error(loc, f"rollout.gates[{i}]: expected a gate name or {{command: ...}}, got {_tn(item)}")  # fmt: skip
     return tuple(out)
-
-
-def _template_fields(template: str) -> str | None:
-    try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
-    except ValueError as exc:
-        return f"bad template ({exc})"
-    unknown = [f for f in fields if f not in ("host", "address")]
-    return f"unknown placeholder {{{unknown[0]}}}" if unknown else None

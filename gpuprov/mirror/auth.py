@@ -5,6 +5,11 @@
       "sha256:9f86d0…": {name: ci, repos: ["*"]}           # hashed, so the file holds no secret
     gated: ["acme/llama-*", "datasets/acme/private-*"]      # these need a matching token
 
+The file holds secrets (or, hashed, what lets a guesser check guesses offline), and whoever
+can write it can grant themselves any repo: it must be a regular file of at most 1 MiB,
+owned by the user the server runs as (or root), with no group or other permissions
+(`chmod 600`). Anything else is refused at start.
+
 Repo globs match `ORG/NAME` for models and `datasets/ORG/NAME` / `spaces/ORG/NAME` for the
 other types (fnmatch: `*` also matches `/`). Repos that are not gated are readable by
 anyone; a token that is sent must be valid, whatever the repo.
@@ -14,6 +19,8 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +50,48 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+MAX_TOKEN_FILE = 1024 * 1024
+
+
+def _read_private(path: Path) -> str:
+    """The token file's text, if only its owner (the server's user, or root) may read or
+    write it. Checked on the open file, so a swap after the check reads nothing else."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        where = Location(str(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError([Problem(where, "the token file must be a regular file")])
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o066:
+            raise InputError(
+                [
+                    Problem(
+                        where,
+                        f"mode {mode:04o} lets other users read or change the tokens: "
+                        f"chmod 600 {path} (owned by the user the server runs as)",
+                    )
+                ]
+            )
+        if st.st_uid not in (os.geteuid(), 0):
+            raise InputError(
+                [
+                    Problem(
+                        where,
+                        f"owned by uid {st.st_uid}, who could grant any repo: "
+                        f"chown it to the user the server runs as (uid {os.geteuid()}) or root",
+                    )
+                ]
+            )
+        data = fh.read(MAX_TOKEN_FILE + 1)
+    if len(data) > MAX_TOKEN_FILE:
+        raise InputError([Problem(where, f"larger than {MAX_TOKEN_FILE} bytes")])
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise InputError([Problem(where, "not UTF-8 text")]) from None
+
+
 class TokenPolicy:
     """Who may read what. With no token file every repo is public."""
 
@@ -57,7 +106,8 @@ class TokenPolicy:
 
         path = Path(path)
         try:
-            data = YAML(typ="rt").load(path.read_text())
+            text = _read_private(path)
+            data = YAML(typ="rt").load(text)
         except OSError as exc:
             raise InputError(
                 [Problem(Location(str(path)), f"cannot read: {exc.strerror}")]

@@ -4,6 +4,8 @@ codes (`X-Error-Code`)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -18,8 +20,13 @@ from gpuprov.mirror.view import MirrorLookupError, StoreView
 
 log = logging.getLogger("gpuprov.mirror")
 
-RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$", re.ASCII | re.IGNORECASE)
+RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII | re.IGNORECASE)
 READ_METHODS = ("GET", "HEAD")
+# paths-info answers at most this many paths per request, the Hub's own cap
+# (huggingface_hub/_commit_api.py batches to it). Bounds the reply: 300k repeated paths in
+# one 4 MiB body once made a 77 MB answer.
+MAX_PATHS = 1000
+BODY_TIMEOUT_S = 30.0  # a request body (paths-info's only) trickling in slower is refused
 
 
 @dataclass
@@ -27,7 +34,10 @@ class State:
     view: StoreView
     policy: TokenPolicy
     metrics: Metrics = field(default_factory=Metrics)
-    public_url: str | None = None
+    # Base of the pagination Link URLs: --public-url, else the bound address (set by
+    # server.start). Never the request's Host header, which the client chooses and to which
+    # huggingface_hub resends its token when it follows the link.
+    link_base: str | None = None
 
 
 STATE = web.AppKey("state", State)
@@ -56,8 +66,11 @@ class BlobResponse(web.FileResponse):
 def error(
     status: int, code: str, message: str, commit: str | None = None, **extra: str
 ) -> web.Response:
-    # Header values must stay ASCII whatever the requested path was.
-    safe = message.encode("ascii", "backslashreplace").decode()
+    # Header values must stay printable ASCII whatever the requested path was: a CR or LF
+    # here made aiohttp refuse the whole response (a 500 with a traceback per request).
+    safe = routes.CONTROL_RE.sub(
+        lambda m: f"\\x{ord(m.group()):02x}", message.encode("ascii", "backslashreplace").decode()
+    )
     headers = {"X-Error-Code": code, "X-Error-Message": safe, **extra}
     if commit:
         headers["X-Repo-Commit"] = commit
@@ -68,7 +81,7 @@ def _range_ok(header: str | None, size: int) -> bool:
     """One satisfiable byte range (or none). Anything else is refused with 416."""
     if header is None:
         return True
-    m = RANGE_RE.match(header.strip())
+    m = RANGE_RE.fullmatch(header.strip())
     if not m or m.groups() == ("", ""):
         return False
     start, end = m.groups()
@@ -124,27 +137,42 @@ async def _resolve(request: web.Request, state: State, route: Route) -> web.Stre
 
 async def _paths_info(request: web.Request, state: State, route: Route) -> web.Response:
     commit = state.view.resolve(route.repo_type, route.repo, route.revision)
-    if request.content_type == "application/json":
-        try:
-            body = await request.json()
-        except ValueError:
-            raise BadPath("body is not JSON") from None
-        if not isinstance(body, dict):
-            raise BadPath("expected a JSON object with 'paths'")
-        paths, expand = body.get("paths", []), bool(body.get("expand"))
-    else:
-        form = await request.post()
-        flag = form.get("expand")
-        paths, expand = (
-            form.getall("paths", []),
-            routes.truthy(flag if isinstance(flag, str) else None),
-        )
+    paths, expand = await _paths_info_body(request)
     out = []
-    for p in paths if isinstance(paths, list) else [paths]:
-        p = str(p).strip("/")
+    for p in dict.fromkeys(p.strip("/") for p in paths):  # each path answered once
         if p in commit.files or (p in commit.dirs and p):
             out.append(routes.file_item(commit, p, expand))
     return web.json_response(out)
+
+
+async def _paths_info_body(request: web.Request) -> tuple[list[str], bool]:
+    """The `paths` and `expand` of a paths-info POST: at most MAX_PATHS strings, so the
+    answer is bounded however large or nested the body (it is already bounded by
+    client_max_size, and must arrive within BODY_TIMEOUT_S)."""
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            if request.content_type == "application/json":
+                try:
+                    body = json.loads(await request.read())
+                except (ValueError, RecursionError):  # RecursionError: nesting too deep
+                    raise BadPath("body is not JSON (or nested too deeply)") from None
+                if not isinstance(body, dict):
+                    raise BadPath("expected a JSON object with 'paths'")
+                paths, expand = body.get("paths", []), bool(body.get("expand"))
+            else:
+                form = await request.post()
+                flag = form.get("expand")
+                paths = form.getall("paths", [])
+                expand = routes.truthy(flag if isinstance(flag, str) else None)
+    except TimeoutError:
+        raise BadPath(f"request body not received within {BODY_TIMEOUT_S:g} s") from None
+    if isinstance(paths, str):
+        paths = [paths]
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise BadPath("'paths' must be a list of strings")
+    if len(paths) > MAX_PATHS:
+        raise BadPath(f"at most {MAX_PATHS} paths per request, got {len(paths)}; split the list")
+    return paths, expand
 
 
 def _refs(state: State, route: Route) -> web.Response:
@@ -197,6 +225,21 @@ def _list(request: web.Request, state: State, route: Route) -> web.Response:
     return web.json_response(out)
 
 
+def _link_base(request: web.Request, state: State) -> str:
+    if state.link_base:
+        return state.link_base
+    # Bound to a wildcard address: the local address this connection reached, which the
+    # client cannot choose (unlike Host).
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname:
+        raise MirrorLookupError("NoLinkBase", 500, "no address to build links from")
+    return url_for(request.scheme, sockname[0], sockname[1])
+
+
+def url_for(scheme: str, host: str, port: int) -> str:
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 async def _dispatch(
     request: web.Request, state: State, route: Route, grant: Grant | None
 ) -> web.StreamResponse:
@@ -241,8 +284,7 @@ async def _dispatch(
         return web.json_response(routes.repo_info(commit, gated))
     if route.name == "tree":
         commit = state.view.resolve(route.repo_type, route.repo, route.revision)
-        base = state.public_url or f"{request.scheme}://{request.host}"
-        return routes.tree_response(request, route, commit, base.rstrip("/"))
+        return routes.tree_response(request, route, commit, _link_base(request, state))
     if route.name == "paths-info":
         return await _paths_info(request, state, route)
     if route.name == "refs":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
+import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
@@ -35,11 +36,19 @@ class Route:
     path: str = ""
 
 
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _decode(segment: str) -> str:
+    """One decoded path segment; control characters (CR, LF, NUL, ...) are refused here,
+    before any name reaches a header, a log line or the store."""
     try:
-        return unquote(segment, errors="strict")
+        text = unquote(segment, errors="strict")
     except UnicodeDecodeError:
         raise BadPath("path is not valid UTF-8") from None
+    if CONTROL_RE.search(text):
+        raise BadPath(f"control character in path: {text!r:.200}")
+    return text
 
 
 def safe_repo_path(raw: str) -> str:
@@ -68,6 +77,7 @@ def parse(raw_path: str) -> Route:
     path = raw_path.split("?", 1)[0]
     if not path.startswith("/"):
         raise BadPath("path must start with /")
+    _decode(path)  # refuses control characters anywhere, whatever the route
     segs = path[1:].split("/")
     if segs in (["healthz"], ["metrics"]):
         return Route(segs[0])
@@ -228,7 +238,7 @@ def content_type(path: str) -> str:
 
 def content_disposition(path: str) -> str:
     name = path.rsplit("/", 1)[-1]
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_")
+    ascii_name = CONTROL_RE.sub("_", name.encode("ascii", "replace").decode().replace('"', "_"))
     return f"inline; filename*=UTF-8''{quote(name, safe='')}; filename=\"{ascii_name}\";"
 
 

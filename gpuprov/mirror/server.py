@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import signal
 import ssl
 import time
@@ -22,12 +23,30 @@ from aiohttp import web
 
 from gpuprov.errors import InputError, Location, Problem
 from gpuprov.mirror.auth import TokenPolicy
-from gpuprov.mirror.handlers import ETAG, ROUTE, STATE, TOKEN, State, error, handle
+from gpuprov.mirror.connguard import GuardedSite
+from gpuprov.mirror.handlers import ETAG, ROUTE, STATE, TOKEN, State, error, handle, url_for
 from gpuprov.mirror.routes import Route
 from gpuprov.mirror.view import StoreView
 
 access_log = logging.getLogger("gpuprov.mirror.access")
 log = logging.getLogger("gpuprov.mirror")
+
+
+# What clients are sent to in Link headers: scheme, host, port, path; nothing a shell,
+# systemd or a header could misread (no whitespace, quotes, `;`, `$`, backslash).
+PUBLIC_URL_RE = re.compile(
+    r"https?://(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+    r"(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/%-]*)?"
+)
+WILDCARDS = ("0.0.0.0", "::", "")
+# aiohttp keeps an idle connection for an hour by default and has no header timeout: its
+# keep-alive timer (armed at connect and after each response, firing while no request has
+# been parsed) is the bound on idle and slow-head connections alike.
+IDLE_TIMEOUT_S = 15.0
+# huggingface_hub downloads with 8 workers; a GPU host runs a few such clients at once.
+MAX_CLIENT_CONNECTIONS = 64
+# Longer than the idle timeout: a client writing to a slow disk may stop reading a while.
+STALL_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -38,7 +57,12 @@ class ServerConfig:
     token_file: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    public_url: str | None = None  # base of Link URLs; default: scheme://Host of the request
+    public_url: str | None = None  # base of Link URLs; default: the bound address
+    # A connection may sit idle, or take to send a request's head, at most this long.
+    idle_timeout: float = IDLE_TIMEOUT_S
+    max_client_connections: int = MAX_CLIENT_CONNECTIONS  # per client address
+    # Sent data unacknowledged this long (a client that stopped reading) drops the connection.
+    stall_timeout: float = STALL_TIMEOUT_S
 
     def validate(self) -> None:
         problems = []
@@ -51,8 +75,26 @@ class ServerConfig:
             )
         if bool(self.tls_cert) != bool(self.tls_key):
             problems.append(Problem(Location("--tls-cert/--tls-key"), "give both or neither"))
+        for flag, seconds in (
+            ("--idle-timeout", self.idle_timeout),
+            ("--stall-timeout", self.stall_timeout),
+        ):
+            if not 0 < seconds <= 3600:
+                problems.append(Problem(Location(flag), f"{seconds}: expected 0 < seconds <= 3600"))
+        if not 1 <= self.max_client_connections <= 65536:
+            problems.append(
+                Problem(Location("--max-client-connections"), "expected 1 to 65536 connections")
+            )
         if not 0 <= self.port <= 65535:
             problems.append(Problem(Location("--port"), f"{self.port} is not a TCP port"))
+        if self.public_url is not None and not PUBLIC_URL_RE.fullmatch(self.public_url):
+            problems.append(
+                Problem(
+                    Location("--public-url"),
+                    f"{self.public_url!r}: expected http(s)://HOST[:PORT][/PATH], no query, "
+                    "no whitespace or quotes",
+                )
+            )
         if problems:
             raise InputError(problems)
 
@@ -67,6 +109,8 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
     try:
         try:
             resp = await handler(request)
+        except web.HTTPException as exc:  # aiohttp's own refusals: an answer, not a crash
+            resp = error(exc.status, exc.reason.title().replace(" ", ""), exc.reason)
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.raw_path)
             resp = error(500, "InternalError", "internal server error")
@@ -77,8 +121,9 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
         if request.method != "HEAD" and status not in (304, 204):
             nbytes = resp.content_length or 0
         return resp
-    except ConnectionError:
-        # The client went away mid-body (it will resume with Range): not a server error.
+    except (ConnectionError, TimeoutError):
+        # The client went away mid-body (it will resume with Range), or stopped reading
+        # until TCP_USER_TIMEOUT dropped it (ETIMEDOUT): not a server error.
         aborted = True
         assert resp is not None  # the handler's own errors became a 500 response above
         return resp
@@ -126,10 +171,16 @@ def build_app(config: ServerConfig) -> web.Application:
     config.validate()
     policy = TokenPolicy.load(config.token_file) if config.token_file else TokenPolicy()
     app = web.Application(middlewares=[observe], client_max_size=4 * 1024 * 1024)
-    app[STATE] = State(StoreView(config.store), policy, public_url=config.public_url)
+    app[STATE] = State(StoreView(config.store), policy, link_base=_strip(config.public_url))
     app.on_response_prepare.append(_set_etag)
-    app.router.add_route("*", "/{tail:.*}", handle)
+    # Every path reaches `handle` (routes.parse decides): `.*` alone does not match a
+    # decoded LF, and the router's own 404 for it had no error code.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", handle)
     return app
+
+
+def _strip(url: str | None) -> str | None:
+    return url.rstrip("/") if url else None
 
 
 def ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
@@ -160,9 +211,22 @@ async def start(config: ServerConfig) -> Running:
     app = build_app(config)
     ctx = ssl_context(config)
     # Bounded: a stuck client must not hold a restart for a minute.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=5.0,
+        keepalive_timeout=config.idle_timeout,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, ssl_context=ctx, backlog=1024)
+    site = GuardedSite(
+        runner,
+        config.host,
+        config.port,
+        max_per_client=config.max_client_connections,
+        stall_timeout=config.stall_timeout,
+        ssl_context=ctx,
+    )
     try:
         await site.start()
     except OSError as exc:
@@ -176,8 +240,10 @@ async def start(config: ServerConfig) -> Running:
             ]
         ) from exc
     port = runner.addresses[0][1]
-    host = config.host if ":" not in config.host else f"[{config.host}]"
-    return Running(runner, port, f"{'https' if ctx else 'http'}://{host}:{port}")
+    url = url_for("https" if ctx else "http", config.host, port)
+    if not config.public_url and config.host not in WILDCARDS:
+        app[STATE].link_base = url
+    return Running(runner, port, url)
 
 
 def serve(config: ServerConfig, on_ready: Callable[[Running], None] | None = None) -> None:

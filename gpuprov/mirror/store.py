@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,10 +34,11 @@ from pathlib import Path
 from gpuprov.errors import InputError, Location, Problem
 
 REPO_TYPES = ("model", "dataset", "space")
-SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+# Used with fullmatch only: `$` would also match before a trailing newline.
+SHA1_RE = re.compile(r"[0-9a-f]{40}")
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+REF_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 
 # The Hub stores these in git LFS (its default .gitattributes) and refuses plain-git files
 # of 10 MiB or more; both rules together decide whether a file is listed with `lfs`.
@@ -77,6 +79,10 @@ LFS_SUFFIXES = frozenset(
         ".zst",
     ]
 )
+# The store is served by an unprivileged user while an operator (root) writes it: what the
+# server reads is world-readable, whatever the importer's umask (tmp/ stays private).
+DIR_MODE = 0o755
+FILE_MODE = 0o644
 SKIP_DIRS = (".git", ".cache/huggingface")  # VCS data and local_dir download metadata
 CHUNK = 1024 * 1024
 
@@ -174,7 +180,7 @@ def blob_path(store: Path, sha256: str) -> Path:
 def check_repo_id(repo: str, repo_type: str = "model") -> None:
     problems = []
     parts = repo.split("/")
-    if len(parts) != 2 or not all(NAME_RE.match(p) and ".." not in p for p in parts):
+    if len(parts) != 2 or not all(NAME_RE.fullmatch(p) and ".." not in p for p in parts):
         problems.append(f"repo {repo!r}: expected ORG/NAME (letters, digits, '.', '_', '-')")
     if repo_type not in REPO_TYPES:
         problems.append(f"repo type {repo_type!r}: expected one of {', '.join(REPO_TYPES)}")
@@ -190,11 +196,24 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _mkdirs(path: Path) -> None:
+    """mkdir -p with DIR_MODE on every directory it creates, whatever the umask."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            d.mkdir()
+            os.chmod(d, DIR_MODE)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _mkdirs(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), FILE_MODE)  # mkstemp makes it 0600
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -254,21 +273,75 @@ class _Source:
     root: Path  # the directory whose files are imported
     upstream_sha: str | None  # a Hugging Face cache snapshot keeps its commit sha
     upstream_refs: tuple[str, ...]  # cache refs/ files pointing at that sha
+    # Symlinks may point anywhere below this directory and nowhere else: the source
+    # itself, or for a cache snapshot its cache repo dir (snapshot files link to ../../blobs).
+    tree: Path
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISLNK, "a symlink"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def _open_regular(path: Path) -> int:
+    """Open a regular file for reading without following a final symlink and without
+    blocking on a FIFO swapped in after the scan; anything else raises InputError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise InputError([Problem(Location(str(path)), f"{_kind(st.st_mode)}, not a regular file")])
+    return fd
+
+
+def _read_small(path: Path, limit: int = 4096) -> str:
+    """A cache ref file: regular, small, not followed if it is a link."""
+    try:
+        with os.fdopen(_open_regular(path), "rb") as fh:
+            return fh.read(limit).decode("utf-8", "replace")
+    except OSError as exc:
+        raise InputError(
+            [Problem(Location(str(path)), f"cannot read: {exc.strerror or exc}")]
+        ) from exc
+
+
+def _check_revision(revision: str | None) -> None:
+    # Checked before the revision names a file under refs/: no `..`, no newline.
+    if revision is None or SHA1_RE.fullmatch(revision):
+        return
+    if not REF_RE.fullmatch(revision) or any(
+        part in ("", ".", "..") for part in revision.split("/")
+    ):
+        raise InputError([Problem(Location("--revision"), f"invalid revision name {revision!r}")])
 
 
 def _detect_source(source: Path, revision: str | None) -> _Source:
     """A plain directory, a cache snapshot dir (…/models--o--n/snapshots/<sha>), or a cache
     repo dir (…/models--o--n, resolved through refs/<revision or main>)."""
+    _check_revision(revision)
     source = source.resolve()
     if not source.is_dir():
         raise InputError([Problem(Location(str(source)), "model source is not a directory")])
     if (source / "snapshots").is_dir() and (source / "refs").is_dir():
         ref = revision or "main"
         ref_file = source / "refs" / ref
-        if SHA1_RE.match(ref):
-            snap = source / "snapshots" / ref
+        if SHA1_RE.fullmatch(ref):
+            sha = ref
         elif ref_file.is_file():
-            snap = source / "snapshots" / ref_file.read_text().strip()
+            sha = _read_small(ref_file).strip()
+            if not SHA1_RE.fullmatch(sha):
+                raise InputError(
+                    [Problem(Location(str(ref_file)), f"expected a commit sha, found {sha!r:.60}")]
+                )
         else:
             raise InputError(
                 [
@@ -277,56 +350,118 @@ def _detect_source(source: Path, revision: str | None) -> _Source:
                     )
                 ]
             )
-        if not snap.is_dir():
+        snap = source / "snapshots" / sha
+        if snap.is_symlink() or not snap.is_dir():
             raise InputError([Problem(Location(str(snap)), "snapshot directory missing")])
         source = snap
-    if SHA1_RE.match(source.name) and source.parent.name == "snapshots":
-        refs_dir = source.parent.parent / "refs"
+    if SHA1_RE.fullmatch(source.name) and source.parent.name == "snapshots":
+        cache_repo = source.parent.parent
+        refs_dir = cache_repo / "refs"
         refs = []
-        if refs_dir.is_dir():
-            for ref_file in sorted(p for p in refs_dir.rglob("*") if p.is_file()):
-                if ref_file.read_text().strip() == source.name:
-                    refs.append(ref_file.relative_to(refs_dir).as_posix())
-        return _Source(source, source.name, tuple(refs))
-    return _Source(source, None, ())
+        if refs_dir.is_dir() and not refs_dir.is_symlink():
+            for dirpath, _dirs, names in os.walk(refs_dir):
+                for name in sorted(names):
+                    ref_file = Path(dirpath) / name
+                    if not stat.S_ISREG(ref_file.lstat().st_mode):
+                        continue  # a ref is a small regular file; nothing else is read
+                    if _read_small(ref_file).strip() == source.name:
+                        refs.append(ref_file.relative_to(refs_dir).as_posix())
+        return _Source(source, source.name, tuple(sorted(refs)), cache_repo)
+    return _Source(source, None, (), source)
 
 
 def _walk(root: Path) -> Iterator[tuple[str, Path]]:
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    def unreadable(exc: OSError) -> None:
+        raise InputError(
+            [Problem(Location(str(exc.filename)), f"cannot read: {exc.strerror or exc}")]
+        )
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
         dirnames[:] = sorted(d for d in dirnames if rel_dir + d not in SKIP_DIRS)
-        # Directory symlinks are not followed: a repo is a tree of files.
+        # Directory symlinks are not followed: listed as entries, refused by _scan.
         for name in sorted(filenames + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]):
             yield rel_dir + name, Path(dirpath) / name
 
 
+@dataclass(frozen=True)
+class _SourceFile:
+    rel: str  # path in the repo
+    path: Path  # as found in the source (a cache snapshot's files are symlinks)
+    real: Path  # the regular file read: path itself, or its symlink target in the tree
+
+
+def _scan(src: _Source) -> list[_SourceFile]:
+    """Every file to import, checked before anything is copied: a model directory is
+    untrusted input (git keeps symlinks), so a symlink may only point at a regular file
+    inside the source tree, and every other non-regular file is refused. Each offender
+    is named; one bad file refuses the whole import."""
+    tree = src.tree.resolve()
+    out: list[_SourceFile] = []
+    problems: list[Problem] = []
+    for rel, path in _walk(src.root):
+        where = Location(str(path))
+        if any(part in ("", ".", "..") or "\\" in part for part in rel.split("/")):
+            problems.append(Problem(where, "unsafe file name"))
+            continue
+        try:
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                target = os.readlink(path)
+                real = Path(os.path.realpath(path))
+                if not real.is_relative_to(tree):
+                    problems.append(
+                        Problem(where, f"symlink to {target!r} leaves the source tree {tree}")
+                    )
+                    continue
+                st = real.stat()
+                if not stat.S_ISREG(st.st_mode):
+                    problems.append(
+                        Problem(where, f"symlink to {target!r}: {_kind(st.st_mode)}, not a file")
+                    )
+                    continue
+                out.append(_SourceFile(rel, path, real))
+            elif stat.S_ISREG(st.st_mode):
+                out.append(_SourceFile(rel, path, path))
+            else:
+                problems.append(Problem(where, f"{_kind(st.st_mode)}, not a regular file"))
+        except OSError as exc:  # a dangling link, a loop, a file removed meanwhile
+            problems.append(Problem(where, f"cannot read: {exc.strerror or exc}"))
+    if problems:
+        raise InputError(problems)
+    return out
+
+
 def _import_file(store: Path, src: Path, rel: str) -> FileEntry:
-    """Copy one file into blobs/ while hashing it; the blob appears by rename only."""
+    """Copy one file into blobs/ while hashing it; the blob appears by rename only. Reads
+    exactly the size the file had when opened: a file that grows or shrinks is refused."""
     tmp_dir = store / "tmp"
     sha256, sha1 = hashlib.sha256(), None
     fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="blob-")
     try:
-        with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+        with os.fdopen(_open_regular(src), "rb") as fin, os.fdopen(fd, "wb") as fout:
             size = os.fstat(fin.fileno()).st_size
             lfs = is_lfs(rel, size)
             if not lfs:
                 sha1 = hashlib.sha1(b"blob %d\0" % size)
-            while chunk := fin.read(CHUNK):
+            left = size
+            while left and (chunk := fin.read(min(CHUNK, left))):
                 sha256.update(chunk)
                 if sha1 is not None:
                     sha1.update(chunk)
                 fout.write(chunk)
+                left -= len(chunk)
             fout.flush()
             os.fsync(fout.fileno())
-            if fout.tell() != size:
+            if left or fin.read(1):
                 raise InputError([Problem(Location(str(src)), "file changed while importing")])
         digest = sha256.hexdigest()
         target = blob_path(store, digest)
         if target.exists():
             os.unlink(tmp)
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            _mkdirs(target.parent)
             os.chmod(tmp, 0o444)
             os.replace(tmp, target)
     except BaseException:
@@ -340,11 +475,11 @@ def _import_file(store: Path, src: Path, rel: str) -> FileEntry:
     return FileEntry(rel, size, sha1.hexdigest(), digest, False)
 
 
-def _check_against_cache(entry: FileEntry, src: Path) -> FileEntry:
+def _check_against_cache(entry: FileEntry, src: Path, real: Path) -> FileEntry:
     """A cache snapshot file links to blobs/<etag>: keep the upstream LFS classification
     and refuse a blob whose content does not match its name (a corrupt cache)."""
     etag = Path(os.readlink(src)).name if src.is_symlink() else ""
-    if SHA256_RE.match(etag):
+    if SHA256_RE.fullmatch(etag):
         if etag != entry.sha256:
             raise InputError([Problem(Location(str(src)), f"content sha256 does not match {etag}")])
         if not entry.lfs:
@@ -352,10 +487,10 @@ def _check_against_cache(entry: FileEntry, src: Path) -> FileEntry:
             return FileEntry(
                 entry.path, entry.size, git_blob_sha1(pointer), entry.sha256, True, len(pointer)
             )
-    elif SHA1_RE.match(etag) and entry.lfs:
+    elif SHA1_RE.fullmatch(etag) and entry.lfs:
         # Upstream kept it in plain git: recompute its git blob sha1 and check it.
         h = hashlib.sha1(b"blob %d\0" % entry.size)
-        with open(src, "rb") as fh:
+        with os.fdopen(_open_regular(real), "rb") as fh:
             while chunk := fh.read(CHUNK):
                 h.update(chunk)
         if h.hexdigest() != etag:
@@ -363,7 +498,7 @@ def _check_against_cache(entry: FileEntry, src: Path) -> FileEntry:
                 [Problem(Location(str(src)), f"content git sha1 does not match {etag}")]
             )
         return FileEntry(entry.path, entry.size, etag, entry.sha256, False)
-    elif SHA1_RE.match(etag) and etag != entry.oid:
+    elif SHA1_RE.fullmatch(etag) and etag != entry.oid:
         raise InputError([Problem(Location(str(src)), f"content git sha1 does not match {etag}")])
     return entry
 
@@ -407,9 +542,7 @@ def add_model(
     check_repo_id(repo, repo_type)
     store = Path(store)
     src = _detect_source(Path(source), revision)
-    if revision is not None and not SHA1_RE.match(revision) and not REF_RE.match(revision):
-        raise InputError([Problem(Location("--revision"), f"invalid revision name {revision!r}")])
-    if revision is not None and SHA1_RE.match(revision) and revision != src.upstream_sha:
+    if revision is not None and SHA1_RE.fullmatch(revision) and revision != src.upstream_sha:
         raise InputError(
             [
                 Problem(
@@ -418,29 +551,29 @@ def add_model(
                 )
             ]
         )
-    for sub in ("tmp", "blobs/sha256", "repos"):
-        (store / sub).mkdir(parents=True, exist_ok=True)
+    sources = _scan(src)  # every refusal before the first byte is copied
+    if not sources:
+        raise InputError([Problem(Location(str(src.root)), "no files to import")])
+    for sub in ("blobs/sha256", "repos"):
+        _mkdirs(store / sub)
+    (store / "tmp").mkdir(mode=0o700, exist_ok=True)  # staging: the server never reads it
     _clean_tmp(store)
 
     files: list[FileEntry] = []
-    for rel, path in _walk(src.root):
-        if any(part in ("", ".", "..") or "\\" in part for part in rel.split("/")):
-            raise InputError([Problem(Location(str(path)), "unsafe file name")])
+    for f in sources:
         try:
-            entry = _import_file(store, path, rel)
+            entry = _import_file(store, f.real, f.rel)
         except OSError as exc:
             raise InputError(
-                [Problem(Location(str(path)), f"cannot read: {exc.strerror or exc}")]
+                [Problem(Location(str(f.path)), f"cannot read: {exc.strerror or exc}")]
             ) from exc
         if src.upstream_sha:
-            entry = _check_against_cache(entry, path)
+            entry = _check_against_cache(entry, f.path, f.real)
         files.append(entry)
-    if not files:
-        raise InputError([Problem(Location(str(src.root)), "no files to import")])
 
     sha = src.upstream_sha or _manifest_sha(files)
-    if revision is None or SHA1_RE.match(revision):
-        ref_names = [r for r in src.upstream_refs if REF_RE.match(r)] or ["main"]
+    if revision is None or SHA1_RE.fullmatch(revision):
+        ref_names = [r for r in src.upstream_refs if REF_RE.fullmatch(r)] or ["main"]
     else:
         ref_names = [revision]
     created = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
@@ -459,7 +592,8 @@ def add_model(
                 "files": [f.to_json() for f in files],
             }
             _write_atomic(stage / "manifest.json", json.dumps(manifest, indent=1).encode())
-            commit_dir.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(stage, DIR_MODE)  # mkdtemp makes it 0700
+            _mkdirs(commit_dir.parent)
             os.rename(stage, commit_dir)
             _fsync_dir(commit_dir.parent)
         except BaseException:

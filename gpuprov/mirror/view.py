@@ -105,7 +105,7 @@ class StoreView:
         sha = refs["branches"].get(rev) or refs["tags"].get(rev)
         if (
             sha is None
-            and SHA1_RE.match(rev)
+            and SHA1_RE.fullmatch(rev)
             and (
                 repo_dir(self.store, repo, repo_type) / "commits" / rev / "manifest.json"
             ).is_file()

@@ -49,9 +49,10 @@ def local_listing(
     return out
 
 
-# What `gpuprov mirror serve` imports: checked and byte-compiled right after installing.
+# What the two services import: checked and byte-compiled right after installing.
 SERVICE_IMPORTS = (
-    "import gpuprov.cli, gpuprov.cli.app, gpuprov.cli.mirror.serve, gpuprov.mirror.server"
+    "import gpuprov.cli, gpuprov.cli.app, gpuprov.cli.mirror.serve, gpuprov.mirror.server, "
+    "gpuprov.mirror.aptserve"
 )
 
 Listing = dict[str, tuple[int, str | None]]

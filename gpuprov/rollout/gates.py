@@ -24,11 +24,15 @@ A command gate (`{command: "..."}`) runs on the host as the deploy user (with su
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from gpuprov.facts.gate import GateCommand
 from gpuprov.inventory.model import Cluster, CommandGate, Host, RolloutPolicy
 from gpuprov.rollout.hooks import render
 from gpuprov.rollout.runner import HostResult
+
+if TYPE_CHECKING:
+    from gpuprov.engine.connect import SudoPasswords
 
 OUTPUT_TAIL = 2000
 
@@ -67,7 +71,9 @@ def builtin_failures(host: Host, gates: Sequence[str], state, probe) -> list[str
 class HealthGates:
     """The runner's gate callable: `gates(hosts) -> {host: HostResult}`."""
 
-    def __init__(self, cluster: Cluster, policy: RolloutPolicy, *, password: str | None = None):
+    def __init__(
+        self, cluster: Cluster, policy: RolloutPolicy, *, password: SudoPasswords | None = None
+    ):
         self.cluster = cluster
         self.builtin = [g for g in policy.gates if isinstance(g, str)]
         self.commands = [g for g in policy.gates if isinstance(g, CommandGate)]

@@ -1,7 +1,9 @@
 """Drain/undrain hooks: an operator's command template run per host.
 
-The template's {host} and {address} are shell-quoted before substitution, so a host name
-can never inject shell syntax. Hooks run locally (the default: the operator's machine has
+The template's {host} and {address} are validated by the loader (a host name or IP), must
+be written bare (gpuprov.inventory.hook_template) and are shell-quoted before substitution,
+so a host name can never inject shell syntax; a command without shell syntax runs as an
+argv, without a shell at all. Hooks run locally (the default: the operator's machine has
 `scontrol`/`kubectl`) or on `policy.hook_host` over the system `ssh` client with strict
 host keys, the same known_hosts file the rest of gpuprov uses.
 """
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import signal
 import subprocess
 from collections.abc import Mapping
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from gpuprov.engine.ssh_config import cluster_ssh_config
 from gpuprov.errors import InputError, Problem
+from gpuprov.inventory.hook_template import argv_if_plain, render_with, template_problem
 from gpuprov.inventory.model import Host, RolloutPolicy
 
 OUTPUT_EXCERPT = 2000
@@ -42,7 +45,12 @@ class HookRunner(Protocol):
 
 
 def render(template: str, host: Host) -> str:
-    return template.format(host=shlex.quote(host.name), address=shlex.quote(host.address))
+    """The command for `host`; refuses a template the loader would refuse (a policy built
+    in code skips the loader) rather than run a value inside quotes."""
+    problem = template_problem(template)
+    if problem:
+        raise InputError(f"hook command {template!r}: {problem}")
+    return render_with(template, host.name, host.address)
 
 
 class LocalHookRunner:
@@ -53,7 +61,9 @@ class LocalHookRunner:
         self.cwd = cwd
 
     def argv(self, command: str) -> list[str]:
-        return ["/bin/sh", "-c", command]
+        # A plain command (`scontrol update nodename=... state=drain`) runs as an argv:
+        # no shell ever parses the host's name. Pipes, $(...) and the like need /bin/sh.
+        return argv_if_plain(command) or ["/bin/sh", "-c", command]
 
     def run(self, template: str, host: Host) -> HookResult:
         command = render(template, host)
@@ -118,13 +128,16 @@ class SSHHookRunner(LocalHookRunner):
     def argv(self, command: str) -> list[str]:
         ssh = self.hook_host.ssh
         argv = [
-            "ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+            # -F: ProxyJump hops get only the config file, not -o options.
+            "ssh", "-F", str(cluster_ssh_config(self.known_hosts)),
+            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={self.known_hosts}",
             "-o", f"ConnectTimeout={ssh.connect_timeout}", "-p", str(ssh.port),
         ]  # fmt: skip
         if ssh.key:
             argv += ["-i", str(Path(ssh.key).expanduser()), "-o", "IdentitiesOnly=yes"]
-        return [*argv, f"{ssh.user}@{self.hook_host.address}", command]
+        # `--`: nothing after it is an ssh option, whatever the inventory says.
+        return [*argv, "--", f"{ssh.user}@{self.hook_host.address}", command]
 
 
 def make_hook_runner(

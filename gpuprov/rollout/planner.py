@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import string
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -138,25 +137,12 @@ def allowed_failures(wave_size: int, max_fail: str | int) -> int:
 
 
 def check_hook_template(template: str | None, key: str, location: Location) -> None:
-    """A drain/undrain template may only use {host} and {address}."""
-    if template is None:
-        return
-    try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-    except ValueError as exc:
-        raise InputError(
-            [Problem(location, f"rollout.{key}: bad command template: {exc}")]
-        ) from None
-    unknown = sorted(f for f in fields if f not in HOOK_FIELDS)
-    if unknown:
-        raise InputError(
-            [
-                Problem(
-                    location,
-                    f"rollout.{key}: unknown placeholder {{{unknown[0]}}} (use {{host}} or {{address}})",
-                )
-            ]
-        )
+    """A drain/undrain template may only use bare {host} and {address}, outside quotes."""
+    from gpuprov.inventory.hook_template import template_problem
+
+    problem = None if template is None else template_problem(template)
+    if problem:
+        raise InputError([Problem(location, f"rollout.{key}: {problem}")])
 
 
 def validate_policy(policy: RolloutPolicy) -> tuple[Amount, list[Amount]]:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuprov.engine.apply import HostResult as ApplyHostResult
 from gpuprov.engine.plan import Plan
 from gpuprov.inventory.model import Cluster, Host
 from gpuprov.rollout.runner import HostResult, Report
+
+if TYPE_CHECKING:
+    from gpuprov.engine.connect import SudoPasswords
 
 Deploy = Callable[..., Any]
 
@@ -59,7 +62,7 @@ class WaveWork:
         cluster: Cluster,
         deploys: Sequence[Deploy],
         *,
-        password: str | None = None,
+        password: SudoPasswords | None = None,
         accept_new: bool = False,
     ):
         self.cluster = cluster

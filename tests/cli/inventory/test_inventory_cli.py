@@ -134,3 +134,24 @@ def test_help_lists_commands():
     assert proc.returncode == 0
     for cmd in ("check", "show", "import"):
         assert cmd in proc.stdout
+
+
+def test_check_reports_each_hardening_refusal_located(tmp_path):
+    """Issue 13: hostile values are refused by `inventory check` with FILE:LINE:COL and
+    exit 2, every one at once, and nothing runs."""
+    lines = EXAMPLE.read_text().splitlines(keepends=True)
+    text = "".join(lines)
+    gpu001 = next(i for i, line in enumerate(lines) if "gpu001: {address:" in line) + 1
+    bad = tmp_path / "site.yaml"
+    bad.write_text(
+        text.replace("gpu001: {address: 10.20.1.11", "gpu001: {address: '$(touch${IFS}MARK)'")
+        .replace("gpu002: {address: 10.20.1.12", "gpu002: {address: 10.20.1.12, vars: {ssh_config_file: /tmp/x}")
+        .replace("drain: \"scontrol update nodename={host} state=drain reason=gpuprov\"",
+                 "drain: \"scontrol update nodename='{host}' state=drain\"")
+    )  # fmt: skip
+    proc = gpuprov("inventory", "check", str(bad), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{bad}:{gpu001}:" in proc.stderr and "expected a host name" in proc.stderr
+    assert "vars.ssh_config_file: connection and sudo settings" in proc.stderr
+    assert "rollout.drain: a placeholder is inside quotes" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "MARK").exists()

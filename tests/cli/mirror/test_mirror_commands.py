@@ -89,6 +89,7 @@ def test_bad_input_exits_2_with_a_located_message(store, tmp_path):
     assert proc.returncode == 2 and "not a mirror store" in proc.stderr
     bad = tmp_path / "tokens.yaml"
     bad.write_text("tokens:\n  short: [acme/*]\ngated: acme/*\n")
+    bad.chmod(0o600)
     proc = gpuprov("mirror", "serve", "--store", str(path), "--port", "0", "--token-file", str(bad))
     assert proc.returncode == 2, proc.stderr
     assert (
@@ -145,6 +146,7 @@ def test_serve_over_tls_with_a_token(store, tmp_path):
     )
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps({"tokens": {"tls-token-123456": ["acme/*"]}, "gated": ["acme/*"]}))
+    tokens.chmod(0o600)  # a token file others can read is refused
     server = Served(
         "--store",
         str(path),
@@ -195,3 +197,23 @@ def test_only_mirror_serve_skips_gevent_patching():
     assert _needs_gevent(["mirror", "list", "--store", "s"])
     assert _needs_gevent(["mirror", "add-model", "serve", "--store", "s", "--repo", "a/b"])
     assert _needs_gevent(["apply", "inventory.yaml"])
+
+
+def test_serve_refuses_a_token_file_others_can_read(store, tmp_path):
+    path, _, _ = store
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("tokens:\n  long-enough-token: [acme/*]\n")
+    tokens.chmod(0o644)
+    proc = gpuprov(
+        "mirror", "serve", "--store", str(path), "--port", "0", "--token-file", str(tokens)
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"chmod 600 {tokens}" in proc.stderr
+
+
+def test_serve_refuses_an_unsafe_public_url(store):
+    path, _, _ = store
+    proc = gpuprov(
+        "mirror", "serve", "--store", str(path), "--port", "0", "--public-url", "http://m/$(id)"
+    )
+    assert proc.returncode == 2 and "--public-url" in proc.stderr, proc.stderr

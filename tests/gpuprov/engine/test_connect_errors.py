@@ -75,3 +75,28 @@ def test_sudo_password_comes_from_the_environment(cluster, monkeypatch):
     assert data["_sudo"] is True and data["_sudo_password"] == "s3cret"
     monkeypatch.delenv("GPUPROV_SUDO_PASSWORD")
     assert sudo_password(cluster, [host], prompt=False) is None  # NOPASSWD sudo
+
+
+def test_one_sudo_password_per_variable(tmp_path, monkeypatch):
+    """Issue 13 item 5: the first host's variable was read and used for every host."""
+    from dataclasses import replace
+
+    from gpuprov.engine.connect import sudo_password
+
+    cluster = make_cluster(tmp_path, [("a", "10.0.1.1", 22), ("b", "10.0.1.2", 22)], None)
+    a, b = cluster.hosts["a"], cluster.hosts["b"]
+    a = replace(a, ssh=replace(a.ssh, user="alice", sudo=True, sudo_password_env="PW_A"))
+    b = replace(b, ssh=replace(b.ssh, user="bob", sudo=True, sudo_password_env="PW_B"))
+    monkeypatch.setenv("PW_A", "alice-secret")
+    monkeypatch.setenv("PW_B", "bob-secret")
+    secrets = sudo_password(cluster, [a, b], prompt=False)
+    assert (
+        host_data(cluster, a, accept_new=False, password=secrets)["_sudo_password"]
+        == "alice-secret"
+    )
+    assert (
+        host_data(cluster, b, accept_new=False, password=secrets)["_sudo_password"] == "bob-secret"
+    )
+    monkeypatch.delenv("PW_B")
+    data = host_data(cluster, b, accept_new=False, password=sudo_password(cluster, [a, b], False))
+    assert "_sudo_password" not in data  # never another host's secret

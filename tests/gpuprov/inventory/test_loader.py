@@ -215,3 +215,29 @@ def test_drain_template_placeholders(problems):
 def test_path_argument_accepts_str(write):
     assert load_inventory(str(write(MINIMAL))).name == "t"
     assert isinstance(load_inventory(write(MINIMAL)).path, Path)
+
+
+def test_address_must_be_a_host_name_or_ip(problems):
+    """Issue 13 item 3: `$(touch${IFS}/tmp/x)` passed (only whitespace was refused) and
+    ran in hook commands that quoted {address} again or used {address!r}."""
+    text = MINIMAL.replace("g1: {address: 10.0.0.1", "g1: {address: '$(touch${IFS}/tmp/x)'")
+    p = one(problems, text)
+    assert "groups.gpu.hosts.g1.address" in p.message and "IP address" in p.message
+    assert (p.location.line, p.location.col) == (12, 21)
+
+
+def test_ssh_user_cannot_be_an_option(problems):
+    """Issue 13 item 15: `-oProxyCommand=...` became an ssh option in hook commands."""
+    text = MINIMAL.replace("      g2: {address: 10.0.0.2, rack: r2}",
+                           "      g2: {address: 10.0.0.2, rack: r2, ssh: {user: '-oProxyCommand=touch /tmp/x'}}")  # fmt: skip
+    assert "ssh.user: expected a login name" in one(problems, text).message
+
+
+def test_trailing_newline_in_names_is_refused(problems):
+    """Issue 13 item 19: `$` anchors let a final newline through."""
+    text = MINIMAL.replace(
+        'branch: "580", version: "580.95.05"', 'branch: "580\\n", version: "580.95.05"'
+    )
+    assert "driver.branch" in problems(text)[0].message
+    text = MINIMAL.replace('cuda: ["12.8", "13.0"]', 'cuda: ["12.8\\n"]')
+    assert "cuda" in one(problems, text).message

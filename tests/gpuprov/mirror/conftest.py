@@ -83,6 +83,7 @@ def token_file(tmp_path_factory) -> Path:
         f"tokens:\n  {READER}: [acme/gated-*]\n  {OTHER}: {{name: other, repos: ['other/*']}}\n"
         "gated: [acme/gated-*]\n"
     )
+    path.chmod(0o600)  # a token file others can read is refused
     return path
 
 

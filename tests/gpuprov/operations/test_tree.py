@@ -8,9 +8,9 @@ import os
 import shlex
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
-from pathlib import Path
 
 from gpuprov.deploys.mirror_server import SERVICE_USER, MirrorHostPaths, apt_unit, models_unit
 
@@ -72,10 +72,12 @@ def test_plan_sync_orders_metadata_last_and_deletes_extras():
 
 
 def test_models_unit_uses_inventory_port_and_service_user():
-    unit = directives(models_unit(MirrorRef(host="m", models_port=9123), MirrorHostPaths()))
+    unit = directives(
+        models_unit(MirrorRef(host="m", models_port=9123), MirrorHostPaths(), "10.0.0.5")
+    )
     assert unit["User"] == SERVICE_USER and unit["Group"] == SERVICE_USER
     assert unit["ExecStart"].split()[:3] == ["/opt/gpuprov/venv/bin/gpuprov", "mirror", "serve"]
-    assert "--port 9123" in unit["ExecStart"] and "--host 0.0.0.0" in unit["ExecStart"]
+    assert "--port 9123" in unit["ExecStart"] and "--host 10.0.0.5" in unit["ExecStart"]
     assert unit["ReadOnlyPaths"] == "/srv/gpuprov/models"
     assert unit["ProtectSystem"] == "strict" and unit["Restart"] == "on-failure"
 
@@ -86,11 +88,15 @@ def test_apt_unit_serves_the_directory(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    text = apt_unit(MirrorRef(host="m", apt_port=port), MirrorHostPaths(apt=str(tmp_path)))
+    text = apt_unit(
+        MirrorRef(host="m", apt_port=port), MirrorHostPaths(apt=str(tmp_path)), "127.0.0.1"
+    )
     unit = directives(text)
     assert unit["User"] == SERVICE_USER and unit["ReadOnlyPaths"] == str(tmp_path)
     assert unit["Restart"] == "on-failure" and unit["ProtectSystem"] == "strict"
-    argv = shlex.split(unit["ExecStart"].replace("--bind 0.0.0.0", "--bind 127.0.0.1"))
+    argv = shlex.split(unit["ExecStart"])
+    assert argv[0] == "/opt/gpuprov/venv/bin/python"
+    argv[0] = sys.executable  # this checkout's python stands in for the host's venv
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
@@ -105,4 +111,4 @@ def test_apt_unit_serves_the_directory(tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
-    assert Path(argv[0]).name.startswith("python3")
+    assert argv[1:3] == ["-m", "gpuprov.mirror.aptserve"]
