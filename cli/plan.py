@@ -11,14 +11,21 @@ from gpuprov.cli.app import App
 
 if TYPE_CHECKING:
     from gpuprov.engine.plan import Plan
+    from gpuprov.rollout.planner import RolloutPlan
 
 
 def show_plan(app: App, plan: Plan) -> None:
+    ignorable = False
     for name, host in plan.hosts.items():
         if host.status == "unreachable":
             continue  # already printed, one line, when connecting
-        if not host.ready:
-            app.error(f"{name}: {host.status}: {host.error}")
+        ignorable = ignorable or any(r.code for r in host.refusals)
+        if len(host.refusals) > 1:
+            app.error(f"{name}: refused: {len(host.refusals)} problems, most fundamental first")
+            for refusal in host.refusals:
+                app.error(f"  {refusal}")
+        elif not host.ready:
+            app.error(f"{name}: {host.status}: {host.refusals[0] if host.refusals else host.error}")
         elif host.changes:
             app.info(f"{name}: {len(host.changes)} to change ({host.ops_total} operations)")
             for change in host.changes:
@@ -35,6 +42,25 @@ def show_plan(app: App, plan: Plan) -> None:
     if plan.blocked:
         summary += f"; {len(plan.blocked)} blocked"
     app.info(summary)
+    if ignorable:
+        app.info(
+            "To accept a problem you know about, list its [code] in the host's "
+            "gpuprov_preflight_ignore (docs/deploys.md)."
+        )
+
+
+def nothing_would_change(plan: Plan, up_to_date: int = 0) -> str:
+    """One line for a run with no host to change: "nothing would change: 3 hosts refused,
+    1 unreachable" (and how many were up to date, when some were)."""
+    counts = plan.blocked_counts()
+    parts = [(counts[s], s) for s in ("refused", "unreachable", "failed") if counts.get(s)]
+    if up_to_date:
+        parts.append((up_to_date, "up to date"))
+    words = [f"{n} {what}" for n, what in parts]
+    if parts:
+        n, what = parts[0]
+        words[0] = f"{n} host{'' if n == 1 else 's'} {what}"
+    return "nothing would change: " + ", ".join(words)
 
 
 def plan_exit_code(plan: Plan) -> int:
@@ -42,6 +68,15 @@ def plan_exit_code(plan: Plan) -> int:
 
     unreachable = sum(1 for h in plan.blocked if h.status == "unreachable")
     return exit_code(unreachable, len(plan.blocked) - unreachable)
+
+
+def excluded_exit_code(rplan: RolloutPlan) -> int:
+    """A rollout that went well still fails when hosts were left out of it: 1 when one
+    was refused (or its facts failed), 3 when they were only unreachable."""
+    from gpuprov.cli._options import exit_code
+
+    unreachable = sum(1 for s in rplan.excluded.values() if s == "unreachable")
+    return exit_code(unreachable, len(rplan.excluded) - unreachable)
 
 
 @click.command()

@@ -115,12 +115,16 @@ def node_context() -> NodeContext:
         from gpuprov.engine.refusal import HostRefused
 
         raise HostRefused("cannot tell the host's OS (no /etc/os-release)")
-    if me.stack.os and me.stack.os != state.os.os_key:
+    ignored = me.vars.get("gpuprov_preflight_ignore") or ()
+    if me.stack.os and me.stack.os != state.os.os_key and "stack_os" not in ignored:
+        # preflight refuses this first, with its other findings; this guards callers
+        # that run the stack alone. Ignored, the host's own OS picks the packages.
         from gpuprov.engine.refusal import HostRefused
 
         raise HostRefused(
             f"the inventory says stack.os {me.stack.os}, the host runs {state.os.os_key}",
-            f"fix stack.os for {me.name} (package names differ per OS)",
+            f"fix stack.os for {me.name} (package names differ per OS), or reinstall it",
+            code="stack_os",
         )
     profile = get_profile(me.profile) if me.profile else None
     modules = resolve_modules(me.stack, profile)

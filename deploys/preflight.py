@@ -3,23 +3,28 @@
 Runbook:
 1. Read the host's state in one round trip (gpuprov.facts.node_facts: HostState plus what
    the GPU stack compares against, shared with it).
-2. Refuse: unsupported OS, too little free disk, kernel headers missing and not
-   installable, Secure Boot on with a driver that would need signing, GPUs/NVSwitches on
-   the PCI bus that do not match the host's profile.
+2. Evaluate every check, then refuse the host once with all that failed, most
+   fundamental first (CHECKS): unsupported OS, an OS other than the inventory's
+   stack.os, GPUs/NVSwitches on the PCI bus that do not match the host's profile, too
+   little free disk, kernel headers missing and not installable, Secure Boot on with a
+   driver that would need signing.
 3. Warn: headers missing but installable (the driver deploy installs them), nouveau loaded.
 4. Record who this host is in /etc/gpuprov/host.json (the one change preflight makes).
 
-The host var `gpuprov_preflight_ignore` (check names: os, disk, headers, secure_boot,
-gpus) turns those refusals into warnings, for labs and operators who know better.
+The host var `gpuprov_preflight_ignore` (the codes in CHECKS) turns those refusals into
+warnings, for labs and operators who know better.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from pyinfra import host
 from pyinfra.api import deploy
 
+from gpuprov.checks import PREFLIGHT_CHECKS
 from gpuprov.engine.connect import CLUSTER_DATA_KEY, HOST_DATA_KEY
-from gpuprov.engine.refusal import HostRefused, warn
+from gpuprov.engine.refusal import HostRefused, Refusal, warn
 from gpuprov.facts.apt import HeadersCandidate
 from gpuprov.facts.host_state import HostStateData
 from gpuprov.facts.node_facts import read_node_facts
@@ -30,24 +35,42 @@ from gpuprov.rendering import render
 from gpuprov.tables import SystemProfile, get_profile
 
 SUPPORTED_OS = ("debian12", "ubuntu2204", "ubuntu2404", "rhel9")
+CHECKS = PREFLIGHT_CHECKS  # the stable codes, most fundamental first (gpuprov.checks)
 MIN_FREE_GB = 10  # driver + CUDA toolkits + DKMS builds; host var gpuprov_min_free_gb
 
 
-def review(state: HostStateData, me: Host, headers_candidate: str | None = None) -> list[str]:
-    """Refuse (raise HostRefused) or return warnings. Pure: unit-tested on data."""
-    warnings: list[str] = []
+@dataclass
+class Findings:
+    """Everything preflight found on one host: refusals (most fundamental first) and
+    warnings (including refusals the operator chose to ignore)."""
+
+    refusals: list[Refusal] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def review(state: HostStateData, me: Host, headers_candidate: str | None = None) -> Findings:
+    """Evaluate every check (none stops the others) and sort the refusals by CHECKS.
+    Pure: unit-tested on data."""
+    found = Findings()
     ignore = set(me.vars.get("gpuprov_preflight_ignore") or ())
 
     def refuse(check: str, reason: str, fix: str) -> None:
         if check in ignore:
-            warnings.append(f"{reason} (ignored: gpuprov_preflight_ignore has {check!r})")
-            return
-        raise HostRefused(reason, fix)
+            found.warnings.append(f"{reason} (ignored: gpuprov_preflight_ignore has {check!r})")
+        else:
+            found.refusals.append(Refusal(reason, fix, check))
 
     os_key = state.os.os_key if state.os else "unknown"
     if os_key not in SUPPORTED_OS:
         name = state.os.pretty_name if state.os and state.os.pretty_name else os_key
         refuse("os", f"unsupported OS {name!r}", f"reinstall with one of {', '.join(SUPPORTED_OS)}")
+    wanted = me.stack.os if me.stack else None
+    if wanted and state.os is not None and wanted != os_key:
+        refuse(
+            "stack_os",
+            f"the inventory says stack.os {wanted}, the host runs {os_key}",
+            f"fix stack.os for {me.name} (package names differ per OS), or reinstall it",
+        )
     min_gb = float(me.vars.get("gpuprov_min_free_gb", MIN_FREE_GB))
     free = state.root_free_bytes
     if free is not None and free < min_gb * 1e9:
@@ -60,7 +83,7 @@ def review(state: HostStateData, me: Host, headers_candidate: str | None = None)
         rhel = os_key.startswith("rhel")
         pkg = "kernel-devel" if rhel else f"linux-headers-{state.kernel}"
         if headers_candidate or rhel:
-            warnings.append(f"{pkg} not installed; the driver deploy installs it")
+            found.warnings.append(f"{pkg} not installed; the driver deploy installs it")
         else:
             refuse(
                 "headers",
@@ -74,12 +97,13 @@ def review(state: HostStateData, me: Host, headers_candidate: str | None = None)
             "disable Secure Boot in the firmware, or enroll a MOK and sign the modules",
         )
     if state.nouveau_loaded:
-        warnings.append("nouveau is loaded; the driver deploy blacklists it (reboot needed)")
+        found.warnings.append("nouveau is loaded; the driver deploy blacklists it (reboot needed)")
     if me.profile and me.role == "gpu":
         problem = pci_problem(state, get_profile(me.profile))
         if problem:
             refuse("gpus", *problem)
-    return warnings
+    found.refusals.sort(key=lambda r: CHECKS.index(r.code or ""))
+    return found
 
 
 def pci_problem(state: HostStateData, profile: SystemProfile) -> tuple[str, str] | None:
@@ -121,8 +145,11 @@ def preflight() -> None:
     debian = state.os is not None and state.os.family == "debian"
     if not state.headers_present and debian and "headers" not in ignored:
         candidate = host.get_fact(HeadersCandidate)
-    for text in review(state, me, candidate):
+    found = review(state, me, candidate)
+    for text in found.warnings:  # recorded first: a refused host shows its warnings too
         warn(text)
+    if found.refusals:
+        raise HostRefused.every(found.refusals)
 
     root = str(host.data.get("gpuprov_root") or "").rstrip("/")
     identity = identity_json(me, host.data.get(CLUSTER_DATA_KEY))

@@ -36,6 +36,13 @@ def resolve_modules(stack: Stack, profile: SystemProfile | None) -> Modules:
     return "proprietary"
 
 
+# Preflight's checks by their stable codes (what `gpuprov_preflight_ignore` takes), most
+# fundamental first: the OS decides every package name; GPUs that are not there make the
+# rest moot; disk and headers are what the driver build needs; Secure Boot only matters
+# once modules load. deploys/preflight.py reports refusals in this order.
+PREFLIGHT_CHECKS = ("os", "stack_os", "gpus", "disk", "headers", "secure_boot")
+
+
 class _Findings:
     def __init__(self) -> None:
         self.items: list[Problem] = []
@@ -71,6 +78,8 @@ def static_checks(cluster: Cluster) -> list[Problem]:
             "cannot be checked before facts are gathered",
             "warning",
         )
+    for host in cluster.hosts.values():
+        _check_preflight_ignore(out, host)
     _check_rollout(out, cluster)
     return sorted(out.items, key=lambda p: (p.location.file, p.location.line, p.location.col))
 
@@ -116,6 +125,22 @@ def _check_host(out: _Findings, host: Host, stack: Stack, profile: SystemProfile
                     dcgm_package(stack.os, cuda.split(".")[0])
             except TableError:
                 pass  # unknown CUDA versions are reported by _check_cuda
+
+
+def _check_preflight_ignore(out: _Findings, host: Host) -> None:
+    """A misspelt code would silently ignore nothing: name it, and the codes there are."""
+    value = host.vars.get("gpuprov_preflight_ignore")
+    if value is None:
+        return
+    known = ", ".join(PREFLIGHT_CHECKS)
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        out.add(host.location, f"{host.name}: gpuprov_preflight_ignore: expected a list of "
+                f"check codes ({known}), got {value!r}")  # fmt: skip
+        return
+    for code in value:
+        if code not in PREFLIGHT_CHECKS:
+            out.add(host.location, f"{host.name}: gpuprov_preflight_ignore: unknown check "
+                    f"{code!r} (known: {known})")  # fmt: skip
 
 
 def _check_cuda(out: _Findings, stack: Stack, cuda: str) -> None:

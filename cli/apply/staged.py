@@ -68,7 +68,7 @@ class Staged:
 
     def plan_and_apply(self, hosts: list[Host], *, dry_run: bool) -> int:
         from gpuprov.cli._options import open_session
-        from gpuprov.cli.plan import plan_exit_code, show_plan
+        from gpuprov.cli.plan import nothing_would_change, plan_exit_code, show_plan
         from gpuprov.deploys.playbook import default_deploys
 
         from gpuprov.engine.connect import sudo_password
@@ -82,8 +82,9 @@ class Staged:
             plan = prepare(s, default_deploys())
             targets = split(hosts, plan, self.drained)
             rplan = plan_rollout(
-                targets.gpu, policy, converged=targets.converged, seed=self.cluster.name
-            )
+                targets.gpu, policy, converged=targets.converged, seed=self.cluster.name,
+                excluded=targets.blocked,
+            )  # fmt: skip
             if not self.json:
                 show_plan(self.app, plan)
                 if rplan.waves:
@@ -91,17 +92,25 @@ class Staged:
             self.doc = {
                 "summary": {"hosts": len(hosts), "changed": 0, "failed": 0},
                 "skipped": targets.converged,
+                "excluded": targets.blocked,
+                "refusals": plan.refusals(),
             }
             if self.abandoned is not None:
                 self.doc["abandoned"] = self.abandoned
+            # No ready host has a change: refused/unreachable hosts are no work to do.
+            idle = not any(h.ready and h.changes for h in plan.hosts.values())
+            if idle and plan.blocked:  # stderr: a JSON document on stdout stays clean
+                self.app.error(nothing_would_change(plan, len(targets.converged)))
             if dry_run:
                 if self.json:
                     self.app.json({"plan": plan.to_dict(), "rollout_plan": rplan.to_dict()})
                 return plan_exit_code(plan)
-            if not targets.infra and not rplan.waves:
-                self.doc["summary"]["status"] = "up-to-date"
+            if idle:
+                summary = self.doc["summary"]
+                summary["failed"] = len(plan.blocked)
+                summary["status"] = "nothing-to-change" if plan.blocked else "up-to-date"
                 self.finish_json()
-                if not self.json:
+                if not self.json and not plan.blocked:
                     self.app.success("Nothing to change: every selected host is up to date.")
                 return plan_exit_code(plan)
             if not self.yes and not click.confirm("Apply these changes?", err=True):
@@ -265,11 +274,13 @@ class Staged:
         plan = store.load_plan(record.id)
         self.doc["summary"]["hosts"] = len(plan.host_names) + len(plan.skipped)
         self.doc["skipped"] = list(plan.skipped)
+        self.doc["excluded"] = dict(plan.excluded)
         return self.rollout(plan, record.id)
 
     # ---- the rollout --------------------------------------------------------------------
     def rollout(self, rplan: RolloutPlan, resume: int | None) -> int:
         """Run the waves; the caller holds the lock (locked_state) and the open store."""
+        from gpuprov.cli.plan import excluded_exit_code
         from gpuprov.deploys.playbook import default_deploys
 
         from gpuprov.rollout.gates import HealthGates
@@ -297,12 +308,14 @@ class Staged:
             resume=resume, hosts=cluster.hosts, locked=True,
         )  # fmt: skip
         self.summarise(report, work, rplan)
-        return report.exit_code
+        return report.exit_code or excluded_exit_code(rplan)
 
     def summarise(self, report: RolloutReport, work, rplan: RolloutPlan) -> None:
+        from gpuprov.cli.rollout.plan import excluded_text
+
         summary = self.doc["summary"]
         summary["changed"] += work.changed
-        summary["failed"] += len(report.failed)
+        summary["failed"] += len(report.failed) + len(rplan.excluded)
         summary["status"] = report.status
         if self.json:
             self.doc["rollout"] = report.to_dict() | {"plan": rplan.to_dict()}
@@ -318,7 +331,7 @@ class Staged:
         self.app.info(
             f"Rollout {report.rollout_id} {report.status}: {len(report.done)} hosts done, "
             f"{len(report.failed)} failed, {len(report.pending)} not started, "
-            f"{len(report.skipped)} up to date; {summary['changed']} changes"
+            f"{len(report.skipped)} up to date; {summary['changed']} changes" + excluded_text(rplan)
         )
         if report.status in ("halted", "interrupted"):
             self.app.info(f"resume with `gpuprov apply {self.inventory} --resume`")

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from gpuprov.cli._options import INVENTORY, OUTPUT
 from gpuprov.cli.app import App
+
+if TYPE_CHECKING:
+    from gpuprov.rollout.planner import RolloutPlan
 
 
 @click.command()
@@ -56,5 +60,16 @@ def show_waves(app: App, result, policy, title: str) -> None:
     skipped = f"; {len(result.skipped)} already converged (skipped)" if result.skipped else ""
     app.info(
         f"{len(result.host_names)} hosts in {len(result.waves)} waves{limit}; "
-        f"max_fail {policy.max_fail} per wave{skipped}"
+        f"max_fail {policy.max_fail} per wave{skipped}{excluded_text(result)}"
+    )
+
+
+def excluded_text(rplan: RolloutPlan) -> str:
+    """The hosts the dry run left out of the waves, for a summary line: "; not in any
+    wave: 2 refused, 1 unreachable" (empty when every host was ready)."""
+    counts = rplan.excluded_counts()
+    if not counts:
+        return ""
+    return "; not in any wave: " + ", ".join(
+        f"{n} {status}" for status, n in sorted(counts.items())
     )

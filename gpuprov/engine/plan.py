@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gpuprov.engine.connect import Session, quiet_pyinfra
-from gpuprov.engine.refusal import HostRefused, warnings_for
+from gpuprov.engine.refusal import HostRefused, Refusal, warnings_for
 
 Deploy = Callable[..., Any]
 
@@ -31,7 +31,8 @@ class HostPlan:
     changes: list[OpChange] = field(default_factory=list)
     ops_total: int = 0
     warnings: list[str] = field(default_factory=list)
-    error: str | None = None  # one line: refusal reason + fix, or connection error
+    error: str | None = None  # one line: refusal reason(s) + fix, or connection error
+    refusals: list[Refusal] = field(default_factory=list)  # every one, most fundamental first
 
     @property
     def ready(self) -> bool:
@@ -49,6 +50,17 @@ class Plan:
     @property
     def blocked(self) -> list[HostPlan]:
         return [h for h in self.hosts.values() if not h.ready]
+
+    def blocked_counts(self) -> dict[str, int]:
+        """Hosts that are not ready, by status ("refused", "unreachable", "failed")."""
+        counts: dict[str, int] = {}
+        for h in self.blocked:
+            counts[h.status] = counts.get(h.status, 0) + 1
+        return counts
+
+    def refusals(self) -> dict[str, list[dict[str, Any]]]:
+        """Every refused host's refusals ({reason, fix, code}), for JSON documents."""
+        return {n: [asdict(r) for r in h.refusals] for n, h in self.hosts.items() if h.refusals}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,7 +92,7 @@ def _add_for_host(session: Session, name: str, deploys: Sequence[Deploy]) -> Hos
         for deploy in deploys:
             add_deploy(state, deploy, host=host)
     except HostRefused as exc:
-        plan.status, plan.error = "refused", str(exc)
+        plan.status, plan.error, plan.refusals = "refused", str(exc), list(exc.refusals)
     except PyinfraError as exc:  # e.g. a fact's command failed on this host
         plan.status, plan.error = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
     return plan

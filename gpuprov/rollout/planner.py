@@ -67,6 +67,9 @@ class RolloutPlan:
     waves: tuple[Wave, ...]
     skipped: tuple[str, ...] = ()  # converged hosts: nothing to do
     seed: str = ""
+    # Hosts the dry run found not ready, name -> "refused" | "unreachable" | "failed":
+    # in no wave (a refused host would only fail its wave and eat its max_fail).
+    excluded: dict[str, str] = field(default_factory=dict)
     # Host objects by name for the runner; not part of the serialised plan.
     host_objects: dict[str, Host] = field(default_factory=dict, compare=False, repr=False)
 
@@ -79,7 +82,12 @@ class RolloutPlan:
             "seed": self.seed,
             "waves": [w.to_dict() for w in self.waves],
             "skipped": list(self.skipped),
+            "excluded": dict(self.excluded),
         }
+
+    def excluded_counts(self) -> dict[str, int]:
+        """{"refused": 3, "unreachable": 1}: the summary of the hosts in no wave."""
+        return dict(Counter(self.excluded.values()))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], hosts: dict[str, Host] | None = None) -> RolloutPlan:
@@ -87,6 +95,7 @@ class RolloutPlan:
             waves=tuple(Wave.from_dict(w) for w in data["waves"]),
             skipped=tuple(data.get("skipped", ())),
             seed=data.get("seed", ""),
+            excluded=dict(data.get("excluded") or {}),
             host_objects=dict(hosts or {}),
         )
 
@@ -259,13 +268,15 @@ def plan_rollout(
     *,
     converged: Iterable[str] = frozenset(),
     seed: str = "",
+    excluded: dict[str, str] | None = None,
 ) -> RolloutPlan:
     """Canary first, then cumulative waves of the remaining hosts, each wave holding at most
     `max_per_domain` hosts of one failure domain (a wave the limit cannot hold spills into
     extra waves named "wave 1b", "wave 1c"...). Converged hosts are skipped.
 
     `seed` (normally the cluster name) keeps the order stable across runs while different
-    clusters get different canaries.
+    clusters get different canaries. `excluded` (hosts the dry run found refused or
+    unreachable, not among `hosts`) is only recorded, for the summary.
     """
     canary_amount, wave_amounts = validate_policy(policy)
     names = [h.name for h in hosts]
@@ -301,4 +312,6 @@ def plan_rollout(
     if taken < len(rest):
         # Waves that stop short of 100% would leave hosts untouched forever: finish them.
         add(rest[taken:], f"wave {number + 1}", False)
-    return RolloutPlan(tuple(waves), skipped, seed, {h.name: h for h in hosts})
+    return RolloutPlan(
+        tuple(waves), skipped, seed, dict(excluded or {}), {h.name: h for h in hosts}
+    )

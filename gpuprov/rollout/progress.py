@@ -71,8 +71,10 @@ class PlainProgress:
 
     def rollout_started(self, rollout_id, plan, resumed) -> None:
         verb = "resuming" if resumed else "starting"
+        left_out = ", ".join(f"{n} {s}" for s, n in sorted(plan.excluded_counts().items()))
         self._line(
             f"{verb} rollout {rollout_id}: {len(plan.waves)} waves, {len(plan.host_names)} hosts"
+            + (f" (not in any wave: {left_out})" if left_out else "")
         )
 
     def wave_started(self, wave, todo) -> None:

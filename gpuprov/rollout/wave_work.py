@@ -31,13 +31,18 @@ class Targets:
     infra: list[Host] = field(default_factory=list)  # non-GPU hosts with something to do
     gpu: list[Host] = field(default_factory=list)  # every selected GPU host, for the planner
     converged: list[str] = field(default_factory=list)  # GPU hosts with nothing to change
+    # GPU hosts the dry run found not ready, name -> status (refused, unreachable, failed)
+    blocked: dict[str, str] = field(default_factory=dict)
 
 
 def split(hosts: Sequence[Host], plan: Plan, drained: Collection[str] = ()) -> Targets:
-    """Sort the selected hosts by what the dry run found. A GPU host that was refused or
-    unreachable in the dry run is not converged: it goes into its wave and, if it is
-    still refused or down then, fails there, against `max_fail`. Nor is a host an earlier
-    rollout left drained (`drained`): only a wave (gates, then undrain) gives it back."""
+    """Sort the selected hosts by what the dry run found. A GPU host that was refused,
+    unreachable or whose facts failed in the dry run is in no wave (`blocked`): the
+    operator has its reasons now, and in a wave it would only fail and eat `max_fail`.
+    An infrastructure host that is not ready stays in `infra`, where it fails and so
+    stops the rollout before any GPU host is touched. A GPU host an earlier rollout left
+    drained (`drained`) is never converged: only a wave (gates, then undrain) gives it
+    back."""
     out = Targets()
     for host in hosts:
         hp = plan.hosts.get(host.name)
@@ -46,6 +51,9 @@ def split(hosts: Sequence[Host], plan: Plan, drained: Collection[str] = ()) -> T
         if host.role != "gpu":
             if not converged:
                 out.infra.append(host)
+            continue
+        if hp is not None and not hp.ready:
+            out.blocked[host.name] = hp.status
             continue
         out.gpu.append(host)
         if converged:

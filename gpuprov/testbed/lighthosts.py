@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -101,6 +101,7 @@ class LightHostLab(NetworkLab):
         workdir: Path | None = None,
         start_timeout: float = 30.0,
         keep: bool | None = None,
+        disk_mb: Mapping[str, int] | None = None,
     ) -> None:
         if names is not None and len(names) != count:
             raise ValueError(f"{len(names)} names given for {count} hosts")
@@ -115,6 +116,12 @@ class LightHostLab(NetworkLab):
         self._workdir_parent = workdir
         self.start_timeout = start_timeout
         self.keep = os.environ.get("GPUPROV_KEEP_HOSTS") == "1" if keep is None else keep
+        # Hosts whose disk is a tmpfs of this many MiB: the overlay's writable layer lives
+        # there, so `df /` inside the host shows that size (a real low-disk fault).
+        self.disk_mb = dict(disk_mb or {})
+        unknown = sorted(set(self.disk_mb) - set(self.names))
+        if unknown or not all(isinstance(v, int) and 1 <= v <= 4096 for v in self.disk_mb.values()):
+            raise ValueError(f"disk_mb: host names of this lab -> 1..4096 MiB, got {disk_mb!r}")
         self.hosts: list[LightHost] = []
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._servers: list[ThreadingHTTPServer] = []
@@ -176,7 +183,15 @@ class LightHostLab(NetworkLab):
         )
         address = self.slot.ip(10 + i)
         hostdir = self.workdir / name
-        upper, work, root = hostdir / "upper", hostdir / "work", hostdir / "root"
+        layer = hostdir
+        if name in self.disk_mb:
+            layer = hostdir / "disk"
+            layer.mkdir(parents=True)
+            size = f"size={self.disk_mb[name]}m"
+            netalloc.run("mount", "-t", "tmpfs", "-o", f"mode=0755,{size}", "tmpfs", str(layer))
+            self.slot.mounts.append(str(layer))
+            self.slot.save()
+        upper, work, root = layer / "upper", layer / "work", hostdir / "root"
         for d in (upper, work, root):
             d.mkdir(parents=True)
         netalloc.run("ip", "netns", "add", netns)

@@ -145,13 +145,14 @@ def test_refusal_and_unreachable(tmp_path: Path, sshd: LoopbackSshd):
     assert f"gone ([127.0.0.9]:{closed}): unreachable" in proc.stderr
 
     proc = gpuprov("apply", str(inv), "--yes", cwd=tmp_path)
-    # node1 refused (no GPUs), gone unreachable: both fail in the canary wave, which halts
-    # the staged rollout (exit 4) before any other host is touched
-    assert proc.returncode == 4, proc.stderr
+    # node1 refused (no GPUs), gone unreachable: no host is ready, so no wave is drawn and
+    # nothing is touched; one line says so, exit 1 (a refusal is more than a connection)
+    assert proc.returncode == 1, proc.stderr
     err = host_lines(proc.stderr)
     assert any(line.startswith(f"gone (127.0.0.9:{closed}): unreachable") for line in err)
-    assert any("node1: refused: PCI bus shows no NVIDIA GPU" in line for line in err)
-    assert "Traceback" not in proc.stderr
+    assert any("node1: refused: [gpus] PCI bus shows no NVIDIA GPU" in line for line in err)
+    assert err[-1] == "nothing would change: 1 host refused, 1 unreachable"
+    assert "Traceback" not in proc.stderr and "waves" not in proc.stdout
     assert not (tmp_path / "root").exists()
 
     proc = gpuprov("facts", str(inv), "--limit", "gone", cwd=tmp_path)

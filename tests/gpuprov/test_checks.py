@@ -125,3 +125,25 @@ def test_resolve_modules_explicit_wins(tmp_path):
     check(tmp_path, MODULES="proprietary")
     c = load_inventory(tmp_path / "inv.yaml")
     assert resolve_modules(c.hosts["g1"].stack, get_profile("hgx-h100-8")) == "proprietary"
+
+
+def test_preflight_ignore_codes_are_checked(tmp_path):
+    ignore = "      g1: {address: 10.0.0.1, rack: r1, vars: {gpuprov_preflight_ignore: IGNORE}}"
+    base = BASE.replace("      g1: {address: 10.0.0.1, rack: r1}", ignore)
+
+    def errors(value: str) -> list[str]:
+        p = tmp_path / "inv.yaml"
+        text = base.replace("IGNORE", value)
+        for k, v in dict(OS="debian12", BRANCH="580", VERSION="580.95.05", MODULES="auto",
+                         CUDA='["12.8"]', RUNTIME="containerd", GATES="[nvidia-smi]",
+                         PROFILE="hgx-h100-8").items():  # fmt: skip
+            text = text.replace(k, v)
+        p.write_text(text)
+        return [str(f) for f in static_checks(load_inventory(p)) if f.severity == "error"]
+
+    assert errors("[stack_os, gpus, disk, headers, os, secure_boot]") == []
+    [error] = errors("[gpus, header]")
+    assert error.startswith(f"{tmp_path / 'inv.yaml'}:13:")
+    assert "g1: gpuprov_preflight_ignore: unknown check 'header' (known: os, stack_os" in error
+    [error] = errors("headers")
+    assert "expected a list of check codes" in error and "'headers'" in error
