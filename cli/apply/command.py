@@ -1,7 +1,8 @@
 """`gpuprov apply INVENTORY`: converge the hosts, GPU hosts as a staged rollout.
 
-0. (Not for --dry-run) the state DB opened and the rollout lock taken before any change,
-   held to the end; an unfinished earlier rollout must be resumed or abandoned first.
+0. (Not for --dry-run) an unfinished earlier rollout must be resumed or abandoned first;
+   the state DB is opened and the rollout lock taken before the first change of any
+   kind (after the dry run), held to the end; nothing to change: no state written.
 1. A dry run of the deploys on every selected host (one State, one round trip per host
    for a converged host): nothing to change anywhere -> "up to date", exit 0, no state.
 2. Infrastructure hosts (mirror, controller) with changes are applied first, directly,

@@ -50,21 +50,32 @@ class Staged:
         self.store: StateStore | None = None  # open, with its lock held, once apply starts
         self.drained: set[str] = set()  # hosts earlier rollouts left drained
         self.abandoned: dict[str, Any] | None = None
+        self.exits = contextlib.ExitStack()  # holds the lock once taken (lock_state)
 
     # ---- a new rollout ----------------------------------------------------------------
     def apply(self, hosts: list[Host], *, dry_run: bool, abandon: bool = False) -> int:
-        """Lock and open the state before anything can change (mirror and controller hosts
-        included), and settle an unfinished rollout first: resume it or abandon it."""
+        """Settle an unfinished rollout first (resume it or abandon it), and hold the lock,
+        with the state open, before anything can change (mirror and controller hosts
+        included). An apply with nothing to change writes no state at all."""
         if dry_run:
-            self.read_drained()
+            self.read_state(refuse=False)
             return self.plan_and_apply(hosts, dry_run=True)
-        with self.locked_state() as store:
-            if abandon:
+        with contextlib.ExitStack() as self.exits:
+            if abandon:  # undrain hooks are changes: under the lock, before the dry run
+                store = self.lock_state(abandoning=True)
                 self.abandon()
+                self.drained = set(store.drained_hosts())
             else:
-                self.refuse_if_resumable()
-            self.drained = set(store.drained_hosts())
+                self.read_state(refuse=True)  # fail fast: locked (5) or unfinished (2)
             return self.plan_and_apply(hosts, dry_run=False)
+
+    def lock_state(self, *, abandoning: bool = False) -> StateStore:
+        """Take the lock and open the state (once); called before the first change."""
+        if self.store is None:
+            self.store = self.exits.enter_context(self.locked_state())
+            if not abandoning:
+                self.refuse_if_resumable()  # one may have stopped since read_state looked
+        return self.store
 
     def plan_and_apply(self, hosts: list[Host], *, dry_run: bool) -> int:
         from gpuprov.cli._options import open_session
@@ -97,8 +108,9 @@ class Staged:
             }
             if self.abandoned is not None:
                 self.doc["abandoned"] = self.abandoned
-            # No ready host has a change: refused/unreachable hosts are no work to do.
-            idle = not any(h.ready and h.changes for h in plan.hosts.values())
+            # No ready host has a change: refused/unreachable hosts are no work to do. A host
+            # an earlier rollout left drained is work (a wave undrains it) even without one.
+            idle = not any(h.ready and h.changes for h in plan.hosts.values()) and not rplan.waves
             if idle and plan.blocked:  # stderr: a JSON document on stdout stays clean
                 self.app.error(nothing_would_change(plan, len(targets.converged)))
             if dry_run:
@@ -115,6 +127,7 @@ class Staged:
                 return plan_exit_code(plan)
             if not self.yes and not click.confirm("Apply these changes?", err=True):
                 self.app.abort("nothing changed", ExitCode.INTERRUPTED)
+            self.lock_state()  # before the first change of any kind
             if targets.infra:
                 code = self.apply_infra(s, plan, targets.infra)
                 if code:
@@ -152,12 +165,21 @@ class Staged:
             lock.release()
             self.store.close()
 
-    def read_drained(self) -> None:
-        """For a dry run: what earlier rollouts left drained, without writing any state."""
+    def read_state(self, *, refuse: bool) -> None:
+        """Before the dry run, writing nothing: fail at once when another rollout holds
+        the lock; read what earlier rollouts left drained; an unfinished rollout is
+        refused (`refuse`) or, for a dry run, warned about."""
         import sqlite3
 
-        from gpuprov.rollout.state import StateStore
+        from gpuprov.errors import LockedError
+        from gpuprov.rollout.state import RolloutLock, StateStore
 
+        holder = RolloutLock(self.state_path.with_name(self.state_path.name + ".lock")).holder()
+        if holder and refuse:
+            raise LockedError(
+                f"another rollout using {self.state_path} is running ({holder}); "
+                "wait for it or stop it first"
+            )
         if not self.state_path.exists():
             return
         try:
@@ -168,10 +190,19 @@ class Staged:
             finally:
                 store.close()
         except sqlite3.Error as exc:
+            if refuse:
+                self.app.abort(
+                    f"{self.state_path}: cannot read the rollout state ({exc}); move it away "
+                    "or name another with --state",
+                    ExitCode.BAD_INPUT,
+                )
             self.app.warning(f"{self.state_path}: unreadable rollout state ({exc})")
             return
-        if record is not None:  # stderr: the JSON document on stdout stays clean
-            self.app.warning(self.resumable_message(record.id, record.status))
+        if record is None or holder:
+            return
+        if refuse:
+            self.app.abort(self.resumable_message(record.id, record.status), ExitCode.BAD_INPUT)
+        self.app.warning(self.resumable_message(record.id, record.status))  # stderr
 
     def resumable_message(self, rid: int, status: str) -> str:
         drained = ", ".join(sorted(self.drained)) or "none"

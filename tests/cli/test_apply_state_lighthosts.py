@@ -5,8 +5,9 @@ and 10). Root only.
   undrained, and another that failed; a new apply refuses (naming --resume and
   --abandon) and changes nothing; `--abandon` undrains the first, lists the second as
   staying drained and runs it again (a drained host is never "converged").
-- Item 10: two concurrent applies: the second fails at once (exit 5, naming the first)
-  without touching the mirror host the first is still reading.
+- Item 10: two concurrent applies held in their dry runs and let go together: one
+  applies, the other stops at the lock before its first change (exit 5, naming the
+  first) and never applies the mirror host.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,40 +111,45 @@ def test_interrupted_rollout_is_resumed_or_abandoned_never_skipped(lab, tmp_path
     assert proc.returncode == 0 and doc["summary"]["status"] == "up-to-date", proc.stderr
 
 
-def test_second_concurrent_apply_changes_nothing(lab, tmp_path: Path):
+def test_two_concurrent_applies_never_both_change_the_mirror(lab, tmp_path: Path):
     site = Site(lab, tmp_path, "twoapply", {"canary": 1, "waves": ["100%"]}, mirror=True)
     [mirror] = [n for n in site.names if n not in site.gpu]
     # On the mirror host, `mokutil` (read by the one-round-trip fact of every apply) waits
-    # for a go file: the first apply is held inside its dry run, before any change.
+    # for a go file: both applies are held inside their dry runs, then let go together.
     calls, go = "/var/tmp/twoapply-mokutil.calls", "/var/tmp/twoapply-go"
     lab.exec(mirror, f"rm -f {calls} {go}; cat > /usr/local/bin/mokutil <<'EOF'\n"
              f"#!/bin/sh\necho $$ >> {calls}\n"
              f"i=0; while [ ! -e {go} ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n"
              "echo 'SecureBoot disabled'\nEOF\nchmod +x /usr/local/bin/mokutil")  # fmt: skip
-    first = subprocess.Popen(
-        [sys.executable, "-m", "gpuprov.cli", "apply", str(site.inventory), "--yes"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-        cwd=tmp_path,
-    )  # fmt: skip
+    argv = [sys.executable, "-m", "gpuprov.cli", "apply", str(site.inventory), "--yes"]
+    procs = [
+        subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=tmp_path,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
     try:
-        wait_for(lambda: lab.exec(mirror, f"cat {calls}", check=False).stdout.strip())
-        assert site.identity_mtime(mirror) is None  # held in the dry run: nothing applied
-
-        started = time.monotonic()
-        second = site.run("apply", str(site.inventory), "--yes", timeout=60)
-        assert second.returncode == 5, second.stdout + second.stderr
-        assert f"pid {first.pid}" in second.stderr
-        assert time.monotonic() - started < 30
-        # The second never reached the mirror host (one mokutil call: the first's).
-        assert len(lab.exec(mirror, f"cat {calls}").stdout.split()) == 1
-        assert site.identity_mtime(mirror) is None
-
+        wait_for(lambda: len(lab.exec(mirror, f"cat {calls}", check=False).stdout.split()) == 2)
+        assert site.identity_mtime(mirror) is None  # both in their dry runs: nothing changed
+        assert not site.db.exists()  # and no state written yet
         lab.exec(mirror, f"touch {go}")
-        out, _ = first.communicate(timeout=240)
-        assert first.returncode == 0, out
-        assert site.identity_mtime(mirror) is not None
+        outs = [p.communicate(timeout=240)[0] for p in procs]
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.communicate()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
         lab.exec(mirror, f"rm -f /usr/local/bin/mokutil {go}", check=False)
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 5], outs
+    winner, loser = (0, 1) if procs[0].returncode == 0 else (1, 0)
+    # The loser stopped at the lock, before its first change, naming the winner.
+    assert f"pid {procs[winner].pid}" in outs[loser], outs[loser]
+    assert "Infrastructure hosts first" in outs[winner]
+    assert "Infrastructure hosts first" not in outs[loser], outs[loser]
+    assert site.identity_mtime(mirror) is not None
