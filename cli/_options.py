@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from gpuprov.cli._complete import limit_names
 
 from gpuprov.errors import ExitCode
 
@@ -25,6 +26,7 @@ LIMIT = click.option(
     "limit",
     multiple=True,
     metavar="HOSTS",
+    shell_complete=limit_names,
     help="Only these hosts or groups (names or globs; comma-separated or repeated).",
 )
 OUTPUT = click.option(

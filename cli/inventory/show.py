@@ -73,8 +73,12 @@ def show(app: App, inventory: Path, output: str, limit: tuple[str, ...]) -> None
             }
         )
     if output == "json":
+        for row, h in zip(rows, hosts, strict=True):
+            row["location"] = str(h.location)
         app.json({"cluster": cluster.name, "hosts": rows})
         return
+    for line in range_lines(hosts):
+        app.info(line)
     cols = [
         "host",
         "address",
@@ -99,3 +103,22 @@ def show(app: App, inventory: Path, output: str, limit: tuple[str, ...]) -> None
             f"{r['ssh']['user']}:{r['ssh']['port']}" + (" sudo" if r["ssh"]["sudo"] else ""),
         ])  # fmt: skip
     app.table(cols, table, title=f"{cluster.name}: {len(rows)} host(s)")
+
+
+def range_lines(hosts: list) -> list[str]:
+    """One line per host range (`gpu[001:128]:`): the hosts it expanded to, their
+    addresses and racks. A range's hosts share the location of its line."""
+    by_loc: dict[str, list] = {}
+    for h in hosts:
+        by_loc.setdefault(str(h.location), []).append(h)
+    out = []
+    for loc, members in by_loc.items():
+        if len(members) < 2:
+            continue
+        racks = list(dict.fromkeys(h.rack for h in members if h.rack))
+        out.append(
+            f"{loc}: range of {len(members)} hosts: {members[0].name} .. {members[-1].name}, "
+            f"addresses {members[0].address} .. {members[-1].address}"
+            + (f", racks {', '.join(racks)}" if racks else "")
+        )
+    return out
