@@ -12,6 +12,7 @@ from gpuprov import __version__
 # name -> "module:attribute" (modules relative to gpuprov.cli). One line per command.
 COMMANDS: dict[str, str] = {
     "apply": "apply.command:apply",
+    "bundle": "bundle:bundle",
     "facts": "facts:facts",
     "hosts": "hosts:hosts",
     "plan": "plan:plan",

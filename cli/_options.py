@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from gpuprov.cli._complete import limit_names
 
 from gpuprov.errors import ExitCode
 
@@ -25,6 +26,7 @@ LIMIT = click.option(
     "limit",
     multiple=True,
     metavar="HOSTS",
+    shell_complete=limit_names,
     help="Only these hosts or groups (names or globs; comma-separated or repeated).",
 )
 OUTPUT = click.option(
@@ -34,6 +36,9 @@ OUTPUT = click.option(
     default="table",
     show_default=True,
     help="Output format (a file to write is always --to FILE or an argument).",
+)
+STORE = click.option(
+    "--store", required=True, type=click.Path(path_type=Path), help="Mirror store directory."
 )
 STATE = click.option(
     "--state",

@@ -7,9 +7,10 @@ Commands print through `App` (info/success/warning/error/table/json) and end wit
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import click
 from rich.console import Console
@@ -26,8 +27,11 @@ class Abort(click.exceptions.Exit):
 class App:
     def __init__(self, debug: bool = False):
         self.debug = debug
-        self.out = Console(highlight=False, soft_wrap=True)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        # NO_COLOR (no-color.org): no styling at all, so a terminal log is as plain as a
+        # piped one; rich already writes no escapes when the output is not a terminal.
+        colours: Literal["auto"] | None = None if os.environ.get("NO_COLOR") else "auto"
+        self.out = Console(highlight=False, soft_wrap=True, color_system=colours)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True, color_system=colours)
 
     # ---- messages -------------------------------------------------------------------
     def info(self, text: str) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 from gpuprov.cli._options import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
+from gpuprov.cli._steps import ONLY, SKIP
 from gpuprov.cli.app import App
 
 if TYPE_CHECKING:
@@ -84,18 +85,30 @@ def excluded_exit_code(rplan: RolloutPlan) -> int:
 @LIMIT
 @OUTPUT
 @ACCEPT_NEW
+@ONLY
+@SKIP
 @click.pass_obj
-def plan(app: App, inventory: Path, limit: tuple[str, ...], output: str, accept_new: bool) -> None:
+def plan(
+    app: App,
+    inventory: Path,
+    limit: tuple[str, ...],
+    output: str,
+    accept_new: bool,
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
+) -> None:
     """Show what `apply` would change on each host (a dry run: nothing is changed)."""
     from gpuprov.cli._options import load, open_session, static_checks
+    from gpuprov.cli._steps import selection
     from gpuprov.deploys.playbook import default_deploys
 
     from gpuprov.engine.plan import prepare
 
+    steps = selection(app, only, skip)
     cluster, hosts = load(app, inventory, limit)
     static_checks(app, cluster)
     with open_session(app, cluster, hosts, accept_new) as session:
-        result = prepare(session, default_deploys())
+        result = prepare(session, default_deploys(steps))
     if output == "json":
         app.json(result.to_dict())
     else:

@@ -4,12 +4,19 @@ disagree (an op's identity is its position in the host's sequence)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gpuprov.deploys.steps import StepSelection
 
 
-def default_deploys() -> list[Callable[..., Any]]:
+def default_deploys(steps: StepSelection | None = None) -> list[Callable[..., Any]]:
+    """`steps`: the runbook steps to run (`--only`/`--skip`; deploys/steps.py); all when None."""
     # Imported here: deploys import pyinfra's operation modules, which is not free.
     # gpu_node = preflight, then on GPU hosts the whole stack (deploys/gpu_node.py).
     from gpuprov.deploys.gpu_node import gpu_node
 
-    return [gpu_node]
+    if steps is None or steps.everything:
+        return [gpu_node]
+    return [partial(gpu_node, steps=steps)]

@@ -24,6 +24,9 @@ PACKAGES=(
   procps
   curl
   pciutils             # lspci: the HostState fact parses `lspci -nn`; tests parse this machine's output
+  dosfstools           # mkfs.vfat: the bundle tests' FAT32 "USB stick" image
+  fusefat              # mounts that image where the kernel has no vfat driver (docs/bundles.md)
+  gpgv                 # checks bundle manifest and apt repository signatures
 )
 
 PACKAGES+=("$@")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 from gpuprov.cli._options import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT, STATE
+from gpuprov.cli._steps import ONLY, SKIP
 from gpuprov.cli.app import App
 
 from gpuprov.errors import ExitCode
@@ -46,6 +47,8 @@ from gpuprov.errors import ExitCode
     "undrain its hosts whose gates passed, list what stays drained, then apply.",
 )
 @STATE
+@ONLY
+@SKIP
 @click.pass_obj
 def apply(
     app: App,
@@ -58,6 +61,8 @@ def apply(
     resume: bool,
     abandon: bool,
     state: Path | None,
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
 ) -> None:
     """Apply the deploys: infrastructure hosts first, then GPU hosts in a staged rollout.
 
@@ -67,19 +72,32 @@ def apply(
       gpuprov apply inventories/lab.yaml --yes --output json
       gpuprov apply inventories/lab.yaml --resume --yes
       gpuprov apply inventories/lab.yaml --abandon --yes
+      gpuprov apply inventories/prod.yaml --only cuda      # a CUDA-only rollout
+
+    --only/--skip select runbook steps (preflight always runs); a resumed rollout runs
+    the steps it started with.
     """
     from gpuprov.cli._options import load, static_checks
+    from gpuprov.cli._steps import selection
     from gpuprov.cli.apply.staged import Staged
 
     if resume and (limit or dry_run):
-        app.abort("--resume continues the stored plan: it takes no --limit or --dry-run", 2)
+        app.abort(
+            "--resume continues the stored plan: it takes no --limit or --dry-run",
+            ExitCode.BAD_INPUT,
+        )
     if abandon and (resume or dry_run):
-        app.abort("--abandon ends the unfinished rollout: it takes no --resume or --dry-run", 2)
+        app.abort(
+            "--abandon ends the unfinished rollout: it takes no --resume or --dry-run",
+            ExitCode.BAD_INPUT,
+        )
     if not yes and not dry_run and not sys.stdin.isatty():
         app.abort("not a terminal: pass --yes to apply without confirmation", ExitCode.BAD_INPUT)
+    steps = selection(app, only, skip)
     cluster, hosts = load(app, inventory, () if resume else limit)
     static_checks(app, cluster)
     run = Staged(app, cluster, inventory, state, output=output, yes=yes, accept_new=accept_new)
+    run.steps = steps
     code = run.resume() if resume else run.apply(hosts, dry_run=dry_run, abandon=abandon)
     if code:
         app.abort(None, code)

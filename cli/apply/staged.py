@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from gpuprov.terminal import cell
 
 if TYPE_CHECKING:
     from gpuprov.cli.app import App
+    from gpuprov.deploys.steps import StepSelection
 
     from gpuprov.engine.connect import SudoPasswords
     from gpuprov.engine.plan import Plan
@@ -51,6 +53,7 @@ class Staged:
         self.drained: set[str] = set()  # hosts earlier rollouts left drained
         self.abandoned: dict[str, Any] | None = None
         self.exits = contextlib.ExitStack()  # holds the lock once taken (lock_state)
+        self.steps: StepSelection | None = None  # --only/--skip (deploys/steps.py); None: all
 
     # ---- a new rollout ----------------------------------------------------------------
     def apply(self, hosts: list[Host], *, dry_run: bool, abandon: bool = False) -> int:
@@ -90,12 +93,14 @@ class Staged:
         self.password = sudo_password(self.cluster, hosts, sys.stdin.isatty())
         policy = self.cluster.rollout
         with open_session(self.app, self.cluster, hosts, self.accept_new, self.password) as s:
-            plan = prepare(s, default_deploys())
+            plan = prepare(s, default_deploys(self.steps))
             targets = split(hosts, plan, self.drained)
             rplan = plan_rollout(
                 targets.gpu, policy, converged=targets.converged, seed=self.cluster.name,
                 excluded=targets.blocked,
             )  # fmt: skip
+            if self.steps is not None and not self.steps.everything:
+                rplan = replace(rplan, steps=self.steps.steps)  # stored: --resume runs them
             if not self.json:
                 show_plan(self.app, plan)
                 if rplan.waves:
@@ -296,17 +301,36 @@ class Staged:
                 f"warning: {self.inventory} changed since rollout {record.id} started; its "
                 "stored waves are kept (hosts no longer in the inventory fail their wave)"
             )
+        plan = store.load_plan(record.id)
+        self.steps = self.resumed_steps(plan, record.id)
         self.password = sudo_password(
             self.cluster, list(self.cluster.hosts.values()), sys.stdin.isatty()
         )
         if not self.yes and not click.confirm(f"Resume rollout {record.id}?", err=True):
             self.app.abort("nothing changed", ExitCode.INTERRUPTED)
         self.doc = {"summary": {"hosts": 0, "changed": 0, "failed": 0}, "skipped": []}
-        plan = store.load_plan(record.id)
         self.doc["summary"]["hosts"] = len(plan.host_names) + len(plan.skipped)
         self.doc["skipped"] = list(plan.skipped)
         self.doc["excluded"] = dict(plan.excluded)
         return self.rollout(plan, record.id)
+
+    def resumed_steps(self, plan: RolloutPlan, rollout_id: int):
+        """The steps rollout `rollout_id` started with: a resumed CUDA-only rollout stays
+        CUDA-only. Other steps asked for now are refused, not silently used."""
+        from gpuprov.deploys.steps import ALL, StepSelection
+
+        stored = ALL if plan.steps is None else StepSelection(
+            tuple(plan.steps), f"--only {','.join(plan.steps)}, as rollout {rollout_id} started"
+        )  # fmt: skip
+        asked = self.steps
+        if asked is not None and not asked.everything and asked.steps != stored.steps:
+            started = "every step" if stored.everything else ", ".join(stored.steps)
+            self.app.abort(
+                f"rollout {rollout_id} runs {started}; --resume continues it with the same "
+                f"steps (drop {asked.flag})",
+                ExitCode.BAD_INPUT,
+            )
+        return stored
 
     # ---- the rollout --------------------------------------------------------------------
     def rollout(self, rplan: RolloutPlan, resume: int | None) -> int:
@@ -323,7 +347,7 @@ class Staged:
         cluster, policy, store = self.cluster, self.cluster.rollout, self.store
         assert store is not None
         work = WaveWork(
-            cluster, default_deploys(), password=self.password, accept_new=self.accept_new
+            cluster, default_deploys(self.steps), password=self.password, accept_new=self.accept_new
         )
         gate = HealthGates(cluster, policy, password=self.password)
         approve = None

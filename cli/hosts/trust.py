@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import click
-from gpuprov.cli._options import INVENTORY, LIMIT
+from gpuprov.cli._options import INVENTORY, LIMIT, OUTPUT
 from gpuprov.cli.app import App
 
 from gpuprov.errors import ExitCode
@@ -19,8 +19,11 @@ from gpuprov.errors import ExitCode
 @click.option(
     "--replace", is_flag=True, help="Replace keys that CHANGED (only after a known reinstall)."
 )
+@OUTPUT
 @click.pass_obj
-def trust(app: App, inventory: Path, limit: tuple[str, ...], yes: bool, replace: bool) -> None:
+def trust(
+    app: App, inventory: Path, limit: tuple[str, ...], yes: bool, replace: bool, output: str
+) -> None:
     """Record the hosts' SSH keys in the inventory's known_hosts file.
 
     Shows each key's SHA256 fingerprint (compare with `ssh-keygen -lf` on the host's
@@ -39,7 +42,7 @@ def trust(app: App, inventory: Path, limit: tuple[str, ...], yes: bool, replace:
         for k in keys
         if not k.error
     ]
-    if rows:
+    if rows and output == "table":
         app.table(("host", "address", "type", "fingerprint", "status"), rows)
     for k in keys:
         if k.error:
@@ -56,13 +59,25 @@ def trust(app: App, inventory: Path, limit: tuple[str, ...], yes: bool, replace:
                 )
             )
     todo = [k for k in keys if k.status == "new" or (replace and k.status == "changed")]
-    if todo:
-        if not yes:
-            if not sys.stdin.isatty():
-                app.abort("not a terminal: pass --yes to record the keys", ExitCode.BAD_INPUT)
-            if not click.confirm(f"Record {len(todo)} key(s) in {path}?", err=True):
-                app.abort("nothing recorded", ExitCode.INTERRUPTED)
-        written = record(path, todo, replace=replace)
+    if todo and not yes:
+        if not sys.stdin.isatty():
+            app.abort("not a terminal: pass --yes to record the keys", ExitCode.BAD_INPUT)
+        if not click.confirm(f"Record {len(todo)} key(s) in {path}?", err=True):
+            app.abort("nothing recorded", ExitCode.INTERRUPTED)
+    written = record(path, todo, replace=replace) if todo else 0
+    if output == "json":
+        app.json(
+            {
+                "known_hosts": str(path),
+                "recorded": written,
+                "hosts": [
+                    {"host": k.host, "address": k.entry, "type": k.key_type,
+                     "fingerprint": k.fingerprint, "status": k.status, "error": k.error}
+                    for k in keys
+                ],
+            }
+        )  # fmt: skip
+    elif todo:
         app.success(f"recorded {written} key(s) in {path}")
     elif not any(k.error for k in keys):
         app.success(f"all {len(keys)} host key(s) already in {path}")

@@ -2,33 +2,31 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
-from gpuprov.cli._options import INVENTORY, OUTPUT
+from gpuprov.cli._options import INVENTORY, LIMIT, OUTPUT
 from gpuprov.cli.app import App
 
 
 @click.command()
 @INVENTORY
 @OUTPUT
-@click.option("--limit", "-l", multiple=True, help="Host or group names or globs (repeatable).")
+@LIMIT
 @click.pass_obj
-def show(app: App, inventory: str, output: str, limit: tuple[str, ...]) -> None:
+def show(app: App, inventory: Path, output: str, limit: tuple[str, ...]) -> None:
     """Show every host with its values resolved (cluster < group < host).
 
     Secrets are never in the inventory, so never shown; only the name of the environment
     variable that holds the sudo password is.
     """
+    from gpuprov.cli._options import load
+
     from gpuprov.checks import resolve_modules
-    from gpuprov.errors import ExitCode
-    from gpuprov.inventory.loader import load_inventory
     from gpuprov.tables import TableError, get_profile
 
-    cluster = load_inventory(inventory)
-    hosts = cluster.select(list(limit) or None)
-    if limit and not hosts:
-        app.abort(f"--limit {' '.join(limit)} matches no host", ExitCode.BAD_INPUT)
+    cluster, hosts = load(app, inventory, limit)
     rows: list[dict[str, Any]] = []
     for h in hosts:
         s = h.stack
@@ -75,8 +73,12 @@ def show(app: App, inventory: str, output: str, limit: tuple[str, ...]) -> None:
             }
         )
     if output == "json":
+        for row, h in zip(rows, hosts, strict=True):
+            row["location"] = str(h.location)
         app.json({"cluster": cluster.name, "hosts": rows})
         return
+    for line in range_lines(hosts):
+        app.info(line)
     cols = [
         "host",
         "address",
@@ -101,3 +103,22 @@ def show(app: App, inventory: str, output: str, limit: tuple[str, ...]) -> None:
             f"{r['ssh']['user']}:{r['ssh']['port']}" + (" sudo" if r["ssh"]["sudo"] else ""),
         ])  # fmt: skip
     app.table(cols, table, title=f"{cluster.name}: {len(rows)} host(s)")
+
+
+def range_lines(hosts: list) -> list[str]:
+    """One line per host range (`gpu[001:128]:`): the hosts it expanded to, their
+    addresses and racks. A range's hosts share the location of its line."""
+    by_loc: dict[str, list] = {}
+    for h in hosts:
+        by_loc.setdefault(str(h.location), []).append(h)
+    out = []
+    for loc, members in by_loc.items():
+        if len(members) < 2:
+            continue
+        racks = list(dict.fromkeys(h.rack for h in members if h.rack))
+        out.append(
+            f"{loc}: range of {len(members)} hosts: {members[0].name} .. {members[-1].name}, "
+            f"addresses {members[0].address} .. {members[-1].address}"
+            + (f", racks {', '.join(racks)}" if racks else "")
+        )
+    return out

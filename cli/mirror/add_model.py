@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from gpuprov.cli._options import OUTPUT
+from gpuprov.cli._options import OUTPUT, STORE
 from gpuprov.cli.app import App
 
 
 @click.command("add-model")
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option(
-    "--store", required=True, type=click.Path(path_type=Path), help="Mirror store directory."
-)
+@STORE
 @click.option("--repo", required=True, help="Repo id ORG/NAME as clients will ask for it.")
 @click.option(
     "--revision",

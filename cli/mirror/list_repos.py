@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from gpuprov.cli._options import OUTPUT
+from gpuprov.cli._options import OUTPUT, STORE
 from gpuprov.cli.app import App
 
 
 @click.command("list")
-@click.option(
-    "--store", required=True, type=click.Path(path_type=Path), help="Mirror store directory."
-)
+@STORE
 @OUTPUT
 @click.pass_obj
 def list_repos(app: App, store: Path, output: str) -> None:
@@ -21,7 +19,7 @@ def list_repos(app: App, store: Path, output: str) -> None:
     from gpuprov.mirror.store import list_repos as do_list
 
     if not (store / "repos").is_dir():
-        app.fail(InputError([Problem(Location(str(store)), "not a mirror store (no repos/)")]))
+        raise InputError([Problem(Location(str(store)), "not a mirror store (no repos/)")])
     repos = do_list(store)
     if output == "json":
         app.json(

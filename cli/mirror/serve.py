@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from gpuprov.cli._options import STORE
 from gpuprov.cli.app import App
 
 
 @click.command("serve")
-@click.option(
-    "--store", required=True, type=click.Path(path_type=Path), help="Mirror store directory."
-)
+@STORE
 @click.option(
     "--host",
     default="127.0.0.1",

@@ -90,6 +90,17 @@ class SigningKey:
         tmp.replace(keyring_out)
         return keyring_out
 
+    def export_public_armored(self) -> bytes:
+        """The public key, ASCII-armored (to ship beside a signed bundle manifest)."""
+        data = _gpg(
+            self.home,
+            ["--armor", "--export-options", "export-minimal", "--export", self.fingerprint],
+            "export",
+        )
+        if not data:
+            raise GpgError("export", f"no public key {self.fingerprint} in {self.home}")
+        return data
+
     def clearsign(self, src: Path, dest: Path) -> None:
         """InRelease: the file with an inline signature."""
         self._sign(["--clearsign"], src, dest)

@@ -23,6 +23,8 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
 
+from gpuprov.inventory import deepops, ranges
+from gpuprov.inventory.aliases import ANSIBLE_KEY
 from gpuprov.inventory.reader import Reader, suggest, type_name
 
 # variable -> path in our schema (relative to the cluster, group or host mapping)
@@ -85,63 +87,88 @@ def _place(r: Reader, dst: CommentedMap, vars_node: Any, where: str, level: str)
         r.error(r.node_loc(vars_node) if hasattr(vars_node, "lc") else r.loc(),
                 f"{where}: expected a mapping, got {type_name(vars_node)}")  # fmt: skip
         return
-    for key, value in vars_node.items():
+    for key, raw in vars_node.items():
         kloc = r.key_loc(vars_node, key)
-        if key in SECRETS:
-            r.error(kloc, f"{where}.{key}: secrets never go in the inventory; set ssh.sudo_password_env "
-                    "to an environment variable name (default GPUPROV_SUDO_PASSWORD)")  # fmt: skip
-            continue
-        if key == "ansible_host":
-            if level != "host":
-                r.error(kloc, f"{where}.ansible_host: only a host can have an address")
-                continue
-            path: tuple[str, ...] = ("address",)
-        elif key == "ansible_port" and level == "host":
-            path = ("port",)
-        elif key in VAR_MAP:
-            path = VAR_MAP[key]
-        elif key in CLUSTER_ONLY:
-            if level != "cluster":
-                r.error(kloc, f"{where}.{key}: only allowed in all.vars")
-                continue
-            path = CLUSTER_ONLY[key]
-        elif isinstance(key, str) and key.startswith("gpuprov_"):
-            r.error(
-                kloc, f"{where}: unknown variable {key!r}{suggest(key, [*VAR_MAP, *CLUSTER_ONLY])}"
-            )
-            continue
-        elif isinstance(key, str) and key.startswith("ansible_"):
-            r.warn(kloc, f"{where}.{key}: ignored by gpuprov")
-            continue
-        else:
-            if level == "cluster":
-                r.warn(kloc, f"all.vars.{key}: gpuprov has no cluster-wide vars; ignored")
-                continue
-            path = ("vars", str(key))
-        if level == "cluster" and path[0] == "profile":
-            continue  # a default for every group: see to_native
-        if level == "cluster" and path[0] in (*GROUP_ONLY, *HOST_ONLY):
-            r.error(kloc, f"{where}.{key}: not allowed in all.vars (set it on a group or host)")
-            continue
-        node = dst
-        for part in path[:-1]:
-            if part not in node or not isinstance(node[part], CommentedMap):
-                node[part] = _new_map(vars_node, key)
-                _copy_pos(node, part, vars_node, key)
-            node = node[part]
-        if path == ("mirror",) and isinstance(value, str):
-            m = _new_map(vars_node, key)
-            m["host"] = value
-            _copy_pos(m, "host", vars_node, key)
-            value = m
-        node[path[-1]] = value
-        _copy_pos(node, path[-1], vars_node, key)
+        # DeepOps' driver/CUDA variables become gpuprov_* ones, or a warning naming them
+        tr = deepops.translate(key, raw)
+        for note in tr.warnings if tr is not None else ():
+            _warn_once(r, kloc, key, f"{where}.{key}: {note}")
+        for name, value in tr.vars if tr is not None else [(key, raw)]:
+            _place_one(r, dst, vars_node, key, name, value, kloc, where, level)
+
+
+def _place_one(r, dst, vars_node, src_key, key, value, kloc, where, level) -> None:
+    """Put variable `key` into `dst`; it was read as `src_key` of `vars_node`, which holds
+    its position (the two differ for DeepOps variables)."""
+    if key in SECRETS:
+        r.error(kloc, f"{where}.{key}: secrets never go in the inventory; set ssh.sudo_password_env "
+                "to an environment variable name (default GPUPROV_SUDO_PASSWORD)")  # fmt: skip
+        return
+    if key == "ansible_host":
+        if level != "host":
+            r.error(kloc, f"{where}.ansible_host: only a host can have an address")
+            return
+        path: tuple[str, ...] = ("address",)
+    elif key == "ansible_port" and level == "host":
+        path = ("port",)
+    elif key in VAR_MAP:
+        path = VAR_MAP[key]
+    elif key in CLUSTER_ONLY:
+        if level != "cluster":
+            r.error(kloc, f"{where}.{key}: only allowed in all.vars")
+            return
+        path = CLUSTER_ONLY[key]
+    elif isinstance(key, str) and key.startswith("gpuprov_"):
+        r.error(kloc, f"{where}: unknown variable {key!r}{suggest(key, [*VAR_MAP, *CLUSTER_ONLY])}")
+        return
+    elif isinstance(key, str) and key.startswith("ansible_"):
+        _warn_once(r, kloc, key, f"{where}.{key}: ignored by gpuprov")
+        return
+    else:
+        if level == "cluster":
+            r.warn(kloc, f"all.vars.{key}: gpuprov has no cluster-wide vars; ignored")
+            return
+        path = ("vars", str(key))
+    if level == "cluster" and path[0] == "profile":
+        return  # a default for every group: see to_native
+    if level == "cluster" and path[0] in (*GROUP_ONLY, *HOST_ONLY):
+        r.error(kloc, f"{where}.{key}: not allowed in all.vars (set it on a group or host)")
+        return
+    node = dst
+    for part in path[:-1]:
+        if part not in node or not isinstance(node[part], CommentedMap):
+            node[part] = _new_map(vars_node, src_key)
+            _copy_pos(node, part, vars_node, src_key)
+        node = node[part]
+    if path == ("mirror",) and isinstance(value, str):
+        m = _new_map(vars_node, src_key)
+        m["host"] = value
+        _copy_pos(m, "host", vars_node, src_key)
+        value = m
+    node[path[-1]] = value
+    _copy_pos(node, path[-1], vars_node, src_key)
+
+
+def _warn_once(r: Reader, loc: Any, key: Any, message: str) -> None:
+    """One warning per variable definition: a group variable an INI inventory hands to each
+    of 1,000 hosts (ini.py) is still one line of the file, so one warning."""
+    seen: set = r.__dict__.setdefault("_ansible_warned", set())
+    if (loc, key) not in seen:
+        seen.add((loc, key))
+        r.warn(loc, message)
 
 
 def _merge_into(dst: CommentedMap, src: CommentedMap) -> None:
     for key, value in src.items():
         if isinstance(value, CommentedMap) and isinstance(dst.get(key), CommentedMap):
             _merge_into(dst[key], value)
+        elif isinstance(value, CommentedMap):
+            # a copy: a child group's vars must not write into its parent's (and so into
+            # its siblings'), which sharing the node did
+            copy = _new_map(src, key)
+            _merge_into(copy, value)
+            dst[key] = copy
+            _copy_pos(dst, key, src, key)
         else:
             dst[key] = value
             _copy_pos(dst, key, src, key)
@@ -155,7 +182,7 @@ def to_native(root: CommentedMap, r: Reader, default_name: str = "cluster") -> C
     out["cluster"] = cluster
     _copy_pos(out, "cluster", root, "all")
     for key in root:
-        if key != "all":
+        if key not in ("all", ANSIBLE_KEY):
             r.error(
                 r.key_loc(root, key),
                 f"unknown top-level key {key!r} in an Ansible inventory (only `all:`)",
@@ -193,7 +220,50 @@ def to_native(root: CommentedMap, r: Reader, default_name: str = "cluster") -> C
     elif children:
         for name, node in children.items():
             _walk(r, groups, name, node, children, f"all.children.{name}", base, seen)
+    aliases = _aliases(root, top, groups)
+    if aliases:
+        out["aliases"] = aliases
     return out
+
+
+def _aliases(root: CommentedMap, top: CommentedMap, groups: CommentedMap) -> CommentedMap:
+    """Every Ansible group as an alias of all its hosts (children included), so `--limit`
+    keeps Ansible's group names; none where it says no more than the gpuprov group."""
+    members: dict[str, list[str]] = {}
+    given = root.get(ANSIBLE_KEY)  # from ini.py, which has flattened the groups already
+    if isinstance(given, dict):
+        members = {str(k): [str(h) for h in v] for k, v in given.items()}
+    else:
+        _collect(top.get("children"), members)
+    out = CommentedMap()
+    for name, hosts in members.items():
+        hosts = list(dict.fromkeys(hosts))
+        group = groups.get(name)
+        mine = list(group.get("hosts") or ()) if isinstance(group, CommentedMap) else None
+        if hosts and hosts != mine:
+            out[name] = hosts
+    return out
+
+
+def _collect(children: Any, members: dict[str, list[str]]) -> list[str]:
+    """The hosts under each group of a YAML `children` mapping, recursively."""
+    found: list[str] = []
+    if not isinstance(children, CommentedMap):
+        return found
+    for name, node in children.items():
+        mine: list[str] = []
+        if isinstance(node, CommentedMap):
+            hosts = node.get("hosts")
+            if isinstance(hosts, CommentedMap):
+                for pattern in hosts:
+                    try:
+                        mine += ranges.expand(str(pattern))
+                    except ranges.RangeError:
+                        continue  # reported where the hosts are read
+            mine += _collect(node.get("children"), members)
+        members.setdefault(str(name), []).extend(mine)
+        found += mine
+    return found
 
 
 def _walk(r, groups, name, node, parent, where, inherited: CommentedMap, seen) -> None:
@@ -237,18 +307,26 @@ def _group(r, groups, name, node, where, gvars: CommentedMap, seen, parent=None,
     # rack/domains set on an Ansible group (a "rack" group) apply to each of its hosts.
     host_defaults = {k: group.pop(k) for k in HOST_ONLY if k in group}
     members = _new_map(node, "hosts")
-    for hname, hnode in hosts.items():
-        if str(hname) in seen:
-            continue  # already in an earlier group: gpuprov groups are disjoint
-        seen.add(str(hname))
-        host = _new_map(hosts, hname)
-        _place(r, host, hnode, f"{where}.hosts.{hname}", "host")
-        for k, v in host_defaults.items():
-            if k not in host:
-                host[k] = v
-                _copy_pos(host, k, gvars, k)
-        members[hname] = host
-        _copy_pos(members, hname, hosts, hname)
+    for pattern, hnode in hosts.items():
+        names = [pattern]
+        if isinstance(pattern, str) and ranges.has_range(pattern):
+            try:  # `dgx[01:16]:` as Ansible's YAML inventory reads it
+                names = ranges.expand(pattern)
+            except ranges.RangeError as exc:
+                r.error(r.key_loc(hosts, pattern), str(exc))
+                continue
+        for hname in names:
+            if str(hname) in seen:
+                continue  # already in an earlier group: gpuprov groups are disjoint
+            seen.add(str(hname))
+            host = _new_map(hosts, pattern)
+            _place(r, host, hnode, f"{where}.hosts.{hname}", "host")
+            for k, v in host_defaults.items():
+                if k not in host:
+                    host[k] = v
+                    _copy_pos(host, k, gvars, k)
+            members[hname] = host
+            _copy_pos(members, hname, hosts, pattern)
     if not members:
         return
     group["hosts"] = members

@@ -1,4 +1,5 @@
-"""`gpuprov inventory import`: an Ansible inventory rewritten in our format, comments kept."""
+"""`gpuprov inventory import`: an Ansible inventory (YAML or INI) rewritten in our format,
+comments of a YAML file kept."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from gpuprov.errors import InputError
 from gpuprov.inventory.ansible import problem_at, to_native
-from gpuprov.inventory.loader import build, parse_yaml
+from gpuprov.inventory.loader import build, parse_any
 from gpuprov.inventory.reader import Reader
 
 
@@ -21,7 +22,7 @@ def convert_file(src: Path | str, dst: Path | str, force: bool = False) -> Path:
 
     src, dst = Path(src), Path(dst)
     r = Reader(src)
-    root = parse_yaml(src, r)
+    root = parse_any(src, r)
     if "all" not in root:
         raise InputError([problem_at(r, "not an Ansible inventory (no top-level `all:`)")])
     native = to_native(root, r, default_name=dst.stem)

@@ -11,9 +11,11 @@ from typing import Any, cast
 from ruamel.yaml.comments import CommentedMap
 
 from gpuprov.errors import InputError, Location, Problem
-from gpuprov.inventory import layers
+from gpuprov.inventory import ini, layers
+from gpuprov.inventory.aliases import read_aliases
 from gpuprov.inventory.ansible import to_native
 from gpuprov.inventory.host_vars import check_vars
+from gpuprov.inventory.hostranges import expand_groups
 from gpuprov.inventory.model import (
     Cluster,
     DriverPin,
@@ -27,7 +29,7 @@ from gpuprov.inventory.policy import read_mirror, read_rollout
 from gpuprov.inventory.reader import Missing, Reader
 from gpuprov.safe_values import address_problem
 
-ROOT_KEYS = ("cluster", "groups")
+ROOT_KEYS = ("cluster", "groups", "aliases")
 CLUSTER_KEYS = ("name", "stack", "mirror", "ssh", "rollout")
 GROUP_KEYS = ("role", "profile", "stack", "ssh", "vars", "hosts")
 HOST_KEYS = ("address", "port", "rack", "domains", "profile", "stack", "ssh", "vars")
@@ -80,11 +82,19 @@ def parse_yaml(path: Path, r: Reader) -> CommentedMap:
     return root
 
 
+def parse_any(path: Path, r: Reader) -> CommentedMap:
+    """The tree of an inventory file: YAML, or an Ansible INI inventory (ini.py) read into
+    the tree an Ansible YAML inventory gives."""
+    if ini.is_ini(path, ini.read_text(path, r)):
+        return ini.read_ini(path, r)
+    return parse_yaml(path, r)
+
+
 def load_inventory(path: Path | str) -> Cluster:
     """Load, validate and resolve `path`. Raises InputError with every problem found."""
     path = Path(path)
     r = Reader(path)
-    root = parse_yaml(path, r)
+    root = parse_any(path, r)
     if "all" in root and "cluster" not in root and "groups" not in root:
         root = to_native(root, r, default_name=path.stem)
     cluster = build(root, path, r)
@@ -95,6 +105,7 @@ def load_inventory(path: Path | str) -> Cluster:
 
 def build(root: CommentedMap, path: Path, r: Reader) -> Cluster | None:
     base = path.absolute().parent
+    expand_groups(root, r)  # `gpu[001:128]:` -> one host each (hostranges.py)
     r.check_keys(root, ROOT_KEYS, "inventory")
     cnode = r.mapping(root, "cluster", "inventory", required=True) or CommentedMap()
     r.check_keys(cnode, CLUSTER_KEYS, "cluster")
@@ -156,6 +167,7 @@ def build(root: CommentedMap, path: Path, r: Reader) -> Cluster | None:
     if rollout.hook_host is not None and rollout.hook_host not in hosts:
         r.error(r.value_loc(cnode["rollout"], "hook_host"),
                 f"rollout.hook_host {rollout.hook_host!r} is not a host of this inventory")  # fmt: skip
+    aliases = read_aliases(r, root, hosts)
     if r.problems:
         return None
     return Cluster(
@@ -168,6 +180,7 @@ def build(root: CommentedMap, path: Path, r: Reader) -> Cluster | None:
         groups=groups,
         hosts=hosts,
         warnings=list(r.warnings),
+        aliases=aliases,
     )
 
 

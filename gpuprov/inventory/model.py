@@ -139,6 +139,8 @@ class Cluster:
     hosts: dict[str, Host]  # in file order
     # Non-fatal findings of the loader (e.g. Ansible vars gpuprov ignores).
     warnings: list[Problem] = field(default_factory=list)
+    # More names for sets of hosts, for --limit (aliases.py; an Ansible inventory's groups).
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def gpu_hosts(self) -> list[Host]:
         return [h for h in self.hosts.values() if h.role == "gpu"]
@@ -147,14 +149,20 @@ class Cluster:
         return self.hosts.get(self.mirror.host) if self.mirror else None
 
     def select(self, limit: list[str] | None) -> list[Host]:
-        """Hosts named by --limit (host or group names, fnmatch globs); all when None."""
+        """Hosts named by --limit (host, group or alias names, fnmatch globs); all when None."""
         from fnmatch import fnmatch
 
         if not limit:
             return list(self.hosts.values())
+        aliased = {
+            h for name, members in self.aliases.items() if any(fnmatch(name, p) for p in limit)
+            for h in members
+        }  # fmt: skip
         chosen = []
         for host in self.hosts.values():
-            if any(fnmatch(host.name, pat) or fnmatch(host.group, pat) for pat in limit):
+            if host.name in aliased or any(
+                fnmatch(host.name, pat) or fnmatch(host.group, pat) for pat in limit
+            ):
                 chosen.append(host)
         return chosen
 

@@ -70,6 +70,9 @@ class RolloutPlan:
     # Hosts the dry run found not ready, name -> "refused" | "unreachable" | "failed":
     # in no wave (a refused host would only fail its wave and eat its max_fail).
     excluded: dict[str, str] = field(default_factory=dict)
+    # The runbook steps the rollout runs (`--only`/`--skip`, deploys/steps.py); None: all.
+    # Stored with the plan so `--resume` runs the same steps the rollout started with.
+    steps: tuple[str, ...] | None = None
     # Host objects by name for the runner; not part of the serialised plan.
     host_objects: dict[str, Host] = field(default_factory=dict, compare=False, repr=False)
 
@@ -78,12 +81,15 @@ class RolloutPlan:
         return [name for wave in self.waves for name in wave.hosts]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "seed": self.seed,
             "waves": [w.to_dict() for w in self.waves],
             "skipped": list(self.skipped),
             "excluded": dict(self.excluded),
         }
+        if self.steps is not None:
+            out["steps"] = list(self.steps)
+        return out
 
     def excluded_counts(self) -> dict[str, int]:
         """{"refused": 3, "unreachable": 1}: the summary of the hosts in no wave."""
@@ -96,6 +102,7 @@ class RolloutPlan:
             skipped=tuple(data.get("skipped", ())),
             seed=data.get("seed", ""),
             excluded=dict(data.get("excluded") or {}),
+            steps=tuple(data["steps"]) if data.get("steps") is not None else None,
             host_objects=dict(hosts or {}),
         )
 
@@ -313,5 +320,5 @@ def plan_rollout(
         # Waves that stop short of 100% would leave hosts untouched forever: finish them.
         add(rest[taken:], f"wave {number + 1}", False)
     return RolloutPlan(
-        tuple(waves), skipped, seed, dict(excluded or {}), {h.name: h for h in hosts}
+        tuple(waves), skipped, seed, dict(excluded or {}), host_objects={h.name: h for h in hosts}
     )

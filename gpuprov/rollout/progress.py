@@ -160,8 +160,10 @@ class LiveProgress(PlainProgress):
 
 
 def make_progress(console: Console) -> ProgressSink:
-    """Live table on a terminal, plain lines when output is piped or logged."""
-    return LiveProgress(console) if console.is_terminal else PlainProgress(console.file)
+    """Live table on a terminal, plain lines when output is piped or logged, or when
+    NO_COLOR asked for plain output (the console then has no colour system)."""
+    live = console.is_terminal and console.color_system is not None
+    return LiveProgress(console) if live else PlainProgress(console.file)
 
 
 def report_json(report: RolloutReport) -> dict[str, Any]:

@@ -99,6 +99,13 @@ def test_trust_facts_plan_apply(tmp_path: Path, sshd: LoopbackSshd):
     assert (
         gpuprov("hosts", "trust", str(inv), cwd=tmp_path).returncode == 0
     )  # nothing new: no prompt
+    proc = gpuprov("hosts", "trust", str(inv), "-o", "json", cwd=tmp_path)
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 0 and doc["recorded"] == 0
+    assert [(h["host"], h["status"], h["fingerprint"]) for h in doc["hosts"]] == [
+        ("node1", "known", fp),
+        ("node2", "known", fp),
+    ]
 
     proc = gpuprov("facts", str(inv), "--output", "json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -92,7 +92,8 @@ def test_an_unexpected_error_is_internal_and_debug_shows_the_traceback(monkeypat
 
 
 def test_no_command_catches_gpuprov_error_itself():
-    """One error path: no `except GpuprovError`/`InputError` under cli/ but the root group's."""
+    """One error path: no `except GpuprovError`/`InputError` under cli/ but the root group's,
+    and commands raise rather than report (`app.fail` is the root group's)."""
     from pathlib import Path
 
     cli = Path(__file__).resolve().parents[2] / "cli"
@@ -104,6 +105,8 @@ def test_no_command_catches_gpuprov_error_itself():
         or "except ConnectError" in p.read_text()
     ]
     assert catching == ["__init__.py"]
+    reporting = [str(p.relative_to(cli)) for p in cli.rglob("*.py") if ".fail(" in p.read_text()]
+    assert reporting == ["__init__.py"]
 
 
 def _commands():
@@ -136,3 +139,18 @@ def test_dash_o_always_means_the_output_format():
     assert "gpuprov lab inventory" not in seen and "gpuprov inventory import" not in seen
     for printing in ("plan", "facts", "verify", "rollout status", "mirror list", "repo publish"):
         assert f"gpuprov {printing}" in seen
+
+
+def test_exit_codes_are_named():
+    """Every exit code a command chooses is an ExitCode member, never a bare number."""
+    import re
+    from pathlib import Path
+
+    cli = Path(__file__).resolve().parents[2] / "cli"
+    literal = re.compile(r"abort\([^()]*,\s*\d+\s*\)|Abort\(\s*\d+\s*\)|return\s+(?:2|70)\b")
+    found = [
+        f"{p.relative_to(cli)}: {m.group(0)}"
+        for p in cli.rglob("*.py")
+        for m in literal.finditer(p.read_text())
+    ]
+    assert found == []
