@@ -1,6 +1,6 @@
 """A bare host to a verified GPU node, in order. Reads like the runbook it is:
 
-    preflight -> mirror client -> nouveau -> driver -> (one reboot, if needed)
+    preflight -> dpkg health -> mirror client -> nouveau -> driver -> (one reboot, if needed)
     -> fabric manager -> CUDA -> containers + CDI -> DCGM
 
 `plan`/`apply --only/--skip` run a subset (deploys/steps.py): preflight always, the
@@ -23,6 +23,7 @@ from gpuprov.deploys.container import container
 from gpuprov.deploys.context import HOST_DATA_KEY, NodeContext, node_context
 from gpuprov.deploys.cuda import cuda
 from gpuprov.deploys.dcgm import dcgm
+from gpuprov.deploys.dpkg_health import dpkg_health
 from gpuprov.deploys.driver import driver, driver_loaded
 from gpuprov.deploys.fabricmanager import fabricmanager
 from gpuprov.deploys.mirror_client import mirror_client
@@ -62,6 +63,8 @@ def stack_wanted() -> bool:
 def gpu_stack(steps: StepSelection = ALL) -> None:
     """Everything after preflight (tests and callers that ran preflight already)."""
     ctx = node_context()
+    # Always, whatever the steps: any later apt transaction fails on an interrupted dpkg.
+    dpkg_health()  # an install an SSH drop cut short is finished before any new one
     if not steps.everything:
         refusal = unmet(ctx, steps)
         if refusal is not None:

@@ -1,5 +1,8 @@
 """`gpuprov apply INVENTORY`: converge the hosts, GPU hosts as a staged rollout.
 
+0. (Not for --dry-run) an unfinished earlier rollout must be resumed or abandoned first;
+   the state DB is opened and the rollout lock taken before the first change of any
+   kind (after the dry run), held to the end; nothing to change: no state written.
 1. A dry run of the deploys on every selected host (one State, one round trip per host
    for a converged host): nothing to change anywhere -> "up to date", exit 0, no state.
 2. Infrastructure hosts (mirror, controller) with changes are applied first, directly,
@@ -37,6 +40,12 @@ from gpuprov.errors import ExitCode
     is_flag=True,
     help="Continue the latest interrupted or halted rollout of INVENTORY (its stored plan).",
 )
+@click.option(
+    "--abandon",
+    is_flag=True,
+    help="Abandon the interrupted or halted rollout of INVENTORY instead of resuming it: "
+    "undrain its hosts whose gates passed, list what stays drained, then apply.",
+)
 @STATE
 @ONLY
 @SKIP
@@ -50,6 +59,7 @@ def apply(
     yes: bool,
     dry_run: bool,
     resume: bool,
+    abandon: bool,
     state: Path | None,
     only: tuple[str, ...],
     skip: tuple[str, ...],
@@ -61,6 +71,7 @@ def apply(
       gpuprov apply inventories/lab.yaml --dry-run
       gpuprov apply inventories/lab.yaml --yes --output json
       gpuprov apply inventories/lab.yaml --resume --yes
+      gpuprov apply inventories/lab.yaml --abandon --yes
       gpuprov apply inventories/prod.yaml --only cuda      # a CUDA-only rollout
 
     --only/--skip select runbook steps (preflight always runs); a resumed rollout runs
@@ -75,6 +86,11 @@ def apply(
             "--resume continues the stored plan: it takes no --limit or --dry-run",
             ExitCode.BAD_INPUT,
         )
+    if abandon and (resume or dry_run):
+        app.abort(
+            "--abandon ends the unfinished rollout: it takes no --resume or --dry-run",
+            ExitCode.BAD_INPUT,
+        )
     if not yes and not dry_run and not sys.stdin.isatty():
         app.abort("not a terminal: pass --yes to apply without confirmation", ExitCode.BAD_INPUT)
     steps = selection(app, only, skip)
@@ -82,6 +98,6 @@ def apply(
     static_checks(app, cluster)
     run = Staged(app, cluster, inventory, state, output=output, yes=yes, accept_new=accept_new)
     run.steps = steps
-    code = run.resume() if resume else run.apply(hosts, dry_run=dry_run)
+    code = run.resume() if resume else run.apply(hosts, dry_run=dry_run, abandon=abandon)
     if code:
         app.abort(None, code)

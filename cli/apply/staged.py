@@ -3,7 +3,9 @@ then the staged rollout of the GPU hosts (or the resume of one). Returns exit co
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from gpuprov.inventory.model import Cluster, Host
     from gpuprov.rollout.planner import RolloutPlan
     from gpuprov.rollout.runner import RolloutReport
+    from gpuprov.rollout.state import StateStore
 
 STYLE = {"changed": "yellow", "ok": "green", "failed": "red"}
 
@@ -46,10 +49,38 @@ class Staged:
         self.yes, self.accept_new = yes, accept_new
         self.password: SudoPasswords | None = None
         self.doc: dict[str, Any] = {}  # the --output json document
+        self.store: StateStore | None = None  # open, with its lock held, once apply starts
+        self.drained: set[str] = set()  # hosts earlier rollouts left drained
+        self.abandoned: dict[str, Any] | None = None
+        self.exits = contextlib.ExitStack()  # holds the lock once taken (lock_state)
         self.steps: StepSelection | None = None  # --only/--skip (deploys/steps.py); None: all
 
     # ---- a new rollout ----------------------------------------------------------------
-    def apply(self, hosts: list[Host], *, dry_run: bool) -> int:
+    def apply(self, hosts: list[Host], *, dry_run: bool, abandon: bool = False) -> int:
+        """Settle an unfinished rollout first (resume it or abandon it), and hold the lock,
+        with the state open, before anything can change (mirror and controller hosts
+        included). An apply with nothing to change writes no state at all."""
+        if dry_run:
+            self.read_state(refuse=False)
+            return self.plan_and_apply(hosts, dry_run=True)
+        with contextlib.ExitStack() as self.exits:
+            if abandon:  # undrain hooks are changes: under the lock, before the dry run
+                store = self.lock_state(abandoning=True)
+                self.abandon()
+                self.drained = set(store.drained_hosts())
+            else:
+                self.read_state(refuse=True)  # fail fast: locked (5) or unfinished (2)
+            return self.plan_and_apply(hosts, dry_run=False)
+
+    def lock_state(self, *, abandoning: bool = False) -> StateStore:
+        """Take the lock and open the state (once); called before the first change."""
+        if self.store is None:
+            self.store = self.exits.enter_context(self.locked_state())
+            if not abandoning:
+                self.refuse_if_resumable()  # one may have stopped since read_state looked
+        return self.store
+
+    def plan_and_apply(self, hosts: list[Host], *, dry_run: bool) -> int:
         from gpuprov.cli._options import open_session
         from gpuprov.cli.plan import nothing_would_change, plan_exit_code, show_plan
         from gpuprov.deploys.playbook import default_deploys
@@ -59,13 +90,11 @@ class Staged:
         from gpuprov.rollout.planner import plan_rollout
         from gpuprov.rollout.wave_work import split
 
-        if not dry_run:
-            self.check_unlocked()
         self.password = sudo_password(self.cluster, hosts, sys.stdin.isatty())
         policy = self.cluster.rollout
         with open_session(self.app, self.cluster, hosts, self.accept_new, self.password) as s:
             plan = prepare(s, default_deploys(self.steps))
-            targets = split(hosts, plan)
+            targets = split(hosts, plan, self.drained)
             rplan = plan_rollout(
                 targets.gpu, policy, converged=targets.converged, seed=self.cluster.name,
                 excluded=targets.blocked,
@@ -82,8 +111,11 @@ class Staged:
                 "excluded": targets.blocked,
                 "refusals": plan.refusals(),
             }
-            # No ready host has a change: refused/unreachable hosts are no work to do.
-            idle = not any(h.ready and h.changes for h in plan.hosts.values())
+            if self.abandoned is not None:
+                self.doc["abandoned"] = self.abandoned
+            # No ready host has a change: refused/unreachable hosts are no work to do. A host
+            # an earlier rollout left drained is work (a wave undrains it) even without one.
+            idle = not any(h.ready and h.changes for h in plan.hosts.values()) and not rplan.waves
             if idle and plan.blocked:  # stderr: a JSON document on stdout stays clean
                 self.app.error(nothing_would_change(plan, len(targets.converged)))
             if dry_run:
@@ -100,6 +132,7 @@ class Staged:
                 return plan_exit_code(plan)
             if not self.yes and not click.confirm("Apply these changes?", err=True):
                 self.app.abort("nothing changed", ExitCode.INTERRUPTED)
+            self.lock_state()  # before the first change of any kind
             if targets.infra:
                 code = self.apply_infra(s, plan, targets.infra)
                 if code:
@@ -110,17 +143,107 @@ class Staged:
             return ExitCode.OK
         return self.rollout(rplan, None)
 
-    def check_unlocked(self) -> None:
-        """Fail before the dry run, not after it, when another rollout holds the lock."""
+    @contextlib.contextmanager
+    def locked_state(self) -> Iterator[StateStore]:
+        """The state store, open and checked, with the rollout lock held until the end."""
+        import sqlite3
+
+        from gpuprov.rollout.state import StateStore
+
+        try:
+            self.store = StateStore.for_inventory(self.inventory, self.state_path)
+        except (sqlite3.Error, OSError) as exc:
+            self.app.abort(
+                f"{self.state_path}: cannot open the rollout state ({exc}); move it away "
+                "or name another with --state",
+                ExitCode.BAD_INPUT,
+            )
+        lock = self.store.lock()
+        try:
+            lock.acquire()  # LockedError (exit 5, naming the holder) goes up as it is
+        except BaseException:
+            self.store.close()
+            raise
+        try:
+            yield self.store
+        finally:
+            lock.release()
+            self.store.close()
+
+    def read_state(self, *, refuse: bool) -> None:
+        """Before the dry run, writing nothing: fail at once when another rollout holds
+        the lock; read what earlier rollouts left drained; an unfinished rollout is
+        refused (`refuse`) or, for a dry run, warned about."""
+        import sqlite3
+
         from gpuprov.errors import LockedError
-        from gpuprov.rollout.state import RolloutLock
+        from gpuprov.rollout.state import RolloutLock, StateStore
 
         holder = RolloutLock(self.state_path.with_name(self.state_path.name + ".lock")).holder()
-        if holder:
+        if holder and refuse:
             raise LockedError(
                 f"another rollout using {self.state_path} is running ({holder}); "
                 "wait for it or stop it first"
             )
+        if not self.state_path.exists():
+            return
+        try:
+            store = StateStore.for_inventory(self.inventory, self.state_path)
+            try:
+                self.drained = set(store.drained_hosts())
+                record = store.latest_resumable()
+            finally:
+                store.close()
+        except sqlite3.Error as exc:
+            if refuse:
+                self.app.abort(
+                    f"{self.state_path}: cannot read the rollout state ({exc}); move it away "
+                    "or name another with --state",
+                    ExitCode.BAD_INPUT,
+                )
+            self.app.warning(f"{self.state_path}: unreadable rollout state ({exc})")
+            return
+        if record is None or holder:
+            return
+        if refuse:
+            self.app.abort(self.resumable_message(record.id, record.status), ExitCode.BAD_INPUT)
+        self.app.warning(self.resumable_message(record.id, record.status))  # stderr
+
+    def resumable_message(self, rid: int, status: str) -> str:
+        drained = ", ".join(sorted(self.drained)) or "none"
+        return (
+            f"rollout {rid} of {self.inventory} did not finish ({status}; hosts it may "
+            f"have left drained: {drained}): resume it with `gpuprov apply {self.inventory} --resume`, "
+            f"or abandon it with `gpuprov apply {self.inventory} --abandon` (undrains the "
+            "hosts whose gates passed, lists what stays drained, then applies)"
+        )
+
+    def refuse_if_resumable(self) -> None:
+        assert self.store is not None
+        record = self.store.latest_resumable()
+        if record is not None:
+            self.drained = set(self.store.drained_hosts())
+            self.app.abort(self.resumable_message(record.id, record.status), ExitCode.BAD_INPUT)
+
+    def abandon(self) -> None:
+        from gpuprov.rollout.abandon import abandon_rollout
+        from gpuprov.rollout.hooks import make_hook_runner
+
+        assert self.store is not None
+        record = self.store.latest_resumable()
+        if record is None:
+            if not self.json:
+                self.app.info("--abandon: no interrupted or halted rollout to abandon")
+            return
+        cluster = self.cluster
+        hooks = make_hook_runner(cluster.rollout, cluster.hosts, cluster.known_hosts_path)
+        report = abandon_rollout(self.store, record.id, cluster.rollout, hooks, cluster.hosts)
+        self.abandoned = report.to_dict()
+        out = self.app.err if self.json else self.app.out
+        undrained = ", ".join(report.undrained) or "none"
+        out.print(cell(f"Rollout {record.id} abandoned; undrained: {undrained}"))
+        for host, why in report.still_drained.items():
+            out.print(cell(f"stays drained: {host}: {why}", "yellow"))
 
     def apply_infra(self, session, plan: Plan, infra: list[Host]) -> int:
         """Run the dry run's operations on the infrastructure hosts only (the session
@@ -158,14 +281,16 @@ class Staged:
 
     # ---- resume -------------------------------------------------------------------------
     def resume(self) -> int:
-        from gpuprov.engine.connect import sudo_password
-        from gpuprov.rollout.state import StateStore
-
         if not self.state_path.exists():
             self.app.abort(
                 f"nothing to resume: no rollout state at {self.state_path}", ExitCode.BAD_INPUT
             )
-        store = StateStore.for_inventory(self.inventory, self.state_path)
+        with self.locked_state() as store:
+            return self.resume_locked(store)
+
+    def resume_locked(self, store: StateStore) -> int:
+        from gpuprov.engine.connect import sudo_password
+
         record = store.latest_resumable()
         if record is None:
             latest = store.latest()
@@ -187,7 +312,7 @@ class Staged:
         self.doc["summary"]["hosts"] = len(plan.host_names) + len(plan.skipped)
         self.doc["skipped"] = list(plan.skipped)
         self.doc["excluded"] = dict(plan.excluded)
-        return self.rollout(plan, record.id, store)
+        return self.rollout(plan, record.id)
 
     def resumed_steps(self, plan: RolloutPlan, rollout_id: int):
         """The steps rollout `rollout_id` started with: a resumed CUDA-only rollout stays
@@ -208,7 +333,8 @@ class Staged:
         return stored
 
     # ---- the rollout --------------------------------------------------------------------
-    def rollout(self, rplan: RolloutPlan, resume: int | None, store=None) -> int:
+    def rollout(self, rplan: RolloutPlan, resume: int | None) -> int:
+        """Run the waves; the caller holds the lock (locked_state) and the open store."""
         from gpuprov.cli.plan import excluded_exit_code
         from gpuprov.deploys.playbook import default_deploys
 
@@ -216,11 +342,10 @@ class Staged:
         from gpuprov.rollout.hooks import make_hook_runner
         from gpuprov.rollout.progress import make_progress
         from gpuprov.rollout.runner import run_rollout
-        from gpuprov.rollout.state import StateStore
         from gpuprov.rollout.wave_work import WaveWork
 
-        cluster, policy = self.cluster, self.cluster.rollout
-        store = store or StateStore.for_inventory(self.inventory, self.state_path)
+        cluster, policy, store = self.cluster, self.cluster.rollout, self.store
+        assert store is not None
         work = WaveWork(
             cluster, default_deploys(self.steps), password=self.password, accept_new=self.accept_new
         )
@@ -231,15 +356,12 @@ class Staged:
             def approve(wave) -> bool:
                 return click.confirm(f"Start {wave.name} ({len(wave.hosts)} hosts)?", err=True)
 
-        try:
-            hooks = make_hook_runner(policy, cluster.hosts, cluster.known_hosts_path)
-            report = run_rollout(
-                rplan, policy, store, work=work, gate=gate, hooks=hooks, approve=approve,
-                progress=make_progress(self.app.err if self.json else self.app.out),
-                resume=resume, hosts=cluster.hosts,
-            )  # fmt: skip
-        finally:
-            store.close()
+        hooks = make_hook_runner(policy, cluster.hosts, cluster.known_hosts_path)
+        report = run_rollout(
+            rplan, policy, store, work=work, gate=gate, hooks=hooks, approve=approve,
+            progress=make_progress(self.app.err if self.json else self.app.out),
+            resume=resume, hosts=cluster.hosts, locked=True,
+        )  # fmt: skip
         self.summarise(report, work, rplan)
         return report.exit_code or excluded_exit_code(rplan)
 

@@ -8,6 +8,8 @@ import click
 from gpuprov.cli._options import OUTPUT
 from gpuprov.cli.app import App
 
+from gpuprov.errors import ExitCode
+
 
 @click.command()
 @click.argument("bundle_dir", type=click.Path(file_okay=False, path_type=Path))
@@ -58,7 +60,7 @@ def export(
                 bundle_dir, dest, chunk_size=chunk_size, threads=threads, progress=advance
             )
     except OSError as exc:  # media full after all, unplugged, read-only: say which, no traceback
-        app.abort(f"error: {exc}; run the same command again to resume", 1)
+        app.abort(f"error: {exc}; run the same command again to resume", ExitCode.HOSTS_FAILED)
     if output == "json":
         app.json(result.as_dict())
         return

@@ -8,6 +8,8 @@ import click
 from gpuprov.cli._options import OUTPUT
 from gpuprov.cli.app import App
 
+from gpuprov.errors import ExitCode
+
 
 @click.command()
 @click.argument("media", type=click.Path(path_type=Path))
@@ -78,7 +80,7 @@ def verify(
         else:
             app.error(f"{media}: {len(report.findings)} problem(s); do not import this bundle")
     if not report.ok:
-        app.abort(None, 1)
+        app.abort(None, ExitCode.HOSTS_FAILED)
 
 
 def _expected_bytes(media: Path) -> int:

@@ -7,6 +7,7 @@ from gpuprov.cli import LazyGroup
 
 SUBCOMMANDS = {
     "keygen": "repo.keygen:keygen",
+    "extend-key": "repo.extend_key:extend_key",
     "publish": "repo.publish:publish",
     "verify": "repo.verify:verify",
 }

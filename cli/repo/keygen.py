@@ -21,7 +21,10 @@ from gpuprov.cli.app import App
     "--algorithm", type=click.Choice(["ed25519", "rsa3072"]), default="ed25519", show_default=True
 )
 @click.option(
-    "--expire", default="0", show_default=True, help="gpg expiry: 0 (never), 2y, 2027-12-31."
+    "--expire",
+    default="2y",
+    show_default=True,
+    help="gpg expiry: 2y, 18m, 2027-12-31; 0 (never) is not advised. Renew: repo extend-key.",
 )
 @click.option(
     "--passphrase-file",
@@ -53,6 +56,7 @@ def keygen(
     )
     if export_to:
         key.export_public(export_to)
-    app.success(f"created {algorithm} key {key.fingerprint} ({key.uid}) in {home}")
+    until = f"expires {key.expires:%Y-%m-%d}" if key.expires else "never expires"
+    app.success(f"created {algorithm} key {key.fingerprint} ({key.uid}) in {home}, {until}")
     if export_to:
         app.info(f"public keyring for Signed-By: {export_to}")

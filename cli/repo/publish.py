@@ -40,7 +40,12 @@ from gpuprov.cli.app import App
 @click.option("--origin", default="gpuprov", show_default=True)
 @click.option("--label", help="Release Label (default: the origin).")
 @click.option(
-    "--valid-days", type=click.IntRange(min=1), help="Write Valid-Until this many days ahead."
+    "--valid-days",
+    type=click.IntRange(min=0),
+    default=90,
+    show_default=True,
+    help="Valid-Until this many days after Date (0: none; apt then accepts a replayed "
+    "old Release forever). Publish again before it passes.",
 )
 @click.option(
     "--export-key", type=click.Path(path_type=Path), help="Also write the public keyring here."
@@ -59,7 +64,7 @@ def publish(
     archs: tuple[str, ...],
     origin: str,
     label: str | None,
-    valid_days: int | None,
+    valid_days: int,
     export_key: Path | None,
     output: str,
 ) -> None:
@@ -101,3 +106,5 @@ def publish(
         title=f"{info.out_dir} {info.suite}",
     )
     app.success(f"published {len(info.packages)} packages, signed by {info.fingerprint}")
+    if valid_days:
+        app.info(f"valid until {info.date + timedelta(days=valid_days):%Y-%m-%d %H:%M} UTC")

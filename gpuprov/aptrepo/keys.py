@@ -11,15 +11,21 @@ dearmored by newer apt only, and gpgv cannot read it).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gpuprov.aptrepo.errors import GpgError, KeyNotFound
 from gpuprov.errors import InputError
 
 ALGORITHMS = ("ed25519", "rsa3072")
+# A site key that never expires stays trusted by every client forever, even after it
+# leaks; two years, extended in place (extend_key) long before, keeps one keyring in use.
+DEFAULT_KEY_EXPIRE = "2y"
+_EXPIRE = re.compile(r"0|[1-9][0-9]{0,3}[dwmy]?|[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _gpg(home: Path, args: list[str], action: str, *, input: bytes | None = None) -> bytes:
@@ -59,6 +65,7 @@ class SigningKey:
     fingerprint: str
     uid: str
     passphrase_file: Path | None = None
+    expires: datetime | None = None  # None: never
 
     def _unlock_args(self) -> list[str]:
         # Loopback always: a protected key without its passphrase then fails at once
@@ -118,20 +125,23 @@ class SigningKey:
         _gpg(self.home, args, f"signing {src.name}")
 
 
-def _secret_keys(home: Path) -> list[tuple[str, str]]:
-    """(fingerprint, first uid) of each secret primary key in home."""
+def _secret_keys(home: Path) -> list[tuple[str, str, datetime | None]]:
+    """(fingerprint, first uid, expiry) of each secret primary key in home."""
     out = _gpg(home, ["--with-colons", "--list-secret-keys"], "list-secret-keys").decode()
-    keys: list[tuple[str, str]] = []
+    keys: list[tuple[str, str, datetime | None]] = []
+    expires: datetime | None = None
     want_fpr = False
     for line in out.splitlines():
         fields = line.split(":")
         if fields[0] == "sec":
             want_fpr = True
+            # field 7: expiry as seconds since the epoch, empty when the key never expires
+            expires = datetime.fromtimestamp(int(fields[6]), UTC) if fields[6].isdigit() else None
         elif fields[0] == "fpr" and want_fpr:
-            keys.append((fields[9], ""))
+            keys.append((fields[9], "", expires))
             want_fpr = False
         elif fields[0] == "uid" and keys and not keys[-1][1]:
-            keys[-1] = (keys[-1][0], fields[9])
+            keys[-1] = (keys[-1][0], fields[9], keys[-1][2])
     return keys
 
 
@@ -152,8 +162,10 @@ def load_key(
     if len(keys) > 1:
         listed = ", ".join(k[0] for k in keys)
         raise KeyNotFound(f"{home} holds several secret keys ({listed}); name one by fingerprint")
-    fpr, uid = keys[0]
-    return SigningKey(home=home, fingerprint=fpr, uid=uid, passphrase_file=passphrase_file)
+    fpr, uid, expires = keys[0]
+    return SigningKey(
+        home=home, fingerprint=fpr, uid=uid, passphrase_file=passphrase_file, expires=expires
+    )
 
 
 def generate_key(
@@ -162,14 +174,14 @@ def generate_key(
     email: str,
     *,
     algorithm: str = "ed25519",
-    expire: str = "0",
+    expire: str = DEFAULT_KEY_EXPIRE,
     passphrase_file: Path | None = None,
 ) -> SigningKey:
     """Create a signing-only key in a private GnuPG home.
 
     Without passphrase_file the key is unprotected (throwaway/test keys, or a site key
     whose home is itself protected); with it, the file's first line protects the key.
-    expire is gpg's syntax: "0" never, "2y", "2027-12-31". Refuses a home that already
+    expire is gpg's syntax: "0" never, "2y" (the default), "2027-12-31". Refuses a home that already
     holds a secret key, so a site key is never silently shadowed by a second one.
     """
     if algorithm not in ALGORITHMS:
@@ -179,6 +191,7 @@ def generate_key(
     for label, value in (("name", name), ("email", email)):
         if not value or any(c in value for c in "<>\n:"):
             raise InputError(f"invalid key {label} {value!r}")
+    _check_expire(expire)
     _prepare_home(home)
     existing = _secret_keys(home)
     if existing:
@@ -206,5 +219,27 @@ def generate_key(
     )
     key = load_key(home, passphrase_file=passphrase_file)
     return SigningKey(
-        home=home, fingerprint=key.fingerprint, uid=uid, passphrase_file=passphrase_file
+        home=home,
+        fingerprint=key.fingerprint,
+        uid=uid,
+        passphrase_file=passphrase_file,
+        expires=key.expires,
     )
+
+
+def _check_expire(expire: str) -> None:
+    if not _EXPIRE.fullmatch(expire):
+        raise InputError(f"invalid key expiry {expire!r} (0, 2y, 18m, 365d or 2027-12-31)")
+
+
+def extend_key(key: SigningKey, expire: str = DEFAULT_KEY_EXPIRE) -> SigningKey:
+    """Move the key's expiry to `expire` from now (gpg syntax), in place: same key, same
+    fingerprint, so clients keep trusting it once they have the re-exported keyring
+    (an expired key's old copy on a client still makes apt refuse: EXPKEYSIG)."""
+    _check_expire(expire)
+    _gpg(
+        key.home,
+        [*key._unlock_args(), "--quick-set-expire", key.fingerprint, expire],
+        "extending the key",
+    )
+    return load_key(key.home, key.fingerprint, passphrase_file=key.passphrase_file)

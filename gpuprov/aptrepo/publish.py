@@ -43,6 +43,11 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # fullmatch  # suites, codenames, components
 HASHES = (("MD5Sum", "md5"), ("SHA256", "sha256"))
+# Valid-Until this far after Date unless told otherwise: apt then refuses a Release that
+# was frozen or replayed (an old repository with known-vulnerable packages) after it.
+# A site renews it with every bundle (`gpuprov repo publish` re-signs); 90 days fits
+# quarterly bundles. None (--valid-days 0) writes no Valid-Until.
+DEFAULT_VALID_FOR = timedelta(days=90)
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,27 @@ def _swap_into_place(built: Path, out_dir: Path) -> None:
     shutil.rmtree(old)
 
 
+def _check_key_lifetime(key: SigningKey, date: datetime, valid_until: datetime | None) -> None:
+    """A Release whose key expires before its Valid-Until would be refused by apt early
+    (EXPKEYSIG): say so now, while the key can still be extended, not on the GPU hosts."""
+    if key.expires is None:
+        return
+    extend = (
+        f"extend it with `gpuprov repo extend-key --home {key.home} --expire 2y --export "
+        "KEYRING` and give the clients the new keyring (the next apply installs it)"
+    )
+    if key.expires <= date:
+        raise InputError(
+            f"signing key {key.fingerprint} expired on {rfc2822(key.expires)}; {extend}"
+        )
+    if valid_until is not None and key.expires < valid_until:
+        raise InputError(
+            f"signing key {key.fingerprint} expires on {rfc2822(key.expires)}, before the "
+            f"Release's Valid-Until {rfc2822(valid_until)}; {extend}, or publish with fewer "
+            "--valid-days"
+        )
+
+
 def _check_out_dir(out_dir: Path) -> None:
     if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
         raise InputError(f"{out_dir} exists and is not a directory")
@@ -246,12 +272,13 @@ def publish_repo(
     codename: str | None = None,
     description: str | None = None,
     date: datetime | None = None,
-    valid_for: timedelta | None = None,
+    valid_for: timedelta | None = DEFAULT_VALID_FOR,
 ) -> RepoInfo:
     """Build a signed repository at out_dir from .deb files, replacing it atomically.
 
     pool_debs is a list of .deb paths (all go to the first component) or a mapping
-    component -> paths. Raises BadPackage, DuplicatePackageError, InputError, GpgError.
+    component -> paths. valid_for: Valid-Until after date (None: no Valid-Until).
+    Raises BadPackage, DuplicatePackageError, InputError, GpgError.
     """
     components, archs = tuple(components), tuple(architectures)
     codename = codename or suite
@@ -259,6 +286,8 @@ def publish_repo(
     out_dir = Path(out_dir).absolute()
     _check_out_dir(out_dir)
     date = (date or _default_date()).astimezone(UTC)
+    valid_until = date + valid_for if valid_for else None
+    _check_key_lifetime(key, date, valid_until)
     debs = _collect(pool_debs, components)
     for _comp, info in debs:
         if info.architecture != "all" and info.architecture not in archs:
@@ -304,7 +333,7 @@ def publish_repo(
             suite=suite,
             codename=codename,
             date=date,
-            valid_until=date + valid_for if valid_for else None,
+            valid_until=valid_until,
             architectures=archs,
             components=components,
             description=description,

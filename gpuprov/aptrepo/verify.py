@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import lzma
+import os
 import shutil
 import subprocess
 import tempfile
@@ -22,41 +23,46 @@ from pathlib import Path, PurePosixPath
 
 from gpuprov.aptrepo.deb822 import parse_paragraphs
 from gpuprov.aptrepo.debfile import hash_file
+from gpuprov.aptrepo.gpgv_status import judge
 from gpuprov.errors import Location, Problem
 
 SIGNATURE_FILES = {"Release", "InRelease", "Release.gpg"}
+TOP_LEVEL = {"dists", "pool"}  # all a repository serves; anything else is refused
+STRONG = ("sha256", "sha512")  # a file covered only by MD5Sum is as good as unlisted
+GPGV_TIMEOUT = 60
 
 
 def _gpgv(keyring: Path, args: list[str]) -> tuple[bool, str]:
-    """(good signature, gpgv's message). Good means exit 0 and a VALIDSIG status line."""
+    """(good signature, why not). Good: gpgv_status.judge found every signature good."""
     if shutil.which("gpgv") is None:
         return False, "gpgv not found (install the gpgv package)"
     with tempfile.TemporaryDirectory(prefix="gpuprov-gpgv-") as home:
-        proc = subprocess.run(
-            [
-                "gpgv",
-                "--homedir",
-                home,
-                "--status-fd",
-                "1",
-                "--keyring",
-                str(keyring.absolute()),
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    good = proc.returncode == 0 and "[GNUPG:] VALIDSIG" in proc.stdout
-    status = [ln.removeprefix("[GNUPG:] ") for ln in proc.stdout.splitlines()]
-    interesting = [
-        s
-        for s in status
-        if s.split(" ")[0] in {"BADSIG", "NO_PUBKEY", "ERRSIG", "EXPKEYSIG", "REVKEYSIG", "NODATA"}
-    ]
+        try:
+            proc = subprocess.run(
+                [
+                    "gpgv",
+                    "--homedir",
+                    home,
+                    "--status-fd",
+                    "1",
+                    "--keyring",
+                    str(keyring.absolute()),
+                    *args,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=GPGV_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            return False, f"gpgv did not finish in {GPGV_TIMEOUT} s"
+    problem = judge(proc.returncode, proc.stdout)
+    if problem is None:
+        return True, ""
     stderr = proc.stderr.strip().splitlines()
-    message = "; ".join(interesting) or (stderr[-1] if stderr else "no valid signature")
-    return good, message
+    if problem.startswith("no signature found") and stderr:
+        problem = stderr[-1]
+    return False, problem
 
 
 def _signed_release(dist: Path, keyring: Path, problems: list[Problem]) -> str | None:
@@ -81,12 +87,18 @@ def _signed_release(dist: Path, keyring: Path, problems: list[Problem]) -> str |
             )
         elif signed is None:
             signed = release.read_text()
-        elif signed != release.read_text():
-            problems.append(
-                Problem(Location(str(release)), "differs from the text signed in InRelease")
-            )
     elif not inrelease.is_file():
         problems.append(Problem(Location(str(dist)), "no InRelease and no Release + Release.gpg"))
+    if signed is not None and release.is_file() and release.read_text() != signed:
+        # A client that falls back to Release (old apt, a proxy dropping InRelease) must
+        # see the very text InRelease vouches for, signed or not.
+        problems.append(
+            Problem(
+                Location(str(release)),
+                "differs from the text signed in InRelease; publish again "
+                "(`gpuprov repo publish` writes both from one text)",
+            )
+        )
     return signed
 
 
@@ -143,10 +155,19 @@ def _check_suite(root: Path, dist: Path, keyring: Path, now: datetime) -> Iterat
         else:
             if valid_until.replace(tzinfo=valid_until.tzinfo or UTC) < now:
                 yield Problem(release_loc, f"expired: Valid-Until {fields['Valid-Until']}")
-    if "sha256" not in sums:
+    if not any(algo in sums for algo in STRONG):
         yield Problem(release_loc, "Release has no SHA256 list (apt refuses MD5-only repositories)")
         return
     listed = set().union(*(s.keys() for s in sums.values()))
+    for rel in sorted(listed):
+        if not any(rel in sums.get(algo, {}) for algo in STRONG):
+            # apt ignores MD5Sum for security; an index vouched for by MD5 alone could be
+            # swapped for a collision.
+            yield Problem(
+                Location(str(dist / rel)),
+                "covered only by MD5Sum in Release (needs SHA256); publish again "
+                "with `gpuprov repo publish`",
+            )
     for rel in sorted(listed):
         path = dist / rel
         if ".." in PurePosixPath(rel).parts or not path.is_file():
@@ -204,6 +225,33 @@ def _check_packages(root: Path, index: Path) -> Iterator[Problem]:
             yield Problem(Location(str(path)), f"{name}: md5 mismatch with Packages")
 
 
+def _outside_the_archive(root: Path) -> Iterator[Problem]:
+    """Files a web server would serve that no signature covers: anything beside dists/
+    and pool/, files directly in dists/, and symbolic links anywhere (a link can point
+    out of the tree, and what it points to is not what was signed)."""
+    for entry in sorted(root.iterdir()):
+        if entry.name not in TOP_LEVEL or entry.is_symlink() or not entry.is_dir():
+            yield Problem(
+                Location(str(entry)),
+                "not part of the repository (only dists/ and pool/ may be served); "
+                "remove it or publish it elsewhere",
+            )
+    dists = root / "dists"
+    if dists.is_dir() and not dists.is_symlink():
+        for entry in sorted(dists.iterdir()):
+            if entry.is_symlink() or not entry.is_dir():
+                yield Problem(Location(str(entry)), "not a suite folder; remove it")
+    for top in TOP_LEVEL:
+        base = root / top
+        if not base.is_dir() or base.is_symlink():
+            continue
+        for dirpath, dirnames, filenames in os.walk(base):
+            for name in sorted(dirnames + filenames):
+                path = Path(dirpath) / name
+                if path.is_symlink():
+                    yield Problem(Location(str(path)), "symbolic link in the repository; remove it")
+
+
 def verify_repo(out_dir: Path, keyring: Path, *, now: datetime | None = None) -> list[Problem]:
     """Every problem found in the repository at out_dir (empty list: all good).
 
@@ -212,10 +260,10 @@ def verify_repo(out_dir: Path, keyring: Path, *, now: datetime | None = None) ->
     now = now or datetime.now(UTC)
     if not keyring.is_file():
         return [Problem(Location(str(keyring)), "keyring not found")]
-    dists = sorted(p for p in (root / "dists").glob("*") if p.is_dir())
+    dists = sorted(p for p in (root / "dists").glob("*") if p.is_dir() and not p.is_symlink())
     if not dists:
         return [Problem(Location(str(root)), "no dists/<suite> found: not an apt repository")]
-    problems: list[Problem] = []
+    problems: list[Problem] = list(_outside_the_archive(root))
     for dist in dists:
         problems += _check_suite(root, dist, keyring, now)
     referenced: set[Path] = set()

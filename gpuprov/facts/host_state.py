@@ -16,6 +16,7 @@ from importlib import resources
 from pyinfra.api import FactBase
 
 from gpuprov.parsers import ParseError
+from gpuprov.parsers.dpkg_state import DpkgState, parse_dpkg_state
 from gpuprov.parsers.lspci import PciDevice, nvidia_gpus, nvswitches, parse_lspci
 from gpuprov.parsers.nvidia_smi_model import NvidiaSmiReport
 from gpuprov.parsers.nvidia_smi_xml import parse_nvidia_smi_xml
@@ -90,6 +91,7 @@ class HostStateData:
     cuda_link: str | None = None  # readlink /usr/local/cuda
     cuda_alternative: tuple[str, str] | None = None  # ("auto"|"manual", its target)
     cuda_dirs: list[str] = field(default_factory=list)
+    dpkg: DpkgState | None = None  # None: not a dpkg host
     problems: list[str] = field(default_factory=list)  # sections that did not parse
 
     @property
@@ -178,6 +180,7 @@ def parse_host_state(text: str) -> HostStateData:
     data.packages = guarded("packages", lambda x: parse_dpkg_query(x.output)) or {}
     data.held = guarded("holds", lambda x: parse_apt_mark_showhold(x.output)) or set()
     data.root_free_bytes = guarded("df", lambda x: parse_df_free_bytes(x.output))
+    data.dpkg = guarded("dpkg", lambda x: parse_dpkg_state(x.output))
     data.nvidia_smi = _nvidia_smi(s.get("nvidia-smi"))
     data.services = guarded("services", lambda x: _services(x.output)) or {}
     data.cdi_specs = guarded("cdi", lambda x: x.output.split())

@@ -74,6 +74,20 @@ else end holds 127; fi
 
 run df df -Pk /
 
+# An install cut short (SSH drop, kill): dpkg --audit names what is left unpacked or
+# half-configured (empty when all is well; read-only, takes no lock), and lslocks who
+# still holds dpkg's locks (a dpkg or apt that lost its SSH session may still run).
+begin dpkg
+if have dpkg; then
+    dpkg --audit 2>&1 | head -n 200
+    if have lslocks; then
+        lslocks -n -r -o PID,PATH 2>/dev/null | while read -r _pid _path; do
+            case "$_path" in /var/lib/dpkg/lock*) printf 'lock %s %s\n' "$_pid" "$_path" ;; esac
+        done
+    fi
+    end dpkg 0
+else end dpkg 127; fi
+
 run nvidia-smi nvidia-smi -q -x
 
 begin services

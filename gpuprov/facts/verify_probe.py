@@ -37,7 +37,13 @@ class VerifyProbe(FactBase[ProbeData]):
     """DCGM diag level 1, the CDI spec, the GPU interconnect (`nvidia-smi topo -m`), and
     (given an image) a CDI GPU container."""
 
-    def command(self, runtime: str = "none", image: str | None = None) -> str:
+    def command(
+        self,
+        runtime: str = "none",
+        image: str | None = None,
+        plain_http: bool = False,
+        ca_file: str | None = None,
+    ) -> str:
         parts = [
             section_command(
                 "dcgm",
@@ -52,10 +58,20 @@ class VerifyProbe(FactBase[ProbeData]):
         if image and runtime in ("docker", "containerd"):
             img = shlex.quote(image)
             if runtime == "docker":
+                # docker reads the registry's scheme and CA from its own configuration
+                # (daemon.json, /etc/docker/certs.d), which mirror_client writes.
                 run = f"docker run --rm --device nvidia.com/gpu=all {img} nvidia-smi -L"
             else:
+                # ctr has no such configuration: plain HTTP only where the inventory says
+                # the registry is http, the site CA where it names one, TLS verified always
+                # (gpuprov.verify.node.container_gate_args decides which).
+                pull = "ctr image pull"
+                if plain_http:
+                    pull += " --plain-http"
+                elif ca_file:
+                    pull += f" --tlscacert {shlex.quote(ca_file)}"
                 run = (
-                    f"ctr image pull --plain-http {img} >/dev/null && "
+                    f"{pull} {img} >/dev/null && "
                     f"ctr run --rm --device nvidia.com/gpu=all {img} gpuprov-verify-$$ "
                     "nvidia-smi -L"
                 )

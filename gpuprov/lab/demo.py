@@ -225,11 +225,32 @@ def build_standin_repo(lab: Path) -> Path:
     repo = lab / "repo"
     stamp = lab / "repo.inputs"
     inputs = json.dumps(sorted(p.name for p in debs))
-    if not (repo / "dists").is_dir() or not stamp.is_file() or stamp.read_text() != inputs:
+    if (
+        not (repo / "dists").is_dir()
+        or not stamp.is_file()
+        or stamp.read_text() != inputs
+        or _expires_soon(repo / "dists" / REPO_SUITE / "Release")
+    ):
         publish_repo(debs, repo, suite=REPO_SUITE, key=key)
         stamp.write_text(inputs)
     key.export_public(lab / "repo-keyring.gpg")
     return repo
+
+
+def _expires_soon(release: Path) -> bool:
+    """True when the kept lab repository's Valid-Until is less than a week away (or
+    unreadable): publish again, as a site does with each bundle."""
+    from datetime import UTC, datetime, timedelta
+    from email.utils import parsedate_to_datetime
+
+    for line in release.read_text().splitlines() if release.is_file() else ():
+        if line.startswith("Valid-Until:"):
+            try:
+                until = parsedate_to_datetime(line.split(":", 1)[1].strip())
+            except (TypeError, ValueError):
+                return True
+            return until - datetime.now(UTC) < timedelta(days=7)
+    return not release.is_file()
 
 
 def runtime_debs(dest: Path) -> list[Path]:

@@ -25,6 +25,8 @@ import threading
 from collections import Counter
 from functools import partial
 
+from gpuprov.errors import ExitCode
+
 REFUSAL = (
     b"HTTP/1.0 503 Service Unavailable\r\n"
     b"Connection: close\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n"
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not os.path.isdir(args.directory):
         print(f"{args.directory}: error: not a directory", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     try:
         server = Server(
             (args.bind, args.port),
@@ -132,10 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     except OSError as exc:
         print(f"--bind: error: cannot listen on {args.bind}:{args.port}: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     with server:
         server.serve_forever()
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

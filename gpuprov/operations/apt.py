@@ -142,3 +142,60 @@ def deb822_source(
         host.noop(f"apt source {source_name} ({url} {suite}) is up to date")
         return
     yield "apt-get -q update"
+
+
+DPKG_LOCK_WAIT = 300  # seconds: long enough for a cut-off dpkg to finish, then give up
+
+
+def dpkg_configure_command(lock_wait: int = DPKG_LOCK_WAIT) -> str:
+    """`dpkg --configure -a`, retried while another dpkg or apt holds the lock, for at
+    most lock_wait seconds (dpkg itself never waits: it fails at once on a held lock)."""
+    return (
+        f"_end=$(( $(date +%s) + {int(lock_wait)} )); "
+        "while :; do "
+        "_out=$(DEBIAN_FRONTEND=noninteractive dpkg --force-confdef --force-confold "
+        "--configure -a 2>&1) && { printf '%s\\n' \"$_out\"; exit 0; }; "
+        'case "$_out" in *lock*) ;; *) printf \'%s\\n\' "$_out" >&2; exit 1 ;; esac; '
+        'if [ "$(date +%s)" -ge "$_end" ]; then '
+        f"echo \"gpuprov: dpkg's lock still held after {int(lock_wait)} s: see which "
+        "process holds it (lslocks | grep /var/lib/dpkg), let it finish or stop it, "
+        'then apply again" >&2; exit 1; fi; '
+        "sleep 2; done"
+    )
+
+
+@operation()
+def dpkg_recover(
+    interrupted: list[str] | None = None,
+    lock_holders: dict[int, str] | None = None,
+    lock_wait: int = DPKG_LOCK_WAIT,
+):
+    """
+    Finish an install an SSH drop or a kill cut short, before any new apt transaction.
+
+    + interrupted: packages `dpkg --audit` names (HostState.dpkg.interrupted)
+    + lock_holders: pid -> dpkg lock file still held (HostState.dpkg.lock_holders)
+    + lock_wait: seconds to wait for a held lock before failing, naming it
+
+    **Example:**
+
+    .. code:: python
+
+        dpkg_recover(interrupted=["nvidia-driver-580-open"], lock_holders={})
+    """
+    if not interrupted and not lock_holders:
+        host.noop("dpkg: no interrupted install, lock free")
+        return
+    yield dpkg_configure_command(lock_wait)
+
+
+def dpkg_recover_name(interrupted: list[str], lock_holders: dict[int, str]) -> str:
+    """What the plan and the output call the step: what was found and what runs."""
+    if interrupted:
+        named = ", ".join(interrupted[:5]) + (" ..." if len(interrupted) > 5 else "")
+        what = f"dpkg was interrupted ({named} not configured)"
+    elif lock_holders:
+        what = f"dpkg's lock is held by pid {', '.join(map(str, sorted(lock_holders)))}"
+    else:
+        return "dpkg: no interrupted install"
+    return f"{what}: dpkg --configure -a (waits up to {DPKG_LOCK_WAIT} s for the lock)"

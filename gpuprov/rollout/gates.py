@@ -141,10 +141,9 @@ class HealthGates:
     @staticmethod
     def _probe(pyhost, host: Host):
         from gpuprov.facts.verify_probe import VerifyProbe
+        from gpuprov.verify.node import container_gate_args
 
-        runtime = host.stack.container_runtime if host.stack else "none"
-        image = host.vars.get("gpuprov_verify_image")
-        probe = pyhost.get_fact(VerifyProbe, runtime=runtime, image=image)
+        probe = pyhost.get_fact(VerifyProbe, **container_gate_args(host))
         if probe is None:
             raise RuntimeError("no answer to the verify probe (host gone?)")
         return probe

@@ -10,6 +10,9 @@ host keys, the same known_hosts file the rest of gpuprov uses.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from gpuprov.inventory.hook_template import argv_if_plain, render_with, template
 from gpuprov.inventory.model import Host, RolloutPolicy
 
 OUTPUT_EXCERPT = 2000
+KILL_GRACE = 5.0  # seconds to collect output once a timed-out hook's group is killed
 
 
 @dataclass(frozen=True)
@@ -64,28 +68,53 @@ class LocalHookRunner:
     def run(self, template: str, host: Host) -> HookResult:
         command = render(template, host)
         try:
-            proc = subprocess.run(
-                self.argv(command),
-                capture_output=True,
-                text=True,
-                timeout=self.timeout,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                # Own session: a Ctrl-C on the terminal must not kill a half-done
-                # `kubectl drain`; the runner stops after the hooks in flight finish.
-                start_new_session=True,
-            )
-        except subprocess.TimeoutExpired as exc:
-            out = (
-                (exc.stdout or b"").decode(errors="replace")
-                if isinstance(exc.stdout, bytes)
-                else exc.stdout or ""
-            )
-            return HookResult(False, command, None, f"{out}\ntimed out after {self.timeout:.0f}s")
+            returncode, output = run_in_own_group(self.argv(command), self.timeout, self.cwd)
         except OSError as exc:
             return HookResult(False, command, None, str(exc))
-        output = (proc.stdout + proc.stderr).strip()
-        return HookResult(proc.returncode == 0, command, proc.returncode, output)
+        if returncode is None:
+            return HookResult(
+                False, command, None, f"{output}\ntimed out after {self.timeout:.0f}s"
+            )
+        return HookResult(returncode == 0, command, returncode, output.strip())
+
+
+def run_in_own_group(
+    argv: list[str], timeout: float, cwd: Path | None = None
+) -> tuple[int | None, str]:
+    """(exit code or None on timeout, stdout+stderr) of argv run in its own session.
+
+    Own session: a Ctrl-C on the terminal must not kill a half-done `kubectl drain`; the
+    runner stops after the hooks in flight finish. On timeout the whole process group is
+    killed, not only /bin/sh: a hook's children (a `kubectl` the shell started, anything
+    they forked) would otherwise go on draining or undraining after we reported failure,
+    and would hold the output pipes open, so we could not even return.
+    """
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        try:
+            out, err = proc.communicate(timeout=KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            # Something left the group (setsid) and holds our pipes: stop reading.
+            proc.kill()
+            out, err = b"", b"(output lost: a process outside the hook's group held it)"
+        text = (out or b"").decode(errors="replace") + (err or b"").decode(errors="replace")
+        return None, text
+    return proc.returncode, out.decode(errors="replace") + err.decode(errors="replace")
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group has exited already
+        os.killpg(pgid, signal.SIGKILL)
 
 
 class SSHHookRunner(LocalHookRunner):

@@ -11,6 +11,7 @@ store as it happens so a killed rollout resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 import threading
@@ -147,16 +148,18 @@ def run_rollout(
     progress: ProgressSink | None = None,
     resume: int | None = None,
     hosts: Mapping[str, Host] | None = None,
+    locked: bool = False,
 ) -> RolloutReport:
     """Run (or, with `resume=<rollout id>`, continue) a staged rollout.
 
-    Holds the store's lock for the whole run (LockedError if another rollout holds it).
+    Holds the store's lock for the whole run (LockedError if another rollout holds it);
+    `locked=True`: the caller already holds it (`apply` takes it before its first change).
     On resume the stored plan is used, not `plan`: hosts already `done` are not run again,
     hosts that were mid-run or failed are. `hosts` maps names to Host objects (default:
     `plan.host_objects`); a planned host missing from it counts as a failure of its wave.
     Returns a report; `report.exit_code` is 0, 4 (halted), 130 (interrupted) or 1.
     """
-    with store.lock():
+    with contextlib.nullcontext() if locked else store.lock():
         run = _Run(
             plan, policy, store, work, gate, hooks, approve, progress or NullProgress(), hosts
         )

@@ -30,7 +30,7 @@ from typing import Any
 from gpuprov.errors import LockedError
 from gpuprov.rollout.planner import RolloutPlan
 
-ROLLOUT_STATUSES = ("running", "completed", "halted", "interrupted", "failed")
+ROLLOUT_STATUSES = ("running", "completed", "halted", "interrupted", "failed", "abandoned")
 WAVE_STATUSES = ("pending", "running", "completed", "halted", "interrupted")
 HOST_STATUSES = (
     "pending",
@@ -44,6 +44,9 @@ HOST_STATUSES = (
 )
 IN_FLIGHT = ("draining", "running", "gating", "undraining")
 RESUMABLE = ("interrupted", "halted", "running")
+# A host whose last recorded run (skipped and never-started runs aside) ended in one of
+# these may still be drained: its drain hook ran and its undrain hook did not pass.
+MAYBE_DRAINED = (*IN_FLIGHT, "failed")
 ERROR_EXCERPT = 2000  # characters of stderr kept per failed host
 
 SCHEMA = """
@@ -84,6 +87,18 @@ CREATE TABLE IF NOT EXISTS host_runs (
 );
 CREATE INDEX IF NOT EXISTS rollouts_by_inventory ON rollouts(inventory, id);
 """
+
+
+PRIVATE = 0o600  # the state holds hook output (host names, scheduler messages): owner only
+
+
+def _make_private(path: Path) -> None:
+    """Create path (empty) mode 0600 if missing, else set 0600, whatever the umask."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE)
+    try:
+        os.fchmod(fd, PRIVATE)
+    finally:
+        os.close(fd)
 
 
 def default_state_path(inventory: Path) -> Path:
@@ -159,7 +174,8 @@ class RolloutLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE)
+        os.fchmod(fd, PRIVATE)  # whatever the umask, and for a file an older version made
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -225,6 +241,7 @@ class StateStore:
         self.inventory = Path(inventory).resolve()
         self._write = threading.Lock()  # the work callable reports steps from many threads
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _make_private(self.path)
         self.db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30
         )
@@ -236,6 +253,10 @@ class StateStore:
         # every transition: 3.4 ms each here vs 0.04 ms, about 0.5 s per 20 changed hosts.
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        for suffix in ("-wal", "-shm"):  # SQLite copies the database's mode; older files
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                _make_private(side)
 
     @classmethod
     def for_inventory(cls, inventory: Path, state: Path | None = None) -> StateStore:
@@ -399,6 +420,21 @@ class StateStore:
         """
         last = self.latest(inventory)
         return last if last is not None and last.status in RESUMABLE else None
+
+    def drained_hosts(self, inventory: Path | None = None) -> dict[str, str]:
+        """{host: its last status} for every host a rollout of this inventory may have left
+        drained: the last run that touched it (not skipped, not still pending) stopped
+        after its drain and before a successful undrain. Such a host is never "converged":
+        what the deploys find on it says nothing about the scheduler having it back."""
+        inv = str(Path(inventory).resolve() if inventory else self.inventory)
+        rows = self.db.execute(
+            "SELECT h.host, h.status FROM host_runs h JOIN rollouts r ON r.id = h.rollout_id"
+            " WHERE r.inventory=? AND h.status NOT IN ('skipped', 'pending')"
+            " ORDER BY h.rollout_id",
+            (inv,),
+        )
+        last = {r["host"]: r["status"] for r in rows}  # later rollouts overwrite earlier
+        return {h: s for h, s in last.items() if s in MAYBE_DRAINED}
 
     def status(self, rollout_id: int) -> RolloutStatus | None:
         row = self.db.execute("SELECT * FROM rollouts WHERE id=?", (rollout_id,)).fetchone()

@@ -11,7 +11,7 @@ pyinfra never decides membership: the State holds exactly the wave's hosts
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,16 +35,19 @@ class Targets:
     blocked: dict[str, str] = field(default_factory=dict)
 
 
-def split(hosts: Sequence[Host], plan: Plan) -> Targets:
+def split(hosts: Sequence[Host], plan: Plan, drained: Collection[str] = ()) -> Targets:
     """Sort the selected hosts by what the dry run found. A GPU host that was refused,
     unreachable or whose facts failed in the dry run is in no wave (`blocked`): the
     operator has its reasons now, and in a wave it would only fail and eat `max_fail`.
     An infrastructure host that is not ready stays in `infra`, where it fails and so
-    stops the rollout before any GPU host is touched."""
+    stops the rollout before any GPU host is touched. A GPU host an earlier rollout left
+    drained (`drained`) is never converged: only a wave (gates, then undrain) gives it
+    back."""
     out = Targets()
     for host in hosts:
         hp = plan.hosts.get(host.name)
         converged = hp is not None and hp.ready and not hp.changes
+        converged = converged and not (host.role == "gpu" and host.name in drained)
         if host.role != "gpu":
             if not converged:
                 out.infra.append(host)

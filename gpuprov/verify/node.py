@@ -170,6 +170,44 @@ def _container(report: NodeReport, me: Host, probe: ProbeData) -> None:
         )
 
 
+# A registry reference: host[:port]/path[:tag][@sha256:digest] (what ctr and docker take).
+_IMAGE = re.compile(
+    r"(?P<registry>[A-Za-z0-9.-]+(?::[0-9]{1,5})?)/[a-z0-9]+(?:[._/-][a-z0-9]+)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?P<digest>@sha256:[0-9a-f]{64})?"
+)
+
+
+def container_gate_args(me: Host) -> dict[str, object]:
+    """VerifyProbe's container arguments for host `me`: its test image (host var
+    `gpuprov_verify_image`, pulled by digest when it names one) and how to reach the
+    registry: plain HTTP only when `gpuprov_mirror_client.registry_scheme` is http and the
+    image is on that registry; `registry_ca` (a CA file on the host) for an https
+    registry with a site CA. Raises ValueError (the gate then fails, saying why) for an
+    image reference that is not one."""
+    image = me.vars.get("gpuprov_verify_image")
+    runtime = me.stack.container_runtime if me.stack else "none"
+    if not image:
+        return {"runtime": runtime, "image": None}
+    m = _IMAGE.fullmatch(str(image))
+    if m is None:
+        raise ValueError(
+            f"gpuprov_verify_image {image!r} is not an image reference "
+            "(registry[:port]/name[:tag][@sha256:<64 hex>])"
+        )
+    mirror = me.vars.get("gpuprov_mirror_client") or {}
+    on_mirror = isinstance(mirror, dict) and mirror.get("registry") == m.group("registry")
+    scheme = mirror.get("registry_scheme", "http") if on_mirror else "https"
+    ca = mirror.get("registry_ca") if on_mirror else None
+    if ca is not None and not re.fullmatch(r"/[A-Za-z0-9._/-]+", str(ca)):
+        raise ValueError(f"gpuprov_mirror_client.registry_ca {ca!r} is not an absolute path")
+    return {
+        "runtime": runtime,
+        "image": str(image),
+        "plain_http": scheme == "http",
+        "ca_file": str(ca) if ca else None,
+    }
+
+
 def probe_hosts(session, hosts: dict[str, Host]) -> dict[str, ProbeData | str]:
     """VerifyProbe on every connected host in parallel, each with its own runtime and
     test image; a failure is that host's one-line error string."""
@@ -179,12 +217,9 @@ def probe_hosts(session, hosts: dict[str, Host]) -> dict[str, ProbeData | str]:
     state = session.state
 
     def one(name: str) -> ProbeData | str:
-        me = hosts[name]
-        runtime = me.stack.container_runtime if me.stack else "none"
-        image = me.vars.get("gpuprov_verify_image")
         try:
             return state.inventory.get_host(name).get_fact(
-                VerifyProbe, runtime=runtime, image=image
+                VerifyProbe, **container_gate_args(hosts[name])
             )
         except Exception as exc:  # this host's problem only
             lines = str(exc).strip().splitlines()

@@ -139,3 +139,18 @@ def test_dash_o_always_means_the_output_format():
     assert "gpuprov lab inventory" not in seen and "gpuprov inventory import" not in seen
     for printing in ("plan", "facts", "verify", "rollout status", "mirror list", "repo publish"):
         assert f"gpuprov {printing}" in seen
+
+
+def test_exit_codes_are_named():
+    """Every exit code a command chooses is an ExitCode member, never a bare number."""
+    import re
+    from pathlib import Path
+
+    cli = Path(__file__).resolve().parents[2] / "cli"
+    literal = re.compile(r"abort\([^()]*,\s*\d+\s*\)|Abort\(\s*\d+\s*\)|return\s+(?:2|70)\b")
+    found = [
+        f"{p.relative_to(cli)}: {m.group(0)}"
+        for p in cli.rglob("*.py")
+        for m in literal.finditer(p.read_text())
+    ]
+    assert found == []

@@ -145,3 +145,23 @@ def test_broken_deb_is_bad_input_naming_the_file(tmp_path):
     assert pub.stderr.startswith(f"{broken}: error: not a readable .deb:"), pub.stderr
     assert "Traceback" not in pub.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["debs", "keys"]
+
+
+def test_keygen_expires_and_extend_key_renews(tmp_path):
+    home, keyring = tmp_path / "keys", tmp_path / "site.gpg"
+    made = gpuprov("repo", "keygen", "--home", home, "--name", "t", "--email", "t@t.invalid")
+    assert made.returncode == 0, made.stderr
+    assert ", expires 20" in made.stdout  # two years by default, not never
+    bad = gpuprov("repo", "extend-key", "--home", home, "--expire", "soon", "--export", keyring)
+    assert bad.returncode == 2 and "invalid key expiry 'soon'" in bad.stderr
+    ext = gpuprov("repo", "extend-key", "--home", home, "--expire", "3y", "--export", keyring)
+    assert ext.returncode == 0, ext.stderr
+    assert "now expires 20" in ext.stdout and keyring.is_file()
+    make_deb(tmp_path, "hello")
+    pub = gpuprov(
+        "repo", "publish", tmp_path / "debs", "--to", tmp_path / "r", "--suite", "s",
+        "--key-home", home,
+    )  # fmt: skip
+    assert pub.returncode == 0, pub.stderr
+    assert "valid until" in pub.stdout
+    assert "Valid-Until:" in (tmp_path / "r/dists/s/Release").read_text()

@@ -106,9 +106,14 @@ class Apt:
     root: Path
 
     def configure(self, url: str, keyring: Path, suite: str = "stable") -> None:
-        for sub in ("lists/partial", "archives/partial", "cache", "trusted.d"):
+        for sub in ("lists/partial", "archives/partial", "cache", "trusted.d", "conf.d"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "status").touch()
+        # Read before /etc/apt/apt.conf.d, and points that away: a build machine's
+        # `Acquire::Check-Valid-Until "false"` there must not weaken the apt under test.
+        (self.root / "apt.conf").write_text(
+            f'Dir::Etc::Parts "{self.root / "conf.d"}";\nDir::Etc::Main "/dev/null";\n'
+        )
         (self.root / "test.sources").write_text(deb822_source(url, suite, ["main"], str(keyring)))
 
     def options(self) -> list[str]:
@@ -140,7 +145,11 @@ class Apt:
             capture_output=True,
             text=True,
             timeout=60,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"},
+            env={
+                "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                "LC_ALL": "C.UTF-8",
+                "APT_CONFIG": str(self.root / "apt.conf"),
+            },
         )
 
 

@@ -3,14 +3,15 @@ the signed repository and refuse every tampered or wrongly-keyed variant."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from gpuprov.aptrepo import publish_repo, verify_repo
 
-DATE = datetime(2026, 1, 1, tzinfo=UTC)
+# Recent: the Release is valid for 90 days after its Date (publish's default Valid-Until).
+DATE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
 
 @pytest.fixture

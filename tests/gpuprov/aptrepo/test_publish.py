@@ -36,8 +36,9 @@ def test_publishing_twice_gives_identical_indexes(tmp_path, debs, key):
     publish_repo(debs, tmp_path / "c", suite="stable", key=key, date=DATE + timedelta(days=1))
     release_a = (tmp_path / "a/dists/stable/Release").read_text().splitlines()
     release_c = (tmp_path / "c/dists/stable/Release").read_text().splitlines()
-    assert [ln for ln in release_a if not ln.startswith("Date:")] == [
-        ln for ln in release_c if not ln.startswith("Date:")
+    dated = ("Date:", "Valid-Until:")
+    assert [ln for ln in release_a if not ln.startswith(dated)] == [
+        ln for ln in release_c if not ln.startswith(dated)
     ]
     assert "Date: Thu, 01 Jan 2026 12:30:00 UTC" in release_a
 
@@ -104,7 +105,7 @@ def test_republish_replaces_atomically_and_leaves_nothing_behind(tmp_path, debs,
     publish_repo(debs[1:], out, suite="stable", key=key, date=DATE)
     assert not (out / "pool/main/a").exists()  # the old tree is gone, not merged
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
-    assert verify_repo(out, keyring) == []
+    assert verify_repo(out, keyring, now=DATE) == []
 
 
 def test_failed_publish_keeps_previous_repository(tmp_path, debs, key, keyring):
@@ -156,7 +157,7 @@ def test_components_by_mapping(tmp_path, debs, key, keyring):
         "libgamma1": "extra",
     }
     assert (tmp_path / "r/pool/extra/libg/libgamma1/libgamma1_0.1_amd64.deb").is_file()
-    assert verify_repo(tmp_path / "r", keyring) == []
+    assert verify_repo(tmp_path / "r", keyring, now=DATE) == []
 
 
 def test_verify_reports_unlisted_and_orphan_files(tmp_path, debs, key, keyring):
@@ -164,7 +165,9 @@ def test_verify_reports_unlisted_and_orphan_files(tmp_path, debs, key, keyring):
     publish_repo(debs, root, suite="stable", key=key, date=DATE)
     (root / "dists/stable/main/binary-amd64/Packages.bz2").write_bytes(b"sneaky")
     (root / "pool/main/x.deb").write_bytes(b"orphan")
-    problems = {(Path(p.location.file).name, p.severity) for p in verify_repo(root, keyring)}
+    problems = {
+        (Path(p.location.file).name, p.severity) for p in verify_repo(root, keyring, now=DATE)
+    }
     assert problems == {("Packages.bz2", "error"), ("x.deb", "warning")}
 
 
@@ -172,5 +175,5 @@ def test_verify_reports_a_renamed_suite_folder(tmp_path, debs, key, keyring):
     root = tmp_path / "r"
     publish_repo(debs, root, suite="stable", key=key, date=DATE)
     (root / "dists/stable").rename(root / "dists/testing")
-    problems = [p.message for p in verify_repo(root, keyring)]
+    problems = [p.message for p in verify_repo(root, keyring, now=DATE)]
     assert problems == ["Suite/Codename in Release do not name 'testing'"]

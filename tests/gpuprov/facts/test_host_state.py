@@ -25,7 +25,7 @@ from gpuprov.parsers.system import parse_os_release
 
 SECTIONS = {
     "os-release", "kernel", "headers", "secureboot", "nouveau", "lspci", "nvidia-module",
-    "nvswitch", "packages", "holds", "df", "nvidia-smi", "services", "cdi", "cuda",
+    "nvswitch", "packages", "holds", "df", "dpkg", "nvidia-smi", "services", "cdi", "cuda",
 }  # fmt: skip
 
 
@@ -63,6 +63,7 @@ def test_runs_on_this_machine(shell):
     assert set(split_sections(out)) == SECTIONS
     d = parse_host_state(out)
     assert d.problems == []
+    assert d.dpkg is not None and d.dpkg.clean  # this machine has no interrupted install
     assert d.os == parse_os_release(Path("/etc/os-release").read_text())
     assert d.kernel == os.uname().release
     assert d.headers_present == (

@@ -124,3 +124,30 @@ def test_lock_names_holder_and_is_free_after_release(store: StateStore):
     assert lock.holder() is None and not lock.held
     with store.lock() as again:
         assert again.held
+
+
+def test_state_db_and_lock_are_owner_only_whatever_the_umask(inventory: Path):
+    """Issue 13, item 21: the state holds hook output; it must not follow a 0022/0000 umask."""
+    path = default_state_path(inventory)
+    old = os.umask(0)
+    try:
+        store = StateStore.for_inventory(inventory)
+        store.create_rollout(PLAN)  # writes the WAL
+        with store.lock():
+            lock = store.path.with_name(store.path.name + ".lock")
+            modes = {
+                p.name: p.stat().st_mode & 0o777
+                for p in (path, lock, path.with_name(path.name + "-wal"))
+            }
+        store.close()
+    finally:
+        os.umask(old)
+    assert set(modes.values()) == {0o600}, modes
+
+
+def test_existing_world_readable_state_is_made_private(inventory: Path):
+    path = default_state_path(inventory)
+    StateStore.for_inventory(inventory).close()
+    path.chmod(0o644)
+    StateStore.for_inventory(inventory).close()
+    assert path.stat().st_mode & 0o777 == 0o600

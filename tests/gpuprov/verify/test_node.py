@@ -175,3 +175,66 @@ def test_probe_reads_the_topology_section() -> None:
     missing = "@@gpuprov:begin topo\n\n@@gpuprov:end topo 127\n"
     assert VerifyProbe().process(missing.splitlines()).topology_rc is None
     assert "nvidia-smi topo -m" in VerifyProbe().command()
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def run_probe_with_recording_ctr(tmp_path: Path, args: dict) -> list[str]:
+    """Run the probe's command in a real shell with a `ctr` that records its arguments
+    (this machine has no containerd); the ctr argv lines, in order."""
+    import os
+    import re
+    import subprocess
+
+    log = tmp_path / "ctr.argv"
+    ctr = tmp_path / "bin" / "ctr"
+    ctr.parent.mkdir(parents=True)
+    ctr.write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    ctr.chmod(0o755)
+    cmd = VerifyProbe().command(**args)
+    env = {**os.environ, "PATH": f"{ctr.parent}:{os.environ['PATH']}"}
+    subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=True, env=env)
+    # the container's name carries the shell's pid: make it stable for comparison
+    return [re.sub(r"gpuprov-verify-[0-9]+", "gpuprov-verify-PID", ln) for ln in
+            log.read_text().splitlines()]  # fmt: skip
+
+
+def test_container_gate_uses_the_registry_scheme_ca_and_digest(tmp_path: Path) -> None:
+    """Issue 13, item 11: the gate pulled with --plain-http whatever the registry's scheme."""
+    from gpuprov.verify.node import container_gate_args
+
+    ca = "/usr/local/share/ca-certificates/site.crt"
+    mirror = {"registry": "mirror01:5000", "registry_scheme": "https", "registry_ca": ca}
+    image = f"mirror01:5000/nvidia/cuda:13.0-base@{DIGEST}"
+    host = gpu_host(gpuprov_verify_image=image, gpuprov_mirror_client=mirror)
+    args = container_gate_args(host)
+    assert args == {"runtime": "containerd", "image": image, "plain_http": False, "ca_file": ca}
+    assert run_probe_with_recording_ctr(tmp_path / "https", args) == [
+        f"image pull --tlscacert {ca} {image}",  # TLS verified against the site CA, by digest
+        f"run --rm --device nvidia.com/gpu=all {image} gpuprov-verify-PID nvidia-smi -L",
+    ]
+    # An http registry (as the inventory says): plain HTTP for it, and only for it.
+    mirror = {"registry": "mirror01:5000", "registry_scheme": "http"}
+    host = gpu_host(gpuprov_verify_image="mirror01:5000/cuda:13", gpuprov_mirror_client=mirror)
+    pulls = run_probe_with_recording_ctr(tmp_path / "http", container_gate_args(host))
+    assert pulls[0] == "image pull --plain-http mirror01:5000/cuda:13"
+    host = gpu_host(gpuprov_verify_image="nvcr.io/nvidia/cuda:13", gpuprov_mirror_client=mirror)
+    pulls = run_probe_with_recording_ctr(tmp_path / "other", container_gate_args(host))
+    assert pulls[0] == "image pull nvcr.io/nvidia/cuda:13"  # another registry: https, verified
+
+
+def test_container_gate_refuses_what_is_not_an_image_reference() -> None:
+    import pytest
+
+    from gpuprov.verify.node import container_gate_args
+
+    for bad in ("mirror01:5000/cuda:13; touch /tmp/x", "mirror01:5000/cuda:13\n",
+                f"mirror01:5000/cuda@sha256:{'ab' * 31}"):  # fmt: skip
+        with pytest.raises(ValueError, match="not an image reference"):
+            container_gate_args(gpu_host(gpuprov_verify_image=bad))
+    mirror = {"registry": "m:5000", "registry_scheme": "https", "registry_ca": "ca.crt; id"}
+    with pytest.raises(ValueError, match="registry_ca"):
+        container_gate_args(
+            gpu_host(gpuprov_verify_image="m:5000/c:1", gpuprov_mirror_client=mirror)
+        )
