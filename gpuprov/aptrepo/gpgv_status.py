@@ -47,7 +47,8 @@ REMEDY = {
 class Signature:
     status: str = ""  # the final status keyword ("" when gpgv gave none)
     key: str = ""  # long key id or fingerprint as gpgv named it
-    fingerprint: str = ""  # from VALIDSIG
+    fingerprint: str = ""  # from VALIDSIG: the signing (sub)key
+    primary: str = ""  # from VALIDSIG: its primary key, when gpgv names it
     digest: int | None = None  # VALIDSIG hash algorithm id
     no_pubkey: bool = False
 
@@ -96,6 +97,7 @@ def parse_status(text: str) -> tuple[list[Signature], list[str]]:
         elif word == "VALIDSIG" and sigs and len(args) >= 8:
             sigs[-1].fingerprint = args[0]
             sigs[-1].digest = int(args[7]) if args[7].isdigit() else None
+            sigs[-1].primary = args[9] if len(args) > 9 and _HEX.fullmatch(args[9]) else ""
         elif word in ("NODATA", "FAILURE", "BADARMOR", "UNEXPECTED"):
             other.append(f"{word} {' '.join(args)}".strip())
     return sigs, other

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gpuprov.aptrepo import gpgv_status
 from gpuprov.aptrepo.keys import load_key
 from gpuprov.errors import GpuprovError, InputError, Location, Problem
 
@@ -381,19 +382,6 @@ def sign_manifest(
     return key.fingerprint
 
 
-# Status keywords that refuse a signature outright (gpg's doc/DETAILS).
-REFUSING_STATUS = {
-    "BADSIG": "bad signature (the manifest was changed after signing)",
-    "ERRSIG": "signature could not be checked",
-    "EXPSIG": "signature has expired",
-    "EXPKEYSIG": "signed by an expired key",
-    "REVKEYSIG": "signed by a revoked key",
-    "NO_PUBKEY": "signed by a key that is not in the keyring",
-    "NODATA": "no signature data",
-    "BADARMOR": "damaged signature armor",
-}
-
-
 def verify_signature(bundle_dir: Path, keyring: Path) -> str:
     """Check DIR/manifest.json.asc over DIR/manifest.json against keyring only (binary
     or armored). Returns the signing primary key's fingerprint; raises SignatureError."""
@@ -431,27 +419,23 @@ def verify_signature(bundle_dir: Path, keyring: Path) -> str:
 
 
 def parse_gpgv_status(returncode: int, status: str, stderr: str = "") -> str:
-    """Read every [GNUPG:] line: exactly one signature, GOODSIG and VALIDSIG present, no
-    refusing keyword. Returns VALIDSIG's primary-key fingerprint."""
-    words = [ln.split()[1:] for ln in status.splitlines() if ln.startswith("[GNUPG:] ")]
-    words = [w for w in words if w]
-    refused = [w for w in words if w[0] in REFUSING_STATUS]
-    # ERRSIG accompanies the more telling NO_PUBKEY; name the specific reason first.
-    refused.sort(key=lambda w: w[0] == "ERRSIG")
-    if refused:
-        w = refused[0]
-        key = f" (key {w[1]})" if len(w) > 1 else ""
-        raise SignatureError(f"{MANIFEST}: {REFUSING_STATUS[w[0]]}{key}")
-    if sum(1 for w in words if w[0] == "NEWSIG") > 1:
+    """Judge gpgv's status output as the apt repositories are judged (gpgv_status: every
+    signature good, by a key in the keyring, with a strong digest), plus exactly one
+    signature. Returns the signing primary key's fingerprint."""
+    sigs, _ = gpgv_status.parse_status(status)
+    if len(sigs) > 1:
         raise SignatureError(f"{SIGNATURE}: holds more than one signature")
-    good = [w for w in words if w[0] == "GOODSIG"]
-    valid = [w for w in words if w[0] == "VALIDSIG"]
-    if returncode != 0 or len(good) != 1 or len(valid) != 1:
+    if sigs and sigs[0].status == "ERRSIG" and sigs[0].no_pubkey:
+        raise SignatureError(
+            f"{MANIFEST}: signed by a key that is not in the keyring ({sigs[0].key})"
+        )
+    problem = gpgv_status.judge(returncode, status)
+    if problem is not None:
+        raise SignatureError(f"{MANIFEST}: {problem}")
+    if not sigs:
         last = stderr.strip().splitlines()[-1:] or ["no valid signature"]
         raise SignatureError(f"{MANIFEST}: signature not good: {last[0]}")
-    fields = valid[0]
-    # VALIDSIG <fpr> <date> <ts> <expire> <ver> <reserved> <pkalgo> <hashalgo> <class> <primary>
-    return fields[10] if len(fields) > 10 else fields[1]
+    return sigs[0].primary or sigs[0].fingerprint
 
 
 def _binary_keyring(keyring: Path, home: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,21 @@ def test_changed_manifest_refused(make_bundle, site_key):
         layout.verify_signature(root, site_key.keyring)
 
 
+def test_weak_digest_signature_refused(make_bundle, site_key):
+    """A manifest signed with SHA1 (a real gpg signature) is refused, as apt refuses a
+    SHA1-signed Release: the bundle and its apt repositories are judged alike."""
+    root = make_bundle()
+    subprocess.run(
+        ["gpg", "--homedir", str(site_key.key.home), "--batch", "--yes", "--pinentry-mode",
+         "loopback", "--local-user", f"{site_key.key.fingerprint}!", "--digest-algo", "SHA1",
+         "--armor", "--detach-sign", "--output", str(root / layout.SIGNATURE),
+         str(root / layout.MANIFEST)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    with pytest.raises(layout.SignatureError, match="weak digest SHA1"):
+        layout.verify_signature(root, site_key.keyring)
+
+
 def test_missing_signature_refused(make_bundle, site_key):
     root = make_bundle()
     (root / layout.SIGNATURE).unlink()
@@ -185,7 +201,7 @@ def test_missing_signature_refused(make_bundle, site_key):
         ("[GNUPG:] NEWSIG\n[GNUPG:] EXPKEYSIG ABCD someone\n", "expired key"),
         ("[GNUPG:] NEWSIG\n[GNUPG:] REVKEYSIG ABCD someone\n", "revoked key"),
         ("[GNUPG:] ERRSIG ABCD 22 10 00 1 9\n", "could not be checked"),
-        ("[GNUPG:] NEWSIG\n[GNUPG:] GOODSIG ABCD x\n", "not good"),  # no VALIDSIG
+        ("[GNUPG:] NEWSIG\n[GNUPG:] GOODSIG ABCD x\n", "without VALIDSIG"),
     ],
 )
 def test_gpgv_status_refusals(status, expected):
@@ -194,10 +210,12 @@ def test_gpgv_status_refusals(status, expected):
 
 
 def test_two_signatures_refused():
-    one = "[GNUPG:] NEWSIG\n[GNUPG:] GOODSIG A x\n[GNUPG:] VALIDSIG " + "A " * 9 + "P\n"
+    # VALIDSIG <fpr> <date> <ts> <expire> <ver> <reserved> <pkalgo> <hashalgo> <class> <primary>
+    validsig = "[GNUPG:] VALIDSIG " + "A" * 40 + " 2026-11-29 1 0 4 0 22 10 00 " + "B" * 40
+    one = f"[GNUPG:] NEWSIG\n[GNUPG:] GOODSIG {'A' * 16} x\n{validsig}\n"
     with pytest.raises(layout.SignatureError, match="more than one"):
         layout.parse_gpgv_status(0, one + one)
-    assert layout.parse_gpgv_status(0, one) == "P"
+    assert layout.parse_gpgv_status(0, one) == "B" * 40
 
 
 def test_differential_carries_only_changes(make_bundle, tmp_path):
