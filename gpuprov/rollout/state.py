@@ -166,6 +166,9 @@ class RolloutStatus:
         }
 
 
+HOLDER_WAIT_S = 5.0  # how long a refused locker waits for the holder's pid to appear
+
+
 class RolloutLock:
     """An exclusive flock on `<db>.lock`, with the holder's pid and start time inside."""
 
@@ -179,7 +182,7 @@ class RolloutLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = self._read_holder(fd)
+            holder = self._wait_for_holder(fd)
             os.close(fd)
             raise LockedError(
                 f"another rollout using {self.path.with_suffix('')} is running ({holder}); "
@@ -191,12 +194,21 @@ class RolloutLock:
         self._fd = fd
 
     @staticmethod
-    def _read_holder(fd: int) -> str:
+    def _read_holder(fd: int) -> str | None:
         try:
             data = json.loads(os.pread(fd, 4096, 0) or b"{}")
             return f"pid {data['pid']}, started {data['started']}"
         except (ValueError, KeyError, OSError):
-            return "holder unknown"
+            return None
+
+    @classmethod
+    def _wait_for_holder(cls, fd: int) -> str:
+        # The holder writes its pid just after taking the lock (and a released lock file is
+        # emptied), so an empty file means "being written": look again, briefly.
+        deadline = time.monotonic() + HOLDER_WAIT_S
+        while (holder := cls._read_holder(fd)) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return holder or "holder unknown"
 
     def holder(self) -> str | None:
         """Who holds the lock right now ("pid N, started T"), or None when nobody does."""
@@ -208,7 +220,7 @@ class RolloutLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                return self._read_holder(fd)
+                return self._wait_for_holder(fd)
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None
         finally:
@@ -216,7 +228,8 @@ class RolloutLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            # Unlock before closing; the content is left (harmless, overwritten next time).
+            # Emptied before unlocking: a stale pid must never name the next holder.
+            os.ftruncate(self._fd, 0)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

@@ -8,7 +8,7 @@ import pytest
 
 from gpuprov.errors import LockedError
 from gpuprov.rollout.planner import RolloutPlan, Wave
-from gpuprov.rollout.state import ERROR_EXCERPT, StateStore, default_state_path
+from gpuprov.rollout.state import ERROR_EXCERPT, RolloutLock, StateStore, default_state_path
 
 PLAN = RolloutPlan(
     waves=(Wave(0, "canary", ("a",), True), Wave(1, "wave 1", ("b", "c"))),
@@ -151,3 +151,36 @@ def test_existing_world_readable_state_is_made_private(inventory: Path):
     path.chmod(0o644)
     StateStore.for_inventory(inventory).close()
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_refused_locker_names_a_holder_still_writing_its_pid(tmp_path: Path):
+    """A second apply that hits the lock in the instant between the holder's flock and its
+    pid write used to report "holder unknown" (seen in CI with two concurrent applies)."""
+    import fcntl
+    import json
+    import threading
+    import time
+
+    path = tmp_path / "state.db.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the holder: locked, nothing written yet
+
+    def write_pid_late() -> None:
+        time.sleep(0.3)
+        os.pwrite(fd, json.dumps({"pid": 424242, "started": "now"}).encode(), 0)
+
+    writer = threading.Thread(target=write_pid_late)
+    writer.start()
+    try:
+        with pytest.raises(LockedError, match="pid 424242, started now"):
+            RolloutLock(path).acquire()
+    finally:
+        writer.join()
+        os.close(fd)
+
+
+def test_a_released_lock_names_no_stale_holder(tmp_path: Path):
+    lock = RolloutLock(tmp_path / "state.db.lock")
+    lock.acquire()
+    lock.release()
+    assert (tmp_path / "state.db.lock").read_bytes() == b""  # the next holder writes its own
