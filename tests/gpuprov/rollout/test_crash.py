@@ -145,6 +145,9 @@ def test_second_rollout_is_locked_out_and_kill_9_frees_the_lock(support, invento
     log = tmp_path / "log"
     proc = start(inventory, log, "--hosts", "4", "--sleep", "5")
     wait_for(lambda: any(s in IN_FLIGHT for s in host_rows(inventory).values()))
+    # Frozen, it holds the lock however long the checks below take on a loaded machine
+    # (running, it could finish its 4 hosts and release the lock before the second try).
+    proc.send_signal(signal.SIGSTOP)
     assert f"running (pid {proc.pid}" in status_text(inventory)
     hosts = support.make_hosts(4)
     policy = support.hook_policy(log, canary=1)
@@ -159,6 +162,10 @@ def test_second_rollout_is_locked_out_and_kill_9_frees_the_lock(support, invento
     assert len(store.history()) == 1  # the refused rollout recorded nothing
 
     kill(proc, signal.SIGKILL)
+    # The OS frees the lock once every process holding it is gone; a child caught between
+    # fork and exec still shares the lock's open file until its exec, so wait (bounded).
+    lock_path = Path(f"{default_state_path(inventory)}.lock")
+    wait_for(lambda: RolloutLock(lock_path).holder() is None)
     with store.lock() as lock:
         assert lock.held
 
