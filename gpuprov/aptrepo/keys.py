@@ -40,7 +40,7 @@ def _gpg(home: Path, args: list[str], action: str, *, input: bytes | None = None
     except subprocess.TimeoutExpired:
         raise GpgError(action, "timed out after 300 s") from None
     finally:
-        _stop_agent(home)
+        stop_agent(home)
     if proc.returncode != 0:
         raise GpgError(action, proc.stderr.decode(errors="replace"))
     return proc.stdout
@@ -61,7 +61,7 @@ def _agent_pid(home: Path) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _stop_agent(home: Path) -> None:
+def stop_agent(home: Path) -> None:
     """Stop the gpg-agent that gpg started on demand for home, and wait until it is gone.
 
     `gpgconf --kill` only asks: it returns while the agent still runs (and may still own
