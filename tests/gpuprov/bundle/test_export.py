@@ -143,7 +143,14 @@ def test_kill_9_mid_export_then_resume_copies_only_the_rest(make_bundle, fat32, 
     journal = fat32 / m.JOURNAL
 
     def far_enough() -> bool:
-        return journal.exists() and journal.read_text().count("\n") > 40
+        try:
+            return journal.read_text().count("\n") > 40
+        except FileNotFoundError:
+            return False
+        except PermissionError:
+            # fusefat (where the kernel has no vfat) refuses to read a file that the
+            # export is in the middle of appending to: look again after it moves on
+            return False
 
     # Look only while the export is frozen: a loaded machine could otherwise let it run
     # from "41 chunks" to "finished" between the look and the kill.
