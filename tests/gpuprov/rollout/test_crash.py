@@ -181,10 +181,23 @@ def test_second_rollout_is_locked_out_and_kill_9_frees_the_lock(support, invento
 @pytest.mark.parametrize("gevent", [False, True])
 def test_sigint_marks_interrupted_and_exits_130(support, inventory, tmp_path, gevent):
     log = tmp_path / "log"
-    proc = start(inventory, log, "--hosts", "8", "--sleep", "0.5", gevent=gevent)
-    wait_for(lambda: sum(s == "done" for s in host_rows(inventory).values()) >= 1
-             and any(s in IN_FLIGHT for s in host_rows(inventory).values()))  # fmt: skip
-    rc = kill(proc, signal.SIGINT)
+    # 2 s a host: a loaded machine that keeps this process off the CPU for a while must
+    # not miss every mid-wave moment (0.5 s ones were missed, and the rollout finished).
+    proc = start(inventory, log, "--hosts", "8", "--sleep", "2", gevent=gevent)
+
+    def mid_wave() -> bool:
+        rows = host_rows(inventory).values()
+        return sum(s == "done" for s in rows) >= 1 and any(s in IN_FLIGHT for s in rows)
+
+    # Freeze, confirm, then interrupt: the signal lands at the moment we checked.
+    while True:
+        wait_for(mid_wave, 120, proc)
+        proc.send_signal(signal.SIGSTOP)
+        if mid_wave():
+            break
+        proc.send_signal(signal.SIGCONT)
+    proc.send_signal(signal.SIGINT)  # pending while stopped, delivered on SIGCONT
+    rc = kill(proc, signal.SIGCONT)
     assert rc == ExitCode.INTERRUPTED
     store = StateStore.for_inventory(inventory)
     record = store.latest_resumable()
