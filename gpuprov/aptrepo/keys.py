@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,8 @@ ALGORITHMS = ("ed25519", "rsa3072")
 # A site key that never expires stays trusted by every client forever, even after it
 # leaks; two years, extended in place (extend_key) long before, keeps one keyring in use.
 DEFAULT_KEY_EXPIRE = "2y"
+# Bounds the agent's start-up and shutdown; generous, as a loaded machine is slow.
+AGENT_TIMEOUT_S = 60
 _EXPIRE = re.compile(r"0|[1-9][0-9]{0,3}[dwmy]?|[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -37,19 +40,60 @@ def _gpg(home: Path, args: list[str], action: str, *, input: bytes | None = None
     except subprocess.TimeoutExpired:
         raise GpgError(action, "timed out after 300 s") from None
     finally:
-        _stop_agent(home)
+        stop_agent(home)
     if proc.returncode != 0:
         raise GpgError(action, proc.stderr.decode(errors="replace"))
     return proc.stdout
 
 
-def _stop_agent(home: Path) -> None:
-    # gpg starts gpg-agent on demand and leaves it running; stop it by its home.
-    subprocess.run(
-        ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
-        capture_output=True,
-        check=False,
-    )
+def _agent_pid(home: Path) -> int | None:
+    """The pid of the gpg-agent serving home, or None when none runs (never starts one)."""
+    try:
+        proc = subprocess.run(
+            ["gpg-connect-agent", "--homedir", str(home), "--no-autostart", "getinfo pid", "/bye"],
+            capture_output=True,
+            check=False,
+            timeout=AGENT_TIMEOUT_S,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(rb"^D ([0-9]{1,10})$", proc.stdout, re.MULTILINE)
+    return int(found.group(1)) if found else None
+
+
+def stop_agent(home: Path) -> None:
+    """Stop the gpg-agent that gpg started on demand for home, and wait until it is gone.
+
+    `gpgconf --kill` only asks: it returns while the agent still runs (and may still own
+    its socket). The next gpg call then connected to the dying agent and failed ("No
+    agent running", "End of file"), or started a second agent whose socket the first one
+    unlinked on its way out; a busy machine stretched that window. So wait, bounded, for
+    the process itself to exit.
+    """
+    pid = _agent_pid(home)
+    try:
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+            capture_output=True,
+            check=False,
+            timeout=AGENT_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return
+    if pid is None:
+        return
+    deadline = time.monotonic() + AGENT_TIMEOUT_S
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _running(pid: int) -> bool:
+    # A zombie has closed its sockets already; whoever reaps it may take its time.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
 
 
 def _prepare_home(home: Path) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +100,30 @@ def test_protected_key_signs_only_with_its_passphrase(tmp_path, debs, keyring):
     from gpuprov.aptrepo import verify_repo
 
     assert verify_repo(tmp_path / "r", site_keyring) == []
+
+
+def _live_agents(home: Path) -> list[int]:
+    """Pids of gpg-agent processes serving home that have not exited (zombies excluded)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            continue
+        if b"gpg-agent" in argv[0] and str(home).encode() in argv and state not in "ZX":
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_no_agent_outlives_a_gpg_call(tmp_path):
+    """Each call returns only once its gpg-agent is gone: a dying agent that still held
+    its socket made the next call fail on a loaded machine ("No agent running")."""
+    key = generate_key(tmp_path / "home", "agent", "agent@gpuprov.invalid")
+    assert _live_agents(key.home) == []
+    (tmp_path / "f").write_text("x\n")
+    for _ in range(10):
+        key.clearsign(tmp_path / "f", tmp_path / "f.asc")
+        assert _live_agents(key.home) == []
+        assert load_key(key.home).fingerprint == key.fingerprint
+        assert _live_agents(key.home) == []

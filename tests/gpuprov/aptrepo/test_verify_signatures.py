@@ -13,6 +13,7 @@ import pytest
 
 from gpuprov.aptrepo import SigningKey, generate_key, publish_repo, verify_repo
 from gpuprov.aptrepo.gpgv_status import judge, parse_status
+from gpuprov.aptrepo.keys import stop_agent
 
 PAST = "20200101T000000"  # key creation and signing time for the expired cases
 
@@ -24,7 +25,7 @@ def gpg(home: Path, *args: str) -> None:
         capture_output=True,
         timeout=120,
     )
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+    stop_agent(home)  # and wait until it is gone: the next call must not meet it dying
 
 
 def make_key(home: Path, *, created: str | None = None, expire: str = "0") -> Path:
@@ -201,7 +202,7 @@ def test_second_signature_by_a_key_outside_the_keyring_is_ignored(repo, keyring,
             check=True, capture_output=True,
         ).stdout  # fmt: skip
         # that export started an agent on the session key's home: stop it (no daemon left)
-        subprocess.run(["gpgconf", "--homedir", str(key.home), "--kill", "gpg-agent"], check=False)
+        stop_agent(key.home)
         subprocess.run(["gpg", "--homedir", str(other), "--batch", "--import"], input=secret,
                        check=True, capture_output=True)  # fmt: skip
         fprs = [key.fingerprint, *second]

@@ -141,10 +141,27 @@ def test_kill_9_mid_export_then_resume_copies_only_the_rest(make_bundle, fat32, 
            str(root), "--to", str(fat32), "--chunk-size", str(CHUNK), "--threads", "1"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = fat32 / m.JOURNAL
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if journal.exists() and journal.read_text().count("\n") > 40:
+
+    def far_enough() -> bool:
+        try:
+            return journal.read_text().count("\n") > 40
+        except FileNotFoundError:
+            return False
+        except PermissionError:
+            # fusefat (where the kernel has no vfat) refuses to read a file that the
+            # export is in the middle of appending to: look again after it moves on
+            return False
+
+    # Look only while the export is frozen: a loaded machine could otherwise let it run
+    # from "41 chunks" to "finished" between the look and the kill.
+    deadline = time.monotonic() + 300
+    while True:
+        assert proc.poll() is None, "the export finished before it could be killed"
+        proc.send_signal(signal.SIGSTOP)
+        if far_enough():
             break
+        proc.send_signal(signal.SIGCONT)
+        assert time.monotonic() < deadline, "the export wrote no 40 chunks in 300 s"
         time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)

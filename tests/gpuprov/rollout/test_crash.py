@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -39,12 +40,16 @@ def start(inventory: Path, log: Path, *args: str, gevent: bool = False) -> subpr
     )
 
 
-def wait_for(predicate, timeout: float = 30.0):
+def wait_for(predicate, timeout: float = 30.0, proc: subprocess.Popen | None = None):
+    """predicate() once true; proc: the rollout process that must make it true, whose
+    early exit fails at once, with its stderr."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"rollout process exited {proc.returncode}: {proc.stderr.read()}")
         time.sleep(0.02)
     raise AssertionError("condition not reached")
 
@@ -54,7 +59,9 @@ def host_rows(inventory: Path) -> dict[str, str]:
     if not db.exists():
         return {}
     try:
-        with sqlite3.connect(db, timeout=5) as con:
+        # closed at once (a `with connect()` block only commits): a poll every 20 ms must
+        # not keep a reader on the file the rollout process is setting up
+        with closing(sqlite3.connect(db, timeout=5)) as con:
             return dict(con.execute("SELECT host, status FROM host_runs"))
     except sqlite3.OperationalError:  # schema not created yet
         return {}
@@ -144,7 +151,11 @@ def test_kill_9_mid_wave_then_resume_reruns_no_completed_host(
 def test_second_rollout_is_locked_out_and_kill_9_frees_the_lock(support, inventory, tmp_path):
     log = tmp_path / "log"
     proc = start(inventory, log, "--hosts", "4", "--sleep", "5")
-    wait_for(lambda: any(s in IN_FLIGHT for s in host_rows(inventory).values()))
+    # (a loaded machine may take long to start Python and import the engine)
+    wait_for(lambda: any(s in IN_FLIGHT for s in host_rows(inventory).values()), 120, proc)
+    # Frozen, it holds the lock however long the checks below take on a loaded machine
+    # (running, it could finish its 4 hosts and release the lock before the second try).
+    proc.send_signal(signal.SIGSTOP)
     assert f"running (pid {proc.pid}" in status_text(inventory)
     hosts = support.make_hosts(4)
     policy = support.hook_policy(log, canary=1)
@@ -159,6 +170,10 @@ def test_second_rollout_is_locked_out_and_kill_9_frees_the_lock(support, invento
     assert len(store.history()) == 1  # the refused rollout recorded nothing
 
     kill(proc, signal.SIGKILL)
+    # The OS frees the lock once every process holding it is gone; a child caught between
+    # fork and exec still shares the lock's open file until its exec, so wait (bounded).
+    lock_path = Path(f"{default_state_path(inventory)}.lock")
+    wait_for(lambda: RolloutLock(lock_path).holder() is None)
     with store.lock() as lock:
         assert lock.held
 
@@ -166,10 +181,23 @@ def test_second_rollout_is_locked_out_and_kill_9_frees_the_lock(support, invento
 @pytest.mark.parametrize("gevent", [False, True])
 def test_sigint_marks_interrupted_and_exits_130(support, inventory, tmp_path, gevent):
     log = tmp_path / "log"
-    proc = start(inventory, log, "--hosts", "8", "--sleep", "0.5", gevent=gevent)
-    wait_for(lambda: sum(s == "done" for s in host_rows(inventory).values()) >= 1
-             and any(s in IN_FLIGHT for s in host_rows(inventory).values()))  # fmt: skip
-    rc = kill(proc, signal.SIGINT)
+    # 2 s a host: a loaded machine that keeps this process off the CPU for a while must
+    # not miss every mid-wave moment (0.5 s ones were missed, and the rollout finished).
+    proc = start(inventory, log, "--hosts", "8", "--sleep", "2", gevent=gevent)
+
+    def mid_wave() -> bool:
+        rows = host_rows(inventory).values()
+        return sum(s == "done" for s in rows) >= 1 and any(s in IN_FLIGHT for s in rows)
+
+    # Freeze, confirm, then interrupt: the signal lands at the moment we checked.
+    while True:
+        wait_for(mid_wave, 120, proc)
+        proc.send_signal(signal.SIGSTOP)
+        if mid_wave():
+            break
+        proc.send_signal(signal.SIGCONT)
+    proc.send_signal(signal.SIGINT)  # pending while stopped, delivered on SIGCONT
+    rc = kill(proc, signal.SIGCONT)
     assert rc == ExitCode.INTERRUPTED
     store = StateStore.for_inventory(inventory)
     record = store.latest_resumable()
