@@ -15,11 +15,13 @@ dies, so a killed rollout leaves no stale lock to clean up by hand.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -93,12 +95,27 @@ PRIVATE = 0o600  # the state holds hook output (host names, scheduler messages):
 
 
 def _make_private(path: Path) -> None:
-    """Create path (empty) mode 0600 if missing, else set 0600, whatever the umask."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE)
+    """Create path (empty) mode 0600 if missing, else set 0600, whatever the umask.
+
+    An existing file is never opened: closing any descriptor of a file drops every POSIX
+    lock this process holds on it, and SQLite's WAL locks on the database and its -shm
+    are such locks. With them gone, another process's reader took itself for the last
+    connection and truncated the -shm under our mapping: the rollout died of SIGBUS."""
     try:
-        os.fchmod(fd, PRIVATE)
-    finally:
-        os.close(fd)
+        st = os.lstat(path)
+    except FileNotFoundError:
+        try:  # a new file: this process holds no lock on it yet
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE)
+        except FileExistsError:  # made meanwhile by another process
+            st = os.lstat(path)
+        else:
+            os.fchmod(fd, PRIVATE)
+            os.close(fd)
+            return
+    if stat.S_ISLNK(st.st_mode):
+        raise OSError(errno.ELOOP, "refusing a symlink for the rollout state", str(path))
+    if stat.S_IMODE(st.st_mode) != PRIVATE:
+        os.chmod(path, PRIVATE)
 
 
 def default_state_path(inventory: Path) -> Path:

@@ -54,13 +54,18 @@ class ShellWork:
         fail: set[str] = frozenset(),
         sleep: float = 0.0,
         silent: set[str] = frozenset(),
+        stagger: float = 0.0,
     ):
         self.log, self.fail, self.sleep, self.silent = log, set(fail), sleep, set(silent)
+        # the n-th host of a wave sleeps n * stagger longer: its hosts finish one by one,
+        # leaving a wide "some done, some still running" moment for the crash tests
+        self.stagger = stagger
 
-    def one(self, host: Host, report) -> HostResult:
+    def one(self, host: Host, report, extra: float = 0.0) -> HostResult:
         report(host.name, "install driver")
         q = shlex.quote
-        script = f"echo work-start {q(host.name)} >> {q(str(self.log))}; sleep {self.sleep}; "
+        seconds = self.sleep + extra
+        script = f"echo work-start {q(host.name)} >> {q(str(self.log))}; sleep {seconds}; "
         if host.name in self.fail:
             script += "echo 'E: Unable to locate package nvidia-driver-580' >&2; exit 100"
         else:
@@ -76,7 +81,9 @@ class ShellWork:
             results = dict(
                 zip(
                     [h.name for h in hosts],
-                    pool.map(lambda h: self.one(h, report), hosts),
+                    pool.map(
+                        lambda ih: self.one(ih[1], report, ih[0] * self.stagger), enumerate(hosts)
+                    ),  # fmt: skip
                     strict=True,
                 )
             )
@@ -116,6 +123,7 @@ def main() -> int:
     ap.add_argument("log", type=Path)
     ap.add_argument("--hosts", type=int, default=8)
     ap.add_argument("--sleep", type=float, default=0.3)
+    ap.add_argument("--stagger", type=float, default=0.0)
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
     hosts = make_hosts(args.hosts)
@@ -130,7 +138,7 @@ def main() -> int:
         plan,
         policy,
         store,
-        work=ShellWork(args.log, sleep=args.sleep),
+        work=ShellWork(args.log, sleep=args.sleep, stagger=args.stagger),
         gate=ShellGate(args.log),
         hooks=LocalHookRunner(),
         resume=resume,

@@ -104,7 +104,10 @@ def test_kill_9_mid_wave_then_resume_reruns_no_completed_host(
     support, inventory, tmp_path, when, gevent
 ):
     log = tmp_path / "log"
-    proc = start(inventory, log, "--hosts", "8", "--sleep", "0.4", gevent=gevent)
+    # Staggered hosts finish one by one: with equal sleeps a wave's hosts finished together
+    # and "5 done, some running" lasted milliseconds (missed under load).
+    proc = start(inventory, log, "--hosts", "8", "--sleep", "0.4", "--stagger", "0.5",
+                 gevent=gevent)  # fmt: skip
 
     def mid_wave() -> bool:
         rows = host_rows(inventory).values()
@@ -113,7 +116,7 @@ def test_kill_9_mid_wave_then_resume_reruns_no_completed_host(
     # Freeze the process, then confirm it is still mid-wave, so a loaded machine cannot
     # move it past the moment we meant to kill it.
     while True:
-        wait_for(mid_wave)
+        wait_for(mid_wave, timeout=120, proc=proc)
         proc.send_signal(signal.SIGSTOP)
         if mid_wave():
             break

@@ -184,3 +184,33 @@ def test_a_released_lock_names_no_stale_holder(tmp_path: Path):
     lock.acquire()
     lock.release()
     assert (tmp_path / "state.db.lock").read_bytes() == b""  # the next holder writes its own
+
+
+def _posix_locks_on(path: Path) -> list[str]:
+    """This process's POSIX (fcntl) locks on path, from /proc/locks."""
+    st = path.stat()
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    return [
+        line
+        for line in Path("/proc/locks").read_text().splitlines()
+        if " POSIX " in line and f" {os.getpid()} " in line and inode in line
+    ]
+
+
+def test_opening_the_store_keeps_sqlite_locks(tmp_path: Path):
+    """Opening a store must not open and close the database's files behind SQLite: closing
+    any descriptor of a file drops all of this process's POSIX locks on it, SQLite's WAL-index
+    locks included. A reader elsewhere then took itself for the last connection, truncated
+    the -shm under the rollout's mapping, and the rollout died of SIGBUS mid-wave (seen under
+    load in test_crash). SQLite holds a lock on -shm for as long as it is connected."""
+    (tmp_path / "state.db-shm").touch(mode=0o644)  # as an older version left it
+    store = StateStore(tmp_path / "state.db", tmp_path / "inv.yaml")
+    store.db.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    try:
+        assert _posix_locks_on(tmp_path / "state.db-shm"), "SQLite's -shm lock was dropped"
+        for suffix in ("", "-wal", "-shm"):
+            side = tmp_path / f"state.db{suffix}"
+            if side.exists():
+                assert side.stat().st_mode & 0o777 == 0o600, suffix
+    finally:
+        store.close()
