@@ -16,7 +16,33 @@ Only a signature by a key outside the keyring (NO_PUBKEY) is ignored beside a go
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+
+GPGV_TIMEOUT = 120  # seconds; gpgv on a Release or a manifest takes milliseconds
+
+
+class GpgvUnavailable(Exception):
+    """gpgv is not installed or did not finish: no verdict at all."""
+
+
+def run(keyring: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+    """gpgv against `keyring` only (a binary keyring; an empty throwaway home, so no user or
+    system keyring is ever consulted), with its status lines on stdout for `judge`."""
+    if shutil.which("gpgv") is None:
+        raise GpgvUnavailable("gpgv not found (install the gpgv package)")
+    with tempfile.TemporaryDirectory(prefix="gpuprov-gpgv-") as home:
+        argv = ["gpgv", "--homedir", home, "--status-fd", "1", "--keyring", str(keyring.absolute())]
+        try:
+            return subprocess.run(
+                [*argv, *args], capture_output=True, text=True, check=False, timeout=GPGV_TIMEOUT
+            )
+        except subprocess.TimeoutExpired:
+            raise GpgvUnavailable(f"gpgv did not finish in {GPGV_TIMEOUT} s") from None
+
 
 # RFC 4880 9.4 hash algorithm ids that no signature should rely on any more.
 WEAK_DIGESTS = {1: "MD5", 2: "SHA1", 3: "RIPEMD160"}

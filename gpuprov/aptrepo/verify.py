@@ -13,14 +13,13 @@ import gzip
 import hashlib
 import lzma
 import os
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path, PurePosixPath
 
+from gpuprov.aptrepo import gpgv_status
 from gpuprov.aptrepo.deb822 import parse_paragraphs
 from gpuprov.aptrepo.debfile import hash_file
 from gpuprov.aptrepo.gpgv_status import judge
@@ -29,33 +28,14 @@ from gpuprov.errors import Location, Problem
 SIGNATURE_FILES = {"Release", "InRelease", "Release.gpg"}
 TOP_LEVEL = {"dists", "pool"}  # all a repository serves; anything else is refused
 STRONG = ("sha256", "sha512")  # a file covered only by MD5Sum is as good as unlisted
-GPGV_TIMEOUT = 60
 
 
 def _gpgv(keyring: Path, args: list[str]) -> tuple[bool, str]:
     """(good signature, why not). Good: gpgv_status.judge found every signature good."""
-    if shutil.which("gpgv") is None:
-        return False, "gpgv not found (install the gpgv package)"
-    with tempfile.TemporaryDirectory(prefix="gpuprov-gpgv-") as home:
-        try:
-            proc = subprocess.run(
-                [
-                    "gpgv",
-                    "--homedir",
-                    home,
-                    "--status-fd",
-                    "1",
-                    "--keyring",
-                    str(keyring.absolute()),
-                    *args,
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=GPGV_TIMEOUT,
-            )
-        except subprocess.TimeoutExpired:
-            return False, f"gpgv did not finish in {GPGV_TIMEOUT} s"
+    try:
+        proc = gpgv_status.run(keyring, args)
+    except gpgv_status.GpgvUnavailable as e:
+        return False, str(e)
     problem = judge(proc.returncode, proc.stdout)
     if problem is None:
         return True, ""

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
 import subprocess
 import tempfile
@@ -391,30 +390,12 @@ def verify_signature(bundle_dir: Path, keyring: Path) -> str:
             raise SignatureError(f"{path}: missing (or not a regular file)")
     if not keyring.is_file():
         raise InputError([Problem(Location(str(keyring)), "keyring not found")])
-    if shutil.which("gpgv") is None:
-        raise SignatureError("gpgv not found (install the gpgv package)")
-    with tempfile.TemporaryDirectory(prefix="gpuprov-gpgv-") as home:
-        ring = _binary_keyring(keyring, Path(home))
+    with tempfile.TemporaryDirectory(prefix="gpuprov-keyring-") as tmp:
+        ring = _binary_keyring(keyring, Path(tmp))
         try:
-            proc = subprocess.run(
-                [
-                    "gpgv",
-                    "--homedir",
-                    home,
-                    "--status-fd",
-                    "1",
-                    "--keyring",
-                    str(ring),
-                    str(signature),
-                    str(manifest),
-                ],  # fmt: skip
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=120,
-            )
-        except subprocess.TimeoutExpired:
-            raise SignatureError("gpgv timed out after 120 s") from None
+            proc = gpgv_status.run(ring, [str(signature), str(manifest)])
+        except gpgv_status.GpgvUnavailable as e:
+            raise SignatureError(str(e)) from None
     return parse_gpgv_status(proc.returncode, proc.stdout, proc.stderr)
 
 
