@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path, PurePosixPath
 
-from gpuprov.aptrepo import gpgv_status
 from gpuprov.aptrepo.deb822 import parse_paragraphs
 from gpuprov.aptrepo.debfile import hash_file
-from gpuprov.aptrepo.gpgv_status import judge
+from gpuprov.aptrepo.gpgv_status import GpgvUnavailable, judge
+from gpuprov.aptrepo.gpgv_status import run as run_gpgv
 from gpuprov.errors import Location, Problem
 
 SIGNATURE_FILES = {"Release", "InRelease", "Release.gpg"}
@@ -33,8 +33,8 @@ STRONG = ("sha256", "sha512")  # a file covered only by MD5Sum is as good as unl
 def _gpgv(keyring: Path, args: list[str]) -> tuple[bool, str]:
     """(good signature, why not). Good: gpgv_status.judge found every signature good."""
     try:
-        proc = gpgv_status.run(keyring, args)
-    except gpgv_status.GpgvUnavailable as e:
+        proc = run_gpgv(keyring, args)
+    except GpgvUnavailable as e:
         return False, str(e)
     problem = judge(proc.returncode, proc.stdout)
     if problem is None:
