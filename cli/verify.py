@@ -117,9 +117,9 @@ def _verify_mirrors(
     unreachable: list,
 ) -> None:
     """Each mirror host's services, checked from here against what its bundle carries."""
+    from gpuprov.bundle.catalog import CatalogError, parse_catalog, read_bundle_dir
     from gpuprov.inventory.model import MirrorRef
     from gpuprov.verify.mirror import mirror_verdict
-    from gpuprov.verify.mirror_catalog import CatalogError, parse_catalog, read_bundle_dir
 
     catalogs: dict[str, object] = {}
     if bundle is not None:

@@ -9,7 +9,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
-CURRENT = "/srv/gpuprov/current"  # gpuprov.verify.mirror_catalog.CURRENT
+CURRENT = "/srv/gpuprov/current"  # gpuprov.bundle.catalog.CURRENT
 FILES = {"manifest": "manifest.json", "index": "oci/index.json"}
 LIMITS = {"manifest": 64 * 1024 * 1024, "index": 8 * 1024 * 1024}
 

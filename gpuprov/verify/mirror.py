@@ -23,13 +23,16 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpuprov.aptrepo.gpgv_status import GpgvUnavailable, judge, parse_status
 from gpuprov.aptrepo.gpgv_status import run as run_gpgv
 from gpuprov.inventory.model import Host, MirrorRef
-from gpuprov.verify.mirror_catalog import MirrorCatalog
 from gpuprov.verify.node import NodeReport
 from gpuprov.verify.verdicts import Check, HostVerdict
+
+if TYPE_CHECKING:  # verify sits below bundle (bundle -> deploys -> verify): type only
+    from gpuprov.bundle.catalog import MirrorCatalog
 
 TIMEOUT_S = 10.0  # per request: a mirror on the site network answers in milliseconds
 MAX_INRELEASE = 16 * 1024 * 1024

@@ -19,15 +19,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from mirror_services import IMAGE_REF, MODEL, build_bundle, free_port, missing_tools, start_services  # noqa: E402
 
-from gpuprov.inventory.model import Host, MirrorRef, SSHSettings  # noqa: E402
-from gpuprov.verify.mirror import mirror_verdict  # noqa: E402
-from gpuprov.verify.mirror_catalog import (  # noqa: E402
+from gpuprov.bundle.catalog import (  # noqa: E402
     CatalogError,
     CatalogImage,
     parse_catalog,
     read_bundle_dir,
     served_name,
 )
+from gpuprov.inventory.model import Host, MirrorRef, SSHSettings  # noqa: E402
+from gpuprov.verify.mirror import mirror_verdict  # noqa: E402
 
 if missing_tools():
     pytest.skip(
