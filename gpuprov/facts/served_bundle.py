@@ -28,7 +28,8 @@ class ServedBundle(FactBase[dict]):
                 f"if [ -f {path} ] && [ ! -L {path} ]; then printf '{name} '; "
                 f"head -c {LIMITS[name] + 1} {path} | base64 -w0; echo; fi"
             )
-        return "; ".join(parts) + "; true"
+        # A last line always: pyinfra answers `default()` for empty output, not process().
+        return "; ".join(parts) + "; echo end"
 
     def process(self, output: list[str]) -> dict:
         out: dict = {"manifest": None, "index": None, "too_large": []}

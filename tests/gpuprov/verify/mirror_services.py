@@ -36,13 +36,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
+def wait_port(
+    port: int, proc: subprocess.Popen, log: Path, timeout: float = 30.0, address: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"exited {proc.returncode}: {log.read_text()[-2000:]}")
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            if s.connect_ex((address, port)) == 0:
                 return
         time.sleep(0.05)
     raise RuntimeError(f"port {port} not open after {timeout} s: {log.read_text()[-2000:]}")
@@ -104,6 +106,8 @@ class Services:
     apt_port: int
     registry_port: int
     models_port: int
+    address: str = "127.0.0.1"
+    prefix: list[str] = field(default_factory=list)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
 
@@ -125,14 +129,21 @@ class Services:
 def _start(services: Services, name: str, argv: list[str], work: Path, port: int) -> None:
     log = work / f"{name}.log"
     handle = log.open("w")
+    argv = [*services.prefix, *argv]
     proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     handle.close()
     services.procs[name], services.logs[name] = proc, log
-    wait_port(port, proc, log)
+    wait_port(port, proc, log, address=services.address)
 
 
-def start_services(bundle: Path, work: Path) -> Services:
-    s = Services(free_port(), free_port(), free_port())
+def start_services(
+    bundle: Path, work: Path, address: str = "127.0.0.1", netns: str | None = None
+) -> Services:
+    """The three services on `address`; in network namespace `netns` when given (a light
+    host's: then they answer at that host's address, as on a real mirror host)."""
+    s = Services(free_port(), free_port(), free_port(), address=address)
+    if netns:
+        s.prefix = ["ip", "netns", "exec", netns]
     try:
         # nginx the way the mirror host runs it: static files, no autoindex, loopback only.
         prefix = work / "nginx"
@@ -146,7 +157,7 @@ def start_services(bundle: Path, work: Path) -> Services:
             f"  client_body_temp_path {prefix}/body; proxy_temp_path {prefix}/proxy;\n"
             f"  fastcgi_temp_path {prefix}/fcgi; uwsgi_temp_path {prefix}/uwsgi; scgi_temp_path {prefix}/scgi;\n"
             "  types { text/plain InRelease; }\n  default_type application/octet-stream;\n"
-            f"  server {{ listen 127.0.0.1:{s.apt_port}; root {bundle / 'apt'}; autoindex off; }}\n"
+            f"  server {{ listen {address}:{s.apt_port}; root {bundle / 'apt'}; autoindex off; }}\n"
             "}\n"
         )
         _start(
@@ -159,7 +170,7 @@ def start_services(bundle: Path, work: Path) -> Services:
 
         (work / "registry.yml").write_text(
             f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {work / 'registry'}\n"
-            f"http:\n  addr: 127.0.0.1:{s.registry_port}\n"
+            f"http:\n  addr: {address}:{s.registry_port}\n"
         )
         _start(
             s,
@@ -171,18 +182,20 @@ def start_services(bundle: Path, work: Path) -> Services:
         subprocess.run(
             ["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
              f"oci:{bundle / 'oci'}:{IMAGE_REF}",
-             f"docker://127.0.0.1:{s.registry_port}/gpuprov-test/tiny:1.0"],
+             f"docker://{address}:{s.registry_port}/gpuprov-test/tiny:1.0"],
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
 
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         argv = [sys.executable, "-m", "gpuprov.cli", "mirror", "serve", "--store", str(bundle / "models"),
-                "--host", "127.0.0.1", "--port", str(s.models_port)]  # fmt: skip
+                "--host", address, "--port", str(s.models_port)]  # fmt: skip
         log = work / "models.log"
         with log.open("w") as handle:
-            proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen(
+                [*s.prefix, *argv], stdout=handle, stderr=subprocess.STDOUT, env=env
+            )
         s.procs["models"], s.logs["models"] = proc, log
-        wait_port(s.models_port, proc, log)
+        wait_port(s.models_port, proc, log, address=address)
     except BaseException:
         s.stop_all()
         raise
