@@ -128,7 +128,8 @@ groups:
         upstream.terminate()
         upstream.wait(timeout=10)
         log.close()
-    media = work / "media"
+    media = work / "media"  # a mounted stick stands in as a directory
+    media.mkdir()
     export_bundle(out, media)
     index = json.loads((out / "oci/index.json").read_text())
     return {
