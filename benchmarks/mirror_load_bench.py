@@ -11,6 +11,9 @@ HTTP clients doing what apt does: InRelease, Packages, Packages.gz and Packages.
 .debs, then one Range request (apt's resume), every body checked against the published
 file's sha256 (or its bytes). Registry clients: `GET /v2/`, the manifest (digest checked),
 then one blob (`GET /v2/NAME/blobs/sha256:...`, digest checked), spread over the layers.
+Each HTTP client connects from its own loopback address (127.0.x.y), as each GPU host
+has its own: the mirror's nginx caps connections per client address. The servers and
+their configuration: benchmarks/mirror_load_servers.py.
 
 Settings (environment):
 
@@ -91,11 +94,17 @@ async def fetch(session, url: str, want: srv.Served | bytes, tally: Tally, **hea
         tally.errors.append(f"{url}: {size} bytes, sha256 {digest.hexdigest()} != {expected}")
 
 
-def session(limit: int = 1):
+def client_address(i: int) -> str:
+    """Each HTTP client its own loopback address, as each GPU host has its own: the
+    mirror's nginx caps connections per client address (limit_conn per_client)."""
+    return f"127.0.{1 + i // 250}.{1 + i % 250}"
+
+
+def session(i: int):
     import aiohttp
 
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=limit, force_close=False),
+        connector=aiohttp.TCPConnector(limit=1, local_addr=(client_address(i), 0)),
         timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S),
         auto_decompress=False,
     )
@@ -103,7 +112,7 @@ def session(limit: int = 1):
 
 async def http_apt_client(i: int, url: str, apt: srv.AptContent, debs: int) -> Tally:
     tally = Tally()
-    async with session() as s:
+    async with session(i) as s:
         for index in apt.indexes:
             await fetch(s, url + index.path, index, tally)
         picks = [apt.debs[(i * debs + k) % len(apt.debs)] for k in range(debs)]
@@ -168,7 +177,7 @@ async def apt_load(url: str, apt: srv.AptContent, work: Path, clients: int, real
 
 async def blob_client(i: int, url: str, image: srv.ImageContent) -> Tally:
     tally = Tally()
-    async with session() as s:
+    async with session(i) as s:
         await fetch(s, f"{url}/v2/", b"{}", tally)  # the registry's API version check
         await fetch(s, url + image.manifest.path, image.manifest, tally, Accept=srv.OCI_MANIFEST)
         blob = image.blobs[i % len(image.blobs)]
@@ -183,10 +192,18 @@ async def blob_load(url: str, image: srv.ImageContent, clients: int) -> Tally:
     return total
 
 
-def timed(coro) -> tuple[float, Tally]:
+@dataclass
+class Run:
+    seconds: float
+    tally: Tally
+    server_cpu: float  # CPU seconds the server process(es) spent in this run
+
+
+def timed(coro, server: int) -> Run:
+    cpu = srv.cpu_seconds(server)
     started = time.perf_counter()
     tally = asyncio.run(coro)
-    return time.perf_counter() - started, tally
+    return Run(time.perf_counter() - started, tally, srv.cpu_seconds(server) - cpu)
 
 
 def raise_open_files() -> int:
@@ -214,63 +231,73 @@ def main() -> int:
     print(f"mirror load benchmark: {apt_clients} apt clients ({apt_real} real apt-get), "
           f"{blob_clients} blob pulls, {rounds} rounds, open files {nofile} ({work})")  # fmt: skip
     procs: list[subprocess.Popen[bytes]] = []
-    registry = srv.Registry(work)
+    mirror = srv.Mirror(work)
     try:
+        work.chmod(0o755)  # nginx workers run unprivileged
+        apt_dir = Path(mirror.bundle.apt)
+        apt_dir.mkdir(parents=True)
+        apt = srv.make_apt_repo(apt_dir, cache_dir() / "debs", work / "gnupg")
+        srv.make_image(work, ensure_rootfs(), dirs, Path(mirror.bundle.oci))
+        image = mirror.fill_registry()
+        srv.readable(work / "srv")
+        mirror.start()
         www = work / "www"
         www.mkdir()
-        apt = srv.make_apt_repo(www, cache_dir() / "debs", work / "gnupg")
-        layout = srv.make_image(work, ensure_rootfs(), dirs)
-        image = registry.fill(layout)
-        srv.registry_tree(www, registry, image)
-        mirror, mirror_url = srv.start_nginx(work, srv.MIRROR_SITE, "mirror", www)
-        procs.append(mirror)
-        default, default_url = srv.start_nginx(work, srv.DEFAULT_NGINX, "default", www)
+        srv.baseline_tree(www, mirror, image)
+        srv.readable(www)
+        default, default_url = srv.start_default_nginx(work, www)
         procs.append(default)
+        mirror_url = mirror.apt_url
         print(f"  apt repo: {len(apt.debs)} .debs, {sum(d.size for d in apt.debs) / 2**20:.0f} MiB; "
               f"image: {len(image.blobs)} blobs, {sum(b.size for b in image.blobs) / 2**20:.0f} MiB")  # fmt: skip
         # One warm-up pass each, so no server pays for the first disk read.
-        timed(apt_load(mirror_url, apt, work, 20, 1, apt_debs))
-        timed(blob_load(registry.url, image, len(image.blobs)))
+        nginx_pid, registry_pid = (p.pid for p in mirror.procs)
+        timed(apt_load(mirror_url, apt, work, 20, 1, apt_debs), nginx_pid)
+        timed(blob_load(mirror.registry_url, image, len(image.blobs)), registry_pid)
 
-        runs: dict[str, list[tuple[float, Tally]]] = {k: [] for k in
-            ("apt mirror", "apt nginx", "blob registry", "blob nginx")}  # fmt: skip
+        servers = {"apt mirror": nginx_pid, "apt nginx": default.pid,
+                   "blob registry": registry_pid, "blob nginx": default.pid}  # fmt: skip
+        runs: dict[str, list[Run]] = {k: [] for k in servers}
         for r in range(rounds):
             pairs = [
                 [("apt mirror", apt_load(mirror_url, apt, work, apt_clients, apt_real, apt_debs)),
                  ("apt nginx", apt_load(default_url, apt, work, apt_clients, apt_real, apt_debs))],
-                [("blob registry", blob_load(registry.url, image, blob_clients)),
+                [("blob registry", blob_load(mirror.registry_url, image, blob_clients)),
                  ("blob nginx", blob_load(default_url, image, blob_clients))],
             ]  # fmt: skip
             for pair in pairs:
                 for name, coro in pair if r % 2 == 0 else pair[::-1]:
-                    runs[name].append(timed(coro))
+                    runs[name].append(timed(coro, servers[name]))
+        print(f"  journal stand-in: {mirror.journal_lines} access-log lines received from nginx")
         return report(runs, rounds, apt_clients, blob_clients)
     finally:
         for proc in procs:
             srv.stop(proc)
-        registry.stop()
+        mirror.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report(runs: dict[str, list[tuple[float, Tally]]], rounds: int, apt_clients: int,
-           blob_clients: int) -> int:  # fmt: skip
+def report(runs: dict[str, list[Run]], rounds: int, apt_clients: int, blob_clients: int) -> int:
     errors = 0
-    rate: dict[str, tuple[float, float]] = {}
+    rate: dict[str, tuple[float, float, float]] = {}
     for name, results in runs.items():
-        errs = [e for _, t in results for e in t.errors]
+        errs = [e for run in results for e in run.tally.errors]
         errors += len(errs)
         for line in errs[:5]:
             print(f"  error ({name}): {line}", file=sys.stderr)
-        mib = [t.bytes / 2**20 / s for s, t in results]
-        rps = [t.requests / s for s, t in results]
-        rate[name] = (statistics.median(mib), statistics.median(rps))
-        print(f"  {name:14s} median {rate[name][0]:7.0f} MiB/s {rate[name][1]:7.0f} req/s  "
-              f"errors {len(errs)}  (MiB/s runs: {', '.join(f'{v:.0f}' for v in mib)})")  # fmt: skip
+        mib = [run.tally.bytes / 2**20 / run.seconds for run in results]
+        rps = [run.tally.requests / run.seconds for run in results]
+        # Server CPU per GiB served: its cost, whatever else the machine was doing.
+        cpu = [run.server_cpu / (run.tally.bytes / 2**30) for run in results]
+        rate[name] = (statistics.median(mib), statistics.median(rps), statistics.median(cpu))
+        print(f"  {name:14s} median {rate[name][0]:6.0f} MiB/s {rate[name][1]:6.0f} req/s  "
+              f"server {rate[name][2]:5.2f} CPU s/GiB  errors {len(errs)}  "
+              f"(MiB/s runs: {', '.join(f'{v:.0f}' for v in mib)})")  # fmt: skip
 
     def ratio(a: str, b: str) -> float:
         """Median over rounds of a's throughput over b's in the same round."""
-        values = [(ta.bytes / sa) / (tb.bytes / sb)
-                  for (sa, ta), (sb, tb) in zip(runs[a], runs[b], strict=True)]  # fmt: skip
+        values = [(ra.tally.bytes / ra.seconds) / (rb.tally.bytes / rb.seconds)
+                  for ra, rb in zip(runs[a], runs[b], strict=True)]  # fmt: skip
         return statistics.median(values)
 
     apt_ratio, blob_ratio = ratio("apt mirror", "apt nginx"), ratio("blob registry", "blob nginx")
@@ -288,6 +315,7 @@ def report(runs: dict[str, list[tuple[float, Tally]]], rounds: int, apt_clients:
         "errors": errors,
         **{f"{k.replace(' ', '_')}_mib_s": round(v[0]) for k, v in rate.items()},
         **{f"{k.replace(' ', '_')}_req_s": round(v[1]) for k, v in rate.items()},
+        **{f"{k.replace(' ', '_')}_server_cpu_s_per_gib": round(v[2], 2) for k, v in rate.items()},
         "apt_ratio": round(apt_ratio, 2),
         "blob_ratio": round(blob_ratio, 2),
         "load_average": round(os.getloadavg()[0], 1),

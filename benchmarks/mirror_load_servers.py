@@ -1,14 +1,22 @@
 """What the mirror load benchmark serves, and the servers serving it (all on loopback).
 
-- a real signed apt repository: the test bed's cached Debian .debs published by
-  gpuprov.aptrepo, under WWW/debian12/;
-- a real image: layers made by umoci from the test bed's Debian rootfs, pushed with
-  skopeo into a Debian `docker-registry`, which then serves it read-only (pull-only, as
-  the mirror host runs it);
-- nginx with the mirror host's apt site (MIRROR_SITE below, until the mirror role's
-  rendered site replaces it) and nginx with Debian's default nginx.conf serving the
-  same files directly: the apt repo, and the registry's blob files hard-linked at the
-  registry's URL paths, so one client does the same requests against either.
+The content is laid out as `gpuprov bundle import` leaves it on a mirror host, under
+WORK/srv/bundles/<id>/ instead of /srv/gpuprov/bundles/<id>/:
+
+- apt/debian12/: a real signed apt repository, the test bed's cached Debian .debs
+  published by gpuprov.aptrepo;
+- oci/: a real image (layers made by umoci from the test bed's Debian rootfs), copied in
+  by skopeo under its full reference the way `bundle build` does;
+- the registry's storage written from oci/ by gpuprov.mirror.registry_storage (hard
+  links), as the mirror role does.
+
+The mirror's services run with the configuration the mirror role renders
+(deploys/mirror_server.py: `nginx_conf`, `registry_conf`), with only its absolute paths
+moved into WORK (runtime directory, registry root, and the journald socket nginx logs
+to, stood in for by a datagram socket drained here). The baseline is nginx with Debian's
+default nginx.conf serving the same files directly: the apt tree, and the registry's
+blob files at the registry's URL paths, so one client does the same requests against
+either.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -27,48 +36,17 @@ from pathlib import Path
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SUITE = "stable"
 APT_PREFIX = "debian12"
+IMAGE_REF = "mirror.invalid/bench/debian:12"  # served as bench/debian:12
 IMAGE_NAME, IMAGE_TAG = "bench/debian", "12"
+BUNDLE_ID = hashlib.sha256(b"gpuprov mirror load benchmark").hexdigest()
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 START_WAIT_S = 30
 TOOL_TIMEOUT_S = 600
 
-# The mirror host's apt site: static files, sendfile, big open-file cache, no per-request
-# log line to disk (journald gets errors only), keep-alive for apt's pipelined fetches.
-MIRROR_SITE = """\
-{user}
-worker_processes auto;
-worker_rlimit_nofile 65536;
-pid {work}/mirror-nginx.pid;
-error_log {work}/mirror-nginx-error.log warn;
-daemon off;
-events {{ worker_connections 8192; multi_accept on; }}
-http {{
-  sendfile on;
-  tcp_nopush on;
-  tcp_nodelay on;
-  sendfile_max_chunk 2m;
-  keepalive_requests 10000;
-  open_file_cache max=10000 inactive=60s;
-  open_file_cache_valid 60s;
-  access_log off;
-  server_tokens off;
-  types {{ }}
-  default_type application/octet-stream;
-  client_body_temp_path {work}/mirror-nginx-tmp;
-  server {{
-    listen 127.0.0.1:{port} backlog=4096;
-    root {root};
-    autoindex off;
-    location / {{ return 404; }}
-    location /{prefix}/ {{ try_files $uri =404; }}
-  }}
-}}
-"""
-
 # Debian 12's /etc/nginx/nginx.conf and sites-available/default, as installed (only the
-# paths moved into the work directory and the user made able to read it).
+# paths moved into the work directory).
 DEFAULT_NGINX = """\
-{user}
+user www-data;
 worker_processes auto;
 pid {work}/default-nginx.pid;
 error_log {work}/default-nginx-error.log;
@@ -91,26 +69,6 @@ http {{
     location / {{ try_files $uri $uri/ =404; }}
   }}
 }}
-"""
-
-REGISTRY_CONFIG = """\
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: {storage}
-  delete:
-    enabled: false
-  maintenance:
-    uploadpurging:
-      enabled: false
-    readonly:
-      enabled: {readonly}
-http:
-  addr: 127.0.0.1:{port}
-  headers:
-    X-Content-Type-Options: [nosniff]
 """
 
 
@@ -169,7 +127,7 @@ def make_apt_repo(www: Path, debs_dir: Path, key_home: Path) -> AptContent:
     key = generate_key(key_home, "Bench mirror", "bench@gpuprov.invalid")
     root = www / APT_PREFIX
     publish_repo(debs, root, suite=SUITE, key=key)
-    keyring = key.export_public(www.parent / "mirror-key.gpg")
+    keyring = key.export_public(key_home.parent / "mirror-key.gpg")
 
     def served(path: Path) -> Served:
         rel = path.relative_to(www).as_posix()
@@ -186,99 +144,171 @@ def make_apt_repo(www: Path, debs_dir: Path, key_home: Path) -> AptContent:
     return AptContent(root, keyring, indexes, files, names)
 
 
-def make_image(work: Path, rootfs: Path, dirs: list[str]) -> Path:
-    """An OCI layout holding one image whose layers are directories of a Debian rootfs."""
+def make_image(work: Path, rootfs: Path, dirs: list[str], oci: Path) -> None:
+    """One image whose layers are directories of a Debian rootfs, into the bundle's OCI
+    layout under its full reference (skopeo, as gpuprov/bundle/images.py puts it there)."""
     layout = work / "image"
     ref = f"{layout}:{IMAGE_TAG}"
     _run(["umoci", "init", "--layout", str(layout)], "umoci init")
     _run(["umoci", "new", "--image", ref], "umoci new")
     for rel in dirs:
         _run(["umoci", "insert", "--image", ref, str(rootfs / rel), f"/{rel}"], f"layer {rel}")
-    return layout
+    _run(["skopeo", "copy", "--quiet", f"oci:{ref}", f"oci:{oci}:{IMAGE_REF}"], "skopeo copy")
+    shutil.rmtree(layout)
 
 
-class Registry:
-    """A Debian docker-registry on loopback; read-only once filled."""
+class Mirror:
+    """The mirror host's apt nginx and docker-registry, configured by the mirror role."""
 
     def __init__(self, work: Path):
+        from gpuprov.deploys.mirror_server import BundlePaths
+
         self.work = work
-        self.storage = work / "registry"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.bundle = BundlePaths(BUNDLE_ID, root=str(work / "srv"))
+        self.registry_root = work / "registry"
+        self.apt_port, self.registry_port = free_port(), free_port()
+        self.apt_url = f"http://127.0.0.1:{self.apt_port}"
+        self.registry_url = f"http://127.0.0.1:{self.registry_port}"
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.journal: socket.socket | None = None
+        self.journal_lines = 0  # access-log lines nginx sent to the journal socket
 
-    def start(self, *, readonly: bool) -> None:
-        config = self.work / "registry.yml"
-        config.write_text(
-            REGISTRY_CONFIG.format(
-                storage=self.storage, port=self.port, readonly=str(readonly).lower()
-            )
-        )
-        log = open(self.work / "registry.log", "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(
-            ["docker-registry", "serve", str(config)], stdout=log, stderr=log
-        )
-        log.close()
-        wait_http(f"{self.url}/v2/", self.proc, self.work / "registry.log")
+    def fill_registry(self) -> ImageContent:
+        from gpuprov.mirror.registry_storage import write_storage
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop(self.proc)
-            self.proc = None
-
-    def fill(self, layout: Path) -> ImageContent:
-        """Push the image (the registry writable), then restart it read-only."""
-        self.start(readonly=False)
-        dest = f"docker://127.0.0.1:{self.port}/{IMAGE_NAME}:{IMAGE_TAG}"
-        _run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
-              f"oci:{layout}:{IMAGE_TAG}", dest], "skopeo copy")  # fmt: skip
-        self.stop()
-        self.start(readonly=True)
-        url = f"{self.url}/v2/{IMAGE_NAME}/manifests/{IMAGE_TAG}"
-        request = urllib.request.Request(url, headers={"Accept": OCI_MANIFEST})
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            body = resp.read()
+        write_storage(Path(self.bundle.oci), self.registry_root / BUNDLE_ID)
+        index = json.loads((Path(self.bundle.oci) / "index.json").read_text())
+        top = index["manifests"][0]["digest"].removeprefix("sha256:")
+        body = (Path(self.bundle.oci) / "blobs/sha256" / top).read_bytes()
         doc = json.loads(body)
-        manifest = Served(
-            f"/v2/{IMAGE_NAME}/manifests/{IMAGE_TAG}", len(body), hashlib.sha256(body).hexdigest()
+        return ImageContent(
+            Served(f"/v2/{IMAGE_NAME}/manifests/{IMAGE_TAG}", len(body), top),
+            [
+                Served(f"/v2/{IMAGE_NAME}/blobs/{d['digest']}", int(d["size"]), d["digest"][7:])
+                for d in [doc["config"], *doc["layers"]]
+            ],
         )
-        blobs = [
-            Served(f"/v2/{IMAGE_NAME}/blobs/{d['digest']}", int(d["size"]), d["digest"][7:])
-            for d in [doc["config"], *doc["layers"]]
-        ]
-        return ImageContent(manifest, blobs)
+
+    def start(self) -> None:
+        from gpuprov.deploys.mirror_server import (
+            APT_RUNTIME,
+            ModelsSecurity,
+            nginx_conf,
+            registry_conf,
+        )
+
+        from gpuprov.inventory.model import MirrorRef
+        from gpuprov.paths import MIRROR_REGISTRY_ROOT
+
+        ref = MirrorRef("mirror", apt_port=self.apt_port, registry_port=self.registry_port)
+        runtime = self.work / "run-apt"
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (runtime / sub).mkdir(parents=True, exist_ok=True)
+        journal = self.work / "journal.sock"
+        conf = nginx_conf(ref, self.bundle, "127.0.0.1")
+        conf = conf.replace(APT_RUNTIME, str(runtime))
+        conf = conf.replace("unix:/dev/log", f"unix:{journal}")
+        (self.work / "nginx-apt.conf").write_text(conf)
+        self._drain_journal(journal)
+        yml = registry_conf(ref, self.bundle, "127.0.0.1", ModelsSecurity())
+        (self.work / "registry.yml").write_text(
+            yml.replace(MIRROR_REGISTRY_ROOT, str(self.registry_root))
+        )
+
+        log = open(self.work / "mirror-nginx.log", "ab")  # noqa: SIM115 - owned by the process
+        self.procs.append(subprocess.Popen(
+            [NGINX, "-c", str(self.work / "nginx-apt.conf"), "-p", str(runtime)],
+            stdout=log, stderr=log))  # fmt: skip
+        log.close()
+        wait_http(f"{self.apt_url}/{APT_PREFIX}/dists/{SUITE}/InRelease", self.procs[-1],
+                  self.work / "mirror-nginx.log")  # fmt: skip
+        log = open(self.work / "registry.log", "ab")  # noqa: SIM115 - owned by the process
+        self.procs.append(subprocess.Popen(
+            ["docker-registry", "serve", str(self.work / "registry.yml")], stdout=log, stderr=log))  # fmt: skip
+        log.close()
+        wait_http(f"{self.registry_url}/v2/", self.procs[-1], self.work / "registry.log")
+
+    def _drain_journal(self, path: Path) -> None:
+        """A datagram socket where journald's would be: nginx sends one line per request."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(path))
+        path.chmod(0o666)
+        self.journal = sock
+
+        def drain() -> None:
+            try:
+                while sock.recv(65536):
+                    self.journal_lines += 1
+            except OSError:
+                pass  # closed at stop()
+
+        threading.Thread(target=drain, name="journal", daemon=True).start()
 
     def blob_file(self, sha256: str) -> Path:
-        return self.storage / "docker/registry/v2/blobs/sha256" / sha256[:2] / sha256 / "data"
+        root = self.registry_root / BUNDLE_ID / "docker/registry/v2/blobs/sha256"
+        return root / sha256[:2] / sha256 / "data"
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            stop(proc)
+        self.procs.clear()
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
 
 
-def registry_tree(www: Path, registry: Registry, image: ImageContent) -> None:
-    """The registry's URL paths as static files (hard links to its blobs) for nginx."""
+def baseline_tree(www: Path, mirror: Mirror, image: ImageContent) -> None:
+    """The same files for the default nginx: the apt tree and the registry's URL paths
+    (hard links to the registry's blobs, the manifest as the registry serves it)."""
+    (www / APT_PREFIX).symlink_to(Path(mirror.bundle.apt) / APT_PREFIX)
     name = www / "v2" / IMAGE_NAME
     (name / "blobs").mkdir(parents=True)
     (name / "manifests").mkdir()
     (www / "v2" / "index.html").write_text("{}")
     for blob in image.blobs:
-        os.link(registry.blob_file(blob.sha256), www / blob.path.lstrip("/"))
+        os.link(mirror.blob_file(blob.sha256), www / blob.path.lstrip("/"))
     request = urllib.request.Request(
-        f"{registry.url}{image.manifest.path}", headers={"Accept": OCI_MANIFEST}
+        f"{mirror.registry_url}{image.manifest.path}", headers={"Accept": OCI_MANIFEST}
     )
     with urllib.request.urlopen(request, timeout=30) as resp:
-        (www / image.manifest.path.lstrip("/")).write_bytes(resp.read())
+        body = resp.read()
+    if hashlib.sha256(body).hexdigest() != image.manifest.sha256:
+        raise RuntimeError("the registry serves another manifest than the OCI layout holds")
+    (www / image.manifest.path.lstrip("/")).write_bytes(body)
 
 
-def start_nginx(
-    work: Path, template: str, name: str, root: Path
-) -> tuple[subprocess.Popen[bytes], str]:
+def start_default_nginx(work: Path, root: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    user = "user root;" if os.geteuid() == 0 else ""
-    (work / f"{name}-nginx-tmp").mkdir(exist_ok=True)
-    conf = work / f"{name}-nginx.conf"
-    conf.write_text(template.format(user=user, work=work, port=port, root=root, prefix=APT_PREFIX))
+    (work / "default-nginx-tmp").mkdir(exist_ok=True)
+    conf = work / "default-nginx.conf"
+    conf.write_text(DEFAULT_NGINX.format(work=work, port=port, root=root))
     proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(work)], stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/{APT_PREFIX}/dists/{SUITE}/InRelease", proc, work / f"{name}-nginx-error.log")
+    wait_http(f"{url}/{APT_PREFIX}/dists/{SUITE}/InRelease", proc, work / "default-nginx-error.log")
     return proc, url
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, its threads and its live children (nginx's
+    workers), from /proc: what serving cost, whatever else the machine was doing."""
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return own + sum(cpu_seconds(int(c)) for c in children)
+
+
+def readable(tree: Path) -> None:
+    """nginx workers run unprivileged (the mirror's as its service user): let them read."""
+    for directory, _, files in os.walk(tree):
+        os.chmod(directory, 0o755)
+        for name in files:
+            path = os.path.join(directory, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o444)
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
