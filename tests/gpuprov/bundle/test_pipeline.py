@@ -14,7 +14,7 @@ import pytest
 
 from gpuprov.bundle import layout
 from gpuprov.bundle.export import export_bundle
-from gpuprov.bundle.pipeline import BLOCK, PIPELINE_MIN, stream
+from gpuprov.bundle.pipeline import PIPELINE_MIN, SLOT, stream
 from gpuprov.bundle.verify import verify_media
 
 BIG = 2 * PIPELINE_MIN + 12_345  # pipelined, and not a whole number of blocks
@@ -64,7 +64,7 @@ def test_large_input_is_copied_once_and_hashed_on_a_second_thread(big_file, tmp_
     want = hashlib.sha256(data).hexdigest()
     assert rec.inner.hexdigest() == plain.hexdigest() == want
     assert rec.threads == {"gpuprov-hash"}  # not the caller's
-    assert sum(seen) == BIG and max(seen) <= BLOCK
+    assert sum(seen) == BIG and max(seen) <= SLOT
     assert not hash_threads()
 
 
