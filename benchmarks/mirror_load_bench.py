@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,7 +85,7 @@ async def fetch(session, url: str, want: srv.Served | bytes, tally: Tally, **hea
             async for block in resp.content.iter_chunked(READ):
                 digest.update(block)
                 size += len(block)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+    except (aiohttp.ClientError, OSError, ValueError) as exc:  # TimeoutError is an OSError
         tally.errors.append(f"{url}: {type(exc).__name__}: {exc}")
         return
     tally.requests += 1
@@ -136,9 +137,9 @@ def real_apt_client(i: int, url: str, apt: srv.AptContent, work: Path, count: in
 
     tally = Tally()
     root = work / f"apt-{i}"
+    shutil.rmtree(root, ignore_errors=True)  # a failed client's root from an earlier round
     source = AptSourceSpec(f"{url}/{srv.APT_PREFIX}", (srv.SUITE,), ("main",), apt.keyring)
-    apt_root = AptRoot(root, root / "archives", "amd64", (source,))
-    apt_root.prepare()
+    AptRoot(root, root / "archives", "amd64", (source,)).prepare()
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8",
            "APT_CONFIG": str(root / "apt.conf")}  # fmt: skip
     names = [apt.packages[(i * count + k) % len(apt.packages)] for k in range(count)]
@@ -167,11 +168,15 @@ def real_apt_client(i: int, url: str, apt: srv.AptContent, work: Path, count: in
 async def apt_load(url: str, apt: srv.AptContent, work: Path, clients: int, real: int,
                    debs: int) -> Tally:  # fmt: skip
     real = min(real, clients)
-    tasks = [http_apt_client(i, url, apt, debs) for i in range(clients - real)]
-    tasks += [asyncio.to_thread(real_apt_client, i, url, apt, work, 3) for i in range(real)]
-    total = Tally()
-    for tally in await asyncio.gather(*tasks):
-        total.add(tally)
+    loop = asyncio.get_running_loop()
+    # Its own pool: the default executor has fewer threads than there may be apt-gets.
+    with ThreadPoolExecutor(max(real, 1)) as pool:
+        tasks = [http_apt_client(i, url, apt, debs) for i in range(clients - real)]
+        tasks += [loop.run_in_executor(pool, real_apt_client, i, url, apt, work, 3)
+                  for i in range(real)]  # fmt: skip
+        total = Tally()
+        for tally in await asyncio.gather(*tasks):
+            total.add(tally)
     return total
 
 
