@@ -6,7 +6,10 @@
 All on the same files in one run: a bundle of safetensors-sized shards plus small files,
 read from the page cache (written, then read once before timing). Settings (environment):
 
-    GPUPROV_BENCH_SIZE_MB     bundle size (default 1024, in 256 MiB shards)
+    GPUPROV_BENCH_SIZE_MB     bundle size (default 1024)
+    GPUPROV_BENCH_SHARD_MB    size of its large files (default 256: four shards; 1024:
+                              one file, the case where only the pipeline inside one
+                              file's copy can keep a second core busy)
     GPUPROV_BENCH_ROUNDS      timed rounds per method, interleaved (default 3)
     GPUPROV_BENCH_DIR         scratch directory for the bundle and the copies (default
                               /dev/shm: the copy target is then memory, so the numbers are
@@ -30,8 +33,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-SHARD_MB = 256
-
 
 def env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
@@ -50,7 +51,7 @@ def sha256_limit(mib: int = 512) -> float:
     return mib * 2**20 / best
 
 
-def make_bundle(root: Path, size_mb: int, home: Path) -> int:
+def make_bundle(root: Path, size_mb: int, shard_mb: int, home: Path) -> int:
     from gpuprov.aptrepo import generate_key
     from gpuprov.bundle import layout
 
@@ -59,7 +60,7 @@ def make_bundle(root: Path, size_mb: int, home: Path) -> int:
     shards.mkdir(parents=True)
     remaining, i = size_mb * 2**20, 0
     while remaining > 0:
-        n = min(SHARD_MB * 2**20, remaining)
+        n = min(shard_mb * 2**20, remaining)
         with open(shards / f"model-{i:05d}.safetensors", "wb") as fh:
             left = n
             while left:
@@ -93,15 +94,19 @@ def main() -> int:
     from gpuprov.bundle.verify import verify_media
 
     size_mb = env_int("GPUPROV_BENCH_SIZE_MB", 1024)
+    shard_mb = env_int("GPUPROV_BENCH_SHARD_MB", 256)
     rounds = env_int("GPUPROV_BENCH_ROUNDS", 3)
     base = os.environ.get("GPUPROV_BENCH_DIR") or (
         "/dev/shm" if Path("/dev/shm").is_dir() else None
     )
     work = Path(tempfile.mkdtemp(prefix="bundle-bench-", dir=base))
-    print(f"bundle benchmark: {size_mb} MiB, {rounds} rounds, {os.cpu_count()} CPUs ({work})")
+    print(
+        f"bundle benchmark: {size_mb} MiB in {shard_mb} MiB files, {rounds} rounds, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} ({work})"
+    )
     try:
         src, media, shell = work / "bundle", work / "media", work / "shell"
-        total = make_bundle(src, size_mb, work / "keyhome")
+        total = make_bundle(src, size_mb, shard_mb, work / "keyhome")
         keyring = load_key(work / "keyhome").export_public(work / "bundle.gpg")
         manifest = load_manifest(src)
         sums = work / "SHA256SUMS"
@@ -181,7 +186,9 @@ def main() -> int:
             print(f"  [{'PASS' if ok else 'MISS'}] {label}: {ratios[key]:.2f}x")
         results = {
             "size_mib": round(mib),
+            "shard_mib": shard_mb,
             "cpus": os.cpu_count(),
+            "load_average": round(os.getloadavg()[0], 1),
             **{f"{k}_mib_s": round(v / 2**20) for k, v in rate.items()},
             "sha256_limit_mib_s": round(limit / 2**20),
             **{k: round(v, 2) for k, v in ratios.items()},

@@ -86,6 +86,10 @@ def gpuprov(ctx: click.Context, debug: bool) -> None:
 # and subprocesses stay what they were when it ran as its own program.
 UNPATCHED = (
     ("mirror", "serve"),
+    # local files only: patched, their hashing threads were greenlets on one OS thread
+    # (seen: `bundle verify` ran with 1 thread, --threads and the hash pipeline idle)
+    ("bundle", "export"),
+    ("bundle", "verify"),
     # the lab drives vagrant and gpuprov subprocesses, never pyinfra in this process
     *(("lab", cmd) for cmd in ("demo", "clean", "box", "hardware", "capture")),
 )

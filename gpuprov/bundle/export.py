@@ -23,7 +23,6 @@ from pathlib import Path
 
 from gpuprov.bundle import media as m
 from gpuprov.bundle.layout import (
-    BLOCK,
     MANIFEST,
     SIGNATURE,
     FileEntry,
@@ -33,6 +32,7 @@ from gpuprov.bundle.layout import (
     fsync_dir,
     load_manifest,
 )
+from gpuprov.bundle.pipeline import advise_sequential, drop_cached, stream
 from gpuprov.errors import GpuprovError, InputError, Location, Problem
 
 Progress = Callable[[int], None]  # called with the number of bytes just processed
@@ -332,14 +332,13 @@ def _copy_file(
     whole = hashlib.sha256()
     single = len(names) == 1  # then the chunk IS the file: hash each byte once, not twice
     hashes: list[str] = []
-    buf = bytearray(min(BLOCK, max(entry.size, 1)))
-    view = memoryview(buf)
     fd = os.open(source / entry.path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
+        advise_sequential(fd)
         for i, name in enumerate(names):
             offset, length = m.chunk_range(entry, size, i)
             target = dest / name
-            reused = _reuse(target, length, known.get(name), None if single else whole, view)
+            reused = _reuse(target, length, known.get(name), None if single else whole)
             if reused is not None:
                 digest = known[name]
                 whole = reused
@@ -350,7 +349,7 @@ def _copy_file(
             else:
                 os.lseek(fd, offset, os.SEEK_SET)
                 digest, chunk_hash = _copy_chunk(
-                    fd, target, length, None if single else whole, view, progress
+                    fd, target, length, None if single else whole, progress
                 )
                 if single:
                     whole = chunk_hash
@@ -376,7 +375,7 @@ def _copy_file(
 
 
 def _reuse(
-    target: Path, length: int, expected: str | None, whole: hashlib._Hash | None, view: memoryview
+    target: Path, length: int, expected: str | None, whole: hashlib._Hash | None
 ) -> hashlib._Hash | None:
     """If target already holds exactly the expected chunk: the whole-file hash fed with
     its bytes (a copy; `whole` itself is untouched so a bad chunk costs nothing). With
@@ -391,12 +390,13 @@ def _reuse(
         return None
     chunk = hashlib.sha256()
     trial = whole.copy() if whole is not None else None
-    with open(os.open(target, os.O_RDONLY | os.O_NOFOLLOW), "rb", buffering=0) as fh:
-        while n := fh.readinto(view):
-            chunk.update(view[:n])
-            if trial is not None:
-                trial.update(view[:n])
-    if chunk.hexdigest() != expected:
+    fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        advise_sequential(fd)
+        read = stream(fd, length, [chunk] if trial is None else [chunk, trial])
+    finally:
+        os.close(fd)
+    if read != length or chunk.hexdigest() != expected:
         return None
     return trial if trial is not None else chunk
 
@@ -406,11 +406,10 @@ def _copy_chunk(
     target: Path,
     length: int,
     whole: hashlib._Hash | None,
-    view: memoryview,
     progress: Progress | None,
 ) -> tuple[str, hashlib._Hash]:
-    """Read length bytes from fd once: hash them (chunk and whole file) and write them
-    to target through a temp name, fsynced, then renamed."""
+    """Read length bytes from fd once: hash them (chunk and whole file, on a second
+    thread) and write them to target through a temp name, fsynced, then renamed."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(target)
     chunk = hashlib.sha256()
@@ -419,22 +418,12 @@ def _copy_chunk(
     tmp.unlink(missing_ok=True)
     out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
-        left = length
-        while left:
-            n = os.readv(fd, [view[: min(len(view), left)]])
-            if n == 0:
-                raise ExportError(f"{target.name}: source ended {left} bytes early")
-            data = view[:n]
-            chunk.update(data)
-            if whole is not None:
-                whole.update(data)
-            written = 0
-            while written < n:
-                written += os.write(out, data[written:])
-            left -= n
-            if progress:
-                progress(n)
+        hashes = [chunk] if whole is None else [chunk, whole]
+        copied = stream(fd, length, hashes, out, progress)
+        if copied != length:
+            raise ExportError(f"{target.name}: source ended {length - copied} bytes early")
         os.fsync(out)
+        drop_cached(out)
     except BaseException:
         os.close(out)
         tmp.unlink(missing_ok=True)

@@ -31,6 +31,7 @@ from gpuprov.bundle.layout import (
     path_problem,
     verify_signature,
 )
+from gpuprov.bundle.pipeline import advise_sequential, stream
 from gpuprov.errors import InputError, Location, Problem
 
 CONTROL_FILES = frozenset({MANIFEST, SIGNATURE, m.MEDIA_INDEX})
@@ -208,16 +209,17 @@ def verify_media(
 def _hash_chunks(media: Path, names: list[str], progress: Callable[[int], None] | None) -> str:
     """sha256 of the file reassembled from its chunks, each byte read and hashed once."""
     whole = hashlib.sha256()
-    view = memoryview(bytearray(BLOCK))
     for name in names:
         fd = os.open(media / name, os.O_RDONLY | os.O_NOFOLLOW)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise InputError(f"{name}: not a regular file")
-            while n := os.readv(fd, [view]):
-                whole.update(view[:n])
-                if progress:
-                    progress(n)
+            advise_sequential(fd)
+            stream(fd, st.st_size, [whole], None, progress)
+            # Bytes appended since the walk are hashed too (and then fail the sha256).
+            while stream(fd, BLOCK, [whole], None, progress):
+                pass
         finally:
             os.close(fd)
     return whole.hexdigest()
