@@ -122,6 +122,11 @@ def _patch_gevent() -> None:
 
 
 def main() -> None:
+    from gpuprov.engine.fd_limit import raise_soft_limit
+
+    # One SSH socket per host, all at once: a site outgrows the usual soft limit of 1024
+    # open files (docs/scale.md). The hard limit is ours to use; raise the soft one to it.
+    raise_soft_limit()
     # gevent must patch before pyinfra/paramiko import sockets, or hosts run one by one.
     if _needs_gevent(sys.argv[1:]):
         _patch_gevent()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gpuprov.engine import fd_limit
 from gpuprov.engine.ssh_config import cluster_ssh_config
 from gpuprov.errors import ConnectError, InputError
 from gpuprov.inventory.model import Cluster, Host
@@ -178,6 +179,7 @@ def build_state(
 
     if not hosts:
         raise InputError("no hosts selected (check --limit against the inventory)")
+    fd_limit.check(len(hosts))
     names = [
         (h.name, host_data(cluster, h, accept_new=accept_new, password=password)) for h in hosts
     ]

@@ -250,17 +250,22 @@ def pack(hosts: Sequence[Host], key: str, limit: int | None) -> list[list[Host]]
     if limit is None:
         return [list(hosts)] if hosts else []
     groups: list[list[Host]] = []
-    counts: list[dict[str, int]] = []
+    # First fit, in linear time: a domain's hosts fill groups in order, so the groups it has
+    # filled are a prefix; its first group with room is where that prefix ends. (Trying
+    # every group for every host is quadratic when one domain holds most hosts.)
+    first_free: dict[str, int] = {}
+    placed: dict[str, int] = {}  # hosts of the domain in group first_free[dom]
     for host in hosts:
         dom = domain_of(host, key)
-        for group, count in zip(groups, counts, strict=True):
-            if count.get(dom, 0) < limit:
-                group.append(host)
-                count[dom] = count.get(dom, 0) + 1
-                break
+        index = first_free.get(dom, 0)
+        if index == len(groups):
+            groups.append([])
+        groups[index].append(host)
+        placed[dom] = placed.get(dom, 0) + 1
+        if placed[dom] == limit:
+            first_free[dom], placed[dom] = index + 1, 0
         else:
-            groups.append([host])
-            counts.append({dom: 1})
+            first_free[dom] = index
     return groups
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import Counter
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from gpuprov.terminal import cell, plain
@@ -104,10 +105,18 @@ class PlainProgress:
             self._line(f"  failed {failure.host} [{failure.wave}] at {failure.step}: {excerpt[0]}")
 
 
-class LiveProgress(PlainProgress):
-    """A rich Live table of the current wave; redrawn on every transition.
+ACTIVE = ("failed", "draining", "running", "gating", "undraining")
+TABLE_CHROME = 7  # title, borders, header and the "more hosts" row around the host rows
 
-    The Live display stops between waves so an approval prompt can use the terminal.
+
+class LiveProgress(PlainProgress):
+    """A rich Live table of the current wave, redrawn by Live's own refresh (8 per second).
+
+    A transition only updates the host's row: rebuilding the table on each one is quadratic
+    in the wave's size (a 250-host wave has ~2,000 transitions). A wave taller than the
+    terminal shows its failed and busy hosts first, then as many others as fit, and counts
+    the rest by status in the title. The Live display stops between waves so an approval
+    prompt can use the terminal.
     """
 
     def __init__(self, console: Console):
@@ -115,21 +124,43 @@ class LiveProgress(PlainProgress):
         from rich.live import Live
 
         self.console = console
-        self.live = Live(console=console, refresh_per_second=8, transient=False)
         self.rows: dict[str, list[str]] = {}
+        self._rows_lock = threading.Lock()  # not _lock: Live's refresh thread takes this one
         self.wave_name = ""
         self.started = 0.0
+        self.live = Live(
+            console=console, refresh_per_second=8, transient=False, get_renderable=self._table
+        )
+
+    def _visible(self) -> tuple[list[tuple[str, list[str]]], Counter[str]]:
+        """The rows that fit on the terminal (failed and busy hosts first) and the counts."""
+        with self._rows_lock:
+            rows = [(host, list(row)) for host, row in self.rows.items()]
+        counts = Counter(row[0] for _, row in rows)
+        room = max(3, self.console.height - TABLE_CHROME)
+        if len(rows) <= room:
+            return rows, counts
+        first = [r for r in rows if r[1][0] in ACTIVE]
+        rest = [r for r in rows if r[1][0] not in ACTIVE]
+        return (first + rest)[:room], counts
 
     def _table(self):
         from rich.table import Table
 
-        title = cell(f"{self.wave_name}  ({time.monotonic() - self.started:.0f}s)")
-        table = Table(title=title, header_style="bold")
+        shown, counts = self._visible()
+        total = sum(counts.values())
+        title = f"{self.wave_name}  ({time.monotonic() - self.started:.0f}s)"
+        if len(shown) < total:
+            tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+            title += f"  {total} hosts: {tally}"
+        table = Table(title=cell(title), header_style="bold")
         for col in ("host", "status", "step", "error"):
             table.add_column(col, overflow="fold")
-        for host, (status, step, error) in self.rows.items():
+        for host, (status, step, error) in shown:
             style = STATUS_STYLE.get(status, "")
             table.add_row(cell(host), cell(status, style), cell(step), cell(error))
+        if len(shown) < total:
+            table.add_row(cell(f"... {total - len(shown)} more"), "", "", "")
         return table
 
     def _line(self, text: str) -> None:
@@ -138,18 +169,17 @@ class LiveProgress(PlainProgress):
 
     def wave_started(self, wave, todo) -> None:
         self.wave_name, self.started = wave.name, time.monotonic()
-        self.rows = {h: ["pending", "", ""] for h in todo}
-        self.live.update(self._table())
-        self.live.start()
+        with self._rows_lock:
+            self.rows = {h: ["pending", "", ""] for h in todo}
+        self.live.start(refresh=True)
 
     def host_update(self, host, status, step, error) -> None:
-        with self._lock:
-            last = error.strip().splitlines()[-1] if error.strip() else ""
+        last = error.strip().splitlines()[-1] if error.strip() else ""
+        with self._rows_lock:
             self.rows[host] = [status, step, last[:120]]
-            self.live.update(self._table())
 
     def wave_finished(self, wave, failures, allowed, halted) -> None:
-        self.live.update(self._table())
+        self.live.refresh()
         self.live.stop()
         super().wave_finished(wave, failures, allowed, halted)
 

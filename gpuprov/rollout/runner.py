@@ -304,8 +304,8 @@ class _Run:
         gated = self._callable_phase(worked, "gating", "gate", fail, self.gate)
         self.check_stop()
         finished = self._hook_phase(gated, "undraining", "undrain", self.policy.undrain, fail)
+        self.store.set_hosts(self.rid, [h.name for h in finished], "done")
         for host in finished:
-            self.store.set_host(self.rid, host.name, "done")
             self.progress.host_update(host.name, "done", "done", "")
 
         allowed = 0 if wave.canary else allowed_failures(len(wave.hosts), self.policy.max_fail)
@@ -336,13 +336,17 @@ class _Run:
         self.store.set_step(self.rid, host, step)
         self.progress.host_update(host, "running", step, "")
 
+    def _enter_phase(self, hosts: list[Host], status: str, step: str) -> None:
+        """The wave's hosts enter a phase: one transaction for all of them."""
+        self.store.set_hosts(self.rid, [h.name for h in hosts], status, step=step)
+        for host in hosts:
+            self.progress.host_update(host.name, status, step, "")
+
     def _hook_phase(
         self, hosts: list[Host], status: str, step: str, template: str | None, fail
     ) -> list[Host]:
         """Set each host's status, run the hook (in parallel); return hosts whose hook passed."""
-        for host in hosts:
-            self.store.set_host(self.rid, host.name, status, step=step)
-            self.progress.host_update(host.name, status, step, "")
+        self._enter_phase(hosts, status, step)
         if template is None or not hosts:
             return hosts
         pool = ThreadPoolExecutor(
@@ -370,9 +374,7 @@ class _Run:
     def _callable_phase(self, hosts: list[Host], status: str, step: str, fail, fn) -> list[Host]:
         if not hosts:
             return []
-        for host in hosts:
-            self.store.set_host(self.rid, host.name, status, step=step)
-            self.progress.host_update(host.name, status, step, "")
+        self._enter_phase(hosts, status, step)
         try:
             results = fn(list(hosts))
         except Exception as exc:  # the callable's own failure fails its hosts, not the run

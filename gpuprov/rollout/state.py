@@ -24,7 +24,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -412,6 +412,36 @@ class StateStore:
             sql = "UPDATE host_runs SET status=?, step=COALESCE(?, step) WHERE rollout_id=? AND host=?"
             args = (status, step, rollout_id, host)
         self._exec(sql, args)
+
+    def set_hosts(
+        self, rollout_id: int, hosts: Sequence[str], status: str, *, step: str | None = None
+    ) -> None:
+        """One transition of many hosts (a wave entering a phase) in one transaction: a
+        commit per host is thousands of WAL appends on a site-sized rollout. Failures keep
+        set_host: each has its own error."""
+        assert status in HOST_STATUSES and status not in ("failed", "skipped"), status
+        if not hosts:
+            return
+        now = time.time()
+        if status == "draining":
+            sql = (
+                "UPDATE host_runs SET status=?, step=?, started=?, finished=NULL, error=NULL,"
+                " attempts=attempts+1 WHERE rollout_id=? AND host=?"
+            )
+            rows: list[tuple[Any, ...]] = [
+                (status, step or "drain", now, rollout_id, h) for h in hosts
+            ]
+        elif status == "done":
+            sql = (
+                "UPDATE host_runs SET status=?, step=COALESCE(?, step), finished=?, error=NULL "
+                "WHERE rollout_id=? AND host=?"
+            )
+            rows = [(status, step, now, rollout_id, h) for h in hosts]
+        else:
+            sql = "UPDATE host_runs SET status=?, step=COALESCE(?, step) WHERE rollout_id=? AND host=?"
+            rows = [(status, step, rollout_id, h) for h in hosts]
+        with self._tx() as db:
+            db.executemany(sql, rows)
 
     def set_step(self, rollout_id: int, host: str, step: str) -> None:
         self._exec(
