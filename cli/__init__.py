@@ -118,9 +118,14 @@ def _patch_gevent() -> None:
 
 
 def main() -> None:
+    from gpuprov.engine import timings
+
+    timings.restart()  # --timings: phases from the process start (docs/performance.md)
+    timings.mark("python startup")
     # gevent must patch before pyinfra/paramiko import sockets, or hosts run one by one.
     if _needs_gevent(sys.argv[1:]):
         _patch_gevent()
+        timings.mark("gevent patch")
     from gpuprov.cli.app import run
 
     sys.exit(run(gpuprov))
