@@ -44,7 +44,7 @@ TIMINGS = click.option(
     "--timings",
     is_flag=True,
     help="Say where the time went (connect, the fact round trip, evaluation, output...): "
-    "a table on stderr, or \"timings\" in the --output json document.",
+    'a table on stderr, or "timings" in the --output json document.',
 )
 STATE = click.option(
     "--state",

@@ -412,6 +412,7 @@ class Staged:
         if not self.timings:
             return doc
         from gpuprov.cli._timings import report
+
         from gpuprov.engine.timings import mark
 
         mark("output")
