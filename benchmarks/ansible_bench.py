@@ -112,13 +112,18 @@ def main() -> int:
         for r in range(rounds):  # interleaved: every size, both sides, each round
             for n in sizes:
                 ours, theirs, env = commands[n]
-                t, out = run(ours)
+                g, out = run(ours)
                 check_gpuprov(out)
-                times.setdefault(("gpuprov", n), []).append(t)
-                t, out = run(theirs, env)
+                times.setdefault(("gpuprov", n), []).append(g)
+                a, out = run(theirs, env)
                 check_ansible(out, n)
-                times.setdefault(("ansible", n), []).append(t)
-                print(f"round {r + 1}/{rounds}, {n} hosts done", flush=True)
+                times.setdefault(("ansible", n), []).append(a)
+                load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+                print(
+                    f"round {r + 1}/{rounds}, {n} hosts: gpuprov {g:.2f} s, ansible {a:.2f} s "
+                    f"(load average {load})",
+                    flush=True,
+                )
     load = os.getloadavg()
     print(f"rounds {rounds}; load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print(f"{'hosts':>6} {'gpuprov s':>10} {'ansible s':>10}  (medians)")
