@@ -107,7 +107,13 @@ def main() -> int:
         works = subprocess.run([*ssh, f"{SHOW} >/dev/null 2>&1"], timeout=60).returncode == 0
         if args.capture and works:
             args.capture.mkdir(parents=True, exist_ok=True)
-            (args.capture / "systemctl-show.txt").write_text(raw)
+            (args.capture / "show-gpu-units.txt").write_text(raw)
+            out = subprocess.run(
+                [*ssh, "systemctl show -p ActiveState -p UnitFileState ssh.service "
+                 "gpuprov-absent.service systemd-journald.service"],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            (args.capture / "show-ssh-absent-journald.txt").write_text(out.stdout)
             for cmd in ("is-active", "is-enabled"):
                 out = subprocess.run(
                     [*ssh, f"for u in {UNITS} ssh; do systemctl {cmd} $u.service; done"],

@@ -113,9 +113,11 @@ def plan(
     cluster, hosts = load(app, inventory, limit)
     static_checks(app, cluster)
     mark("inventory")
+    deploys = default_deploys(steps)  # imported before connecting: see --timings' phases
+    mark("imports")
     with open_session(app, cluster, hosts, accept_new) as session:
         mark("connect")
-        result = prepare(session, default_deploys(steps))  # marks "facts", "evaluate"
+        result = prepare(session, deploys)  # marks "facts", "evaluate"
     mark("disconnect")
     if output == "json":
         doc = result.to_dict()

@@ -96,12 +96,15 @@ class Staged:
         from gpuprov.rollout.planner import plan_rollout
         from gpuprov.rollout.wave_work import split
 
+        # The deploys (and pyinfra with them) imported before connecting, so each phase
+        # of --timings is what it says: "connect" the SSH sessions, "facts" the round trip.
+        deploys = default_deploys(self.steps)
         mark("imports")
         self.password = sudo_password(self.cluster, hosts, sys.stdin.isatty())
         policy = self.cluster.rollout
         with open_session(self.app, self.cluster, hosts, self.accept_new, self.password) as s:
             mark("connect")
-            plan = prepare(s, default_deploys(self.steps))  # marks "facts", "evaluate"
+            plan = prepare(s, deploys)  # marks "facts", "evaluate"
             targets = split(hosts, plan, self.drained)
             rplan = plan_rollout(
                 targets.gpu, policy, converged=targets.converged, seed=self.cluster.name,
