@@ -31,6 +31,18 @@ LOOP = (
     " done >/dev/null 2>&1; true"
 )
 SHOW = f"systemctl show -p ActiveState -p UnitFileState $(printf '%s.service ' {UNITS})"
+# `gpuprov` as main() ran it before the exit cut: the interpreter's full teardown at exit.
+FULL_EXIT = (
+    "import sys; from gpuprov.cli import _patch_gevent, gpuprov; "
+    "from gpuprov.cli.app import run; _patch_gevent(); sys.argv[0] = 'gpuprov'; "
+    "sys.exit(run(gpuprov))"
+)
+
+
+def outside(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, capture_output=True, timeout=900, stdin=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - start
 
 
 def gpuprov(*args: str) -> dict:
@@ -94,6 +106,11 @@ def main() -> int:
             assert a["summary"]["status"] == "up-to-date", a["summary"]
             runs["apply"].append(a["timings"])
             runs["plan"].append(gpuprov("plan", str(inv), "-o", "json", "--timings")["timings"])
+        exits: dict[str, list[float]] = {"os._exit": [], "full teardown": []}
+        plan_args = ["plan", str(inv), "-o", "json"]
+        for _ in range(args.rounds):  # the exit cut, before/after, interleaved
+            exits["os._exit"].append(outside([sys.executable, "-m", "gpuprov.cli", *plan_args]))
+            exits["full teardown"].append(outside([sys.executable, "-c", FULL_EXIT, *plan_args]))
         if args.vm:
             vm = lab.vms[0]
             ssh = ["ssh", *lab.ssh_options(), "-p", str(vm.ssh_port), "root@127.0.0.1"]
@@ -133,6 +150,9 @@ def main() -> int:
             print(f"  {name:<22} {seconds:7.3f} s  {100 * seconds / wall:4.0f}%")
         print(f"  {'wall':<22} {wall:7.3f} s")
         print(f"  fact round trip {trip:.3f} s, of which the script on the host {script:.3f} s")
+    fast, full = (statistics.median(exits[k]) for k in ("os._exit", "full teardown"))
+    print(f"gpuprov plan, wall from outside: ending with os._exit {fast:.3f} s, with the")
+    print(f"  interpreter's full teardown {full:.3f} s (cut: {full - fast:.3f} s)")
     m_loop, m_show = statistics.median(loop), statistics.median(show)
     print(f"services section on the host: 10 systemctl runs {m_loop * 1000:.1f} ms", end="")
     if works:
