@@ -84,7 +84,7 @@ def main() -> int:
     if args.vm:
         from gpuprov.testbed.vms import VMLab
 
-        lab = VMLab(1, prefix="gpnb")
+        lab = VMLab(1, prefix="gpnb", boot_timeout=1200)  # software emulation, shared cores
     else:
         from gpuprov.testbed.lighthosts import LightHostLab
 
