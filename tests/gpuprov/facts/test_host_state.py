@@ -209,6 +209,22 @@ def test_services_from_one_systemctl_show(tmp_path):
     assert "containerd" not in d.services  # the capture has three blocks, not five
 
 
+def test_services_none_installed(tmp_path):
+    show = SYSTEMCTL / "show-gpu-units.txt"
+    bindir = fake_tool(tmp_path, "systemctl", f'[ "$1" = show ] && exec cat "{show}"; exit 9\n')
+    d = parse_host_state(run_script("dash", bindir))
+    assert d.services == {
+        u: ServiceState("inactive", None)
+        for u in (
+            "nvidia-persistenced",
+            "nvidia-fabricmanager",
+            "nvidia-dcgm",
+            "containerd",
+            "docker",
+        )
+    }
+
+
 def test_services_per_unit_where_show_fails(tmp_path):
     """No systemd running (a chroot, a light host): `show` fails, is-active/is-enabled
     answer one unit at a time."""
