@@ -40,6 +40,12 @@ OUTPUT = click.option(
 STORE = click.option(
     "--store", required=True, type=click.Path(path_type=Path), help="Mirror store directory."
 )
+TIMINGS = click.option(
+    "--timings",
+    is_flag=True,
+    help="Say where the time went (connect, the fact round trip, evaluation, output...): "
+    'a table on stderr, or "timings" in the --output json document.',
+)
 STATE = click.option(
     "--state",
     type=click.Path(dir_okay=False, path_type=Path),

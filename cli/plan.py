@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from gpuprov.cli._options import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT
+from gpuprov.cli._options import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT, TIMINGS
 from gpuprov.cli._steps import ONLY, SKIP
 from gpuprov.cli.app import App
 
@@ -87,6 +87,7 @@ def excluded_exit_code(rplan: RolloutPlan) -> int:
 @ACCEPT_NEW
 @ONLY
 @SKIP
+@TIMINGS
 @click.pass_obj
 def plan(
     app: App,
@@ -96,14 +97,18 @@ def plan(
     accept_new: bool,
     only: tuple[str, ...],
     skip: tuple[str, ...],
+    timings: bool,
 ) -> None:
     """Show what `apply` would change on each host (a dry run: nothing is changed)."""
     from gpuprov.cli._options import load, open_session, static_checks
     from gpuprov.cli._steps import selection
+    from gpuprov.cli._timings import report, show_timings
     from gpuprov.deploys.playbook import default_deploys
 
     from gpuprov.engine.plan import prepare
+    from gpuprov.engine.timings import mark
 
+    mark("cli")
     steps = selection(app, only, skip)
     cluster, hosts = load(app, inventory, limit)
     static_checks(app, cluster)
@@ -113,19 +118,26 @@ def plan(
     if output != "json":  # from the inventory alone: shown even when hosts are unreachable
         for name, choice in mirrors.items():
             app.info(f"{name}: mirror {choice.mirror.name} ({choice.reason})")
+    mark("inventory")
+    deploys = default_deploys(steps)  # imported before connecting: see --timings' phases
+    mark("imports")
     with open_session(app, cluster, hosts, accept_new) as session:
-        result = prepare(session, default_deploys(steps))
+        mark("connect")
+        result = prepare(session, deploys)  # marks "facts", "evaluate"
+    mark("disconnect")
     if output == "json":
-        app.json(
-            result.to_dict()
-            | {
-                "mirrors": {
-                    n: {"mirror": c.mirror.name, "why": c.reason} for n, c in mirrors.items()
-                }
-            }
-        )
+        doc = result.to_dict() | {
+            "mirrors": {n: {"mirror": c.mirror.name, "why": c.reason} for n, c in mirrors.items()}
+        }
+        if timings:
+            mark("output")
+            doc["timings"] = report()
+        app.json(doc)
     else:
         show_plan(app, result)
+        mark("output")
+        if timings:
+            show_timings(app, report())
     code = plan_exit_code(result)
     if code:
         app.abort(None, code)

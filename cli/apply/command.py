@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import click
-from gpuprov.cli._options import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT, STATE
+from gpuprov.cli._options import ACCEPT_NEW, INVENTORY, LIMIT, OUTPUT, STATE, TIMINGS
 from gpuprov.cli._steps import ONLY, SKIP
 from gpuprov.cli.app import App
 
@@ -49,6 +49,7 @@ from gpuprov.errors import ExitCode
 @STATE
 @ONLY
 @SKIP
+@TIMINGS
 @click.pass_obj
 def apply(
     app: App,
@@ -63,6 +64,7 @@ def apply(
     state: Path | None,
     only: tuple[str, ...],
     skip: tuple[str, ...],
+    timings: bool,
 ) -> None:
     """Apply the deploys: infrastructure hosts first, then GPU hosts in a staged rollout.
 
@@ -79,8 +81,12 @@ def apply(
     """
     from gpuprov.cli._options import load, static_checks
     from gpuprov.cli._steps import selection
+    from gpuprov.cli._timings import report, show_timings
     from gpuprov.cli.apply.staged import Staged
 
+    from gpuprov.engine.timings import mark
+
+    mark("cli")
     if resume and (limit or dry_run):
         app.abort(
             "--resume continues the stored plan: it takes no --limit or --dry-run",
@@ -96,8 +102,13 @@ def apply(
     steps = selection(app, only, skip)
     cluster, hosts = load(app, inventory, () if resume else limit)
     static_checks(app, cluster)
+    mark("inventory")
     run = Staged(app, cluster, inventory, state, output=output, yes=yes, accept_new=accept_new)
     run.steps = steps
+    run.timings = timings
     code = run.resume() if resume else run.apply(hosts, dry_run=dry_run, abandon=abandon)
+    mark("changes, disconnect")
+    if timings and output != "json":
+        show_timings(app, report())
     if code:
         app.abort(None, code)

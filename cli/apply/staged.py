@@ -54,14 +54,18 @@ class Staged:
         self.abandoned: dict[str, Any] | None = None
         self.exits = contextlib.ExitStack()  # holds the lock once taken (lock_state)
         self.steps: StepSelection | None = None  # --only/--skip (deploys/steps.py); None: all
+        self.timings = False  # --timings: "timings" in the JSON document
 
     # ---- a new rollout ----------------------------------------------------------------
     def apply(self, hosts: list[Host], *, dry_run: bool, abandon: bool = False) -> int:
         """Settle an unfinished rollout first (resume it or abandon it), and hold the lock,
         with the state open, before anything can change (mirror and controller hosts
         included). An apply with nothing to change writes no state at all."""
+        from gpuprov.engine.timings import mark
+
         if dry_run:
             self.read_state(refuse=False)
+            mark("state read")
             return self.plan_and_apply(hosts, dry_run=True)
         with contextlib.ExitStack() as self.exits:
             if abandon:  # undrain hooks are changes: under the lock, before the dry run
@@ -70,6 +74,7 @@ class Staged:
                 self.drained = set(store.drained_hosts())
             else:
                 self.read_state(refuse=True)  # fail fast: locked (5) or unfinished (2)
+            mark("state read")
             return self.plan_and_apply(hosts, dry_run=False)
 
     def lock_state(self, *, abandoning: bool = False) -> StateStore:
@@ -87,13 +92,19 @@ class Staged:
 
         from gpuprov.engine.connect import sudo_password
         from gpuprov.engine.plan import prepare
+        from gpuprov.engine.timings import mark
         from gpuprov.rollout.planner import plan_rollout
         from gpuprov.rollout.wave_work import split
 
+        # The deploys (and pyinfra with them) imported before connecting, so each phase
+        # of --timings is what it says: "connect" the SSH sessions, "facts" the round trip.
+        deploys = default_deploys(self.steps)
+        mark("imports")
         self.password = sudo_password(self.cluster, hosts, sys.stdin.isatty())
         policy = self.cluster.rollout
         with open_session(self.app, self.cluster, hosts, self.accept_new, self.password) as s:
-            plan = prepare(s, default_deploys(self.steps))
+            mark("connect")
+            plan = prepare(s, deploys)  # marks "facts", "evaluate"
             targets = split(hosts, plan, self.drained)
             rplan = plan_rollout(
                 targets.gpu, policy, converged=targets.converged, seed=self.cluster.name,
@@ -101,10 +112,12 @@ class Staged:
             )  # fmt: skip
             if self.steps is not None and not self.steps.everything:
                 rplan = replace(rplan, steps=self.steps.steps)  # stored: --resume runs them
+            mark("rollout plan")
             if not self.json:
                 show_plan(self.app, plan)
                 if rplan.waves:
                     self.show_waves(rplan, "staged rollout")
+                mark("output")
             self.doc = {
                 "summary": {"hosts": len(hosts), "changed": 0, "failed": 0},
                 "skipped": targets.converged,
@@ -120,7 +133,8 @@ class Staged:
                 self.app.error(nothing_would_change(plan, len(targets.converged)))
             if dry_run:
                 if self.json:
-                    self.app.json({"plan": plan.to_dict(), "rollout_plan": rplan.to_dict()})
+                    doc = {"plan": plan.to_dict(), "rollout_plan": rplan.to_dict()}
+                    self.app.json(self.with_timings(doc))
                 return plan_exit_code(plan)
             if idle:
                 summary = self.doc["summary"]
@@ -393,7 +407,19 @@ class Staged:
 
     def finish_json(self) -> None:
         if self.json:
-            self.app.json(self.doc)
+            self.app.json(self.with_timings(self.doc))
+
+    def with_timings(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """`doc` with "timings" added under --timings (the phases up to now: what follows
+        is printing this document and closing the connections)."""
+        if not self.timings:
+            return doc
+        from gpuprov.cli._timings import report
+
+        from gpuprov.engine.timings import mark
+
+        mark("output")
+        return {**doc, "timings": report()}
 
     def show_waves(self, rplan: RolloutPlan, title: str) -> None:
         from gpuprov.cli.rollout.plan import show_waves

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from gpuprov.engine.connect import Session, quiet_pyinfra
+from gpuprov.engine.timings import FactTiming
 
 
 @dataclass
@@ -52,3 +54,31 @@ def gather(session: Session, fact_cls: type) -> dict[str, FactResult]:
             conn = session.results.get(name)
             results[name] = FactResult(name, False, error=conn.message if conn else None)
     return results
+
+
+def prefetch_node_facts(session: Session) -> dict[str, FactTiming]:
+    """Read every connected host's NodeFacts in parallel, into the cache the deploys read
+    (`read_node_facts`), before any deploy runs: the one round trip per host is then its
+    own phase (`--timings`), and evaluating the operations waits on no host. A host whose
+    fact fails is left to its deploys, which fail it with the usual message."""
+    import gevent
+    from pyinfra.context import ctx_host, ctx_state
+
+    from gpuprov.facts.node_facts import read_node_facts
+
+    state = session.state
+
+    def one(name: str) -> FactTiming | None:
+        host = state.inventory.get_host(name)
+        start = time.perf_counter()
+        try:
+            with ctx_host.use(host):
+                data = read_node_facts()
+        except Exception:  # noqa: BLE001 - reported when the deploys read it again
+            return None
+        return FactTiming(time.perf_counter() - start, data.script_seconds)
+
+    with quiet_pyinfra(), ctx_state.use(state):
+        greenlets = {name: state.pool.spawn(one, name) for name in session.connected}
+        gevent.joinall(list(greenlets.values()))
+    return {name: t for name, g in greenlets.items() if (t := g.get()) is not None}

@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gpuprov.engine import timings
 from gpuprov.engine.connect import Session, quiet_pyinfra
+from gpuprov.engine.gather import prefetch_node_facts
 from gpuprov.engine.refusal import HostRefused, Refusal, warnings_for
 
 Deploy = Callable[..., Any]
@@ -106,6 +108,9 @@ def prepare(session: Session, deploys: Sequence[Deploy]) -> Plan:
 
     state = session.state
     hosts: dict[str, HostPlan] = {}
+    # Every host's one fact round trip first, all in parallel (the "facts" phase).
+    timings.current().facts.update(prefetch_node_facts(session))
+    timings.mark("facts")
     # pyinfra's state context is process-global (only the host context is per greenlet):
     # hold it for the whole parallel section, or one host's `use(state)` ending would
     # clear it under the others.
@@ -139,4 +144,5 @@ def prepare(session: Session, deploys: Sequence[Deploy]) -> Plan:
                     if op_data.operation_meta.will_change:
                         plan.changes.append(_describe(session, op_hash))
         hosts[name] = plan
+    timings.mark("evaluate")
     return Plan(hosts)

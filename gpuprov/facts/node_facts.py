@@ -9,6 +9,7 @@ fact round trip (docs/engine.md, "One round trip per converged host").
 
 from __future__ import annotations
 
+import re
 import weakref
 from dataclasses import dataclass
 
@@ -34,10 +35,28 @@ class NodeFactsData:
     extras: dict
     identity: FileStat | None  # the identity file preflight writes
     mirror: MirrorStateData | None = None  # mirror hosts only (deploys/mirror_server.py)
+    # How long the script ran on the host, by the host's clock (None: no `date +%s%N`).
+    script_seconds: float | None = None
+
+
+# The script's first and last `date +%s%N` (nanoseconds since the epoch), GNU date's
+# format; anything else (a date without %N prints "...N") reads as unknown.
+_RUNTIME = re.compile(r"(?P<start>\d{1,20}) (?P<end>\d{1,20})")
+_START = "_gpuprov_t0=$(date +%s%N 2>/dev/null)"
+_RUNTIME_SECTION = 'printf \'%s %s\' "$_gpuprov_t0" "$(date +%s%N 2>/dev/null)"'
+
+
+def parse_runtime(text: str) -> float | None:
+    """Seconds between the two stamps of the runtime section, None when not both read."""
+    m = _RUNTIME.fullmatch(text.strip())
+    if m is None or int(m["end"]) < int(m["start"]):
+        return None
+    return (int(m["end"]) - int(m["start"])) / 1e9
 
 
 class NodeFacts(FactBase[NodeFactsData]):
-    """HostState + DeployExtras + the identity file's mode and digest, one command."""
+    """HostState + DeployExtras + the identity file's mode and digest, one command, and
+    how long it ran on the host (`--timings`: the round trip's host-side share)."""
 
     def command(
         self, paths: tuple[str, ...], cdi_spec: str, identity_file: str, mirror: bool = False
@@ -49,6 +68,7 @@ class NodeFacts(FactBase[NodeFactsData]):
         identity = FileState().command(path=identity_file)
         return "\n".join(
             [
+                _START,
                 script,
                 section_command("extras", extras, "2>/dev/null"),
                 section_command("identity", identity, "2>/dev/null"),
@@ -57,6 +77,7 @@ class NodeFacts(FactBase[NodeFactsData]):
                     if mirror
                     else []
                 ),
+                section_command("runtime", _RUNTIME_SECTION, "2>/dev/null"),
                 "exit 0",
             ]
         )
@@ -68,11 +89,13 @@ class NodeFacts(FactBase[NodeFactsData]):
         extras = sections.get("extras")
         identity = sections.get("identity")
         mirror = sections.get("mirror")
+        runtime = sections.get("runtime")
         return NodeFactsData(
             state=parse_host_state(text),
             extras=DeployExtras().process(extras.output.splitlines() if extras else []),
             identity=FileState().process(identity.output.splitlines() if identity else []),
             mirror=mirror_state.parse(mirror.output) if mirror else None,
+            script_seconds=parse_runtime(runtime.output) if runtime else None,
         )
 
 

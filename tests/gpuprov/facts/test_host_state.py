@@ -16,6 +16,7 @@ from gpuprov.facts.host_state import (
     SCRIPT,
     HostState,
     NvidiaSmiXml,
+    ServiceState,
     parse_host_state,
     split_sections,
 )
@@ -86,6 +87,12 @@ def test_runs_on_this_machine(shell):
     assert set(d.services) == {
         "nvidia-persistenced", "nvidia-fabricmanager", "nvidia-dcgm", "containerd", "docker"
     }  # fmt: skip
+    if shutil.which("systemctl"):  # `show` needs a running systemd, is-enabled does not
+        for unit, state in d.services.items():
+            live = subprocess.run(
+                ["systemctl", "is-enabled", f"{unit}.service"], capture_output=True, text=True
+            )
+            assert state.enabled == (live.stdout.strip() or None), unit
     cuda = Path("/usr/local/cuda")
     assert d.cuda_link == (os.readlink(cuda) if cuda.is_symlink() else None)
     assert d.cuda_dirs == sorted(str(p) for p in Path("/usr/local").glob("cuda-*") if p.is_dir())
@@ -178,3 +185,57 @@ def test_packages_match_dpkg():
 
     expected = parse_dpkg_query(live)
     assert {k: v for k, v in d.packages.items() if k in expected} == expected
+
+
+SYSTEMCTL = Path(__file__).parents[2] / "fixtures" / "systemctl"
+
+
+def test_services_from_one_systemctl_show(tmp_path):
+    """A host running systemd answers the services section with one `systemctl show`
+    (captured on the test bed's systemd VM: benchmarks/noop_breakdown.py --vm --capture);
+    a unit's block is the one at its place in the order asked."""
+    show = SYSTEMCTL / "show-ssh-absent-journald.txt"
+    bindir = fake_tool(
+        tmp_path,
+        "systemctl",
+        f'case "$1" in show) cat "{show}" ;; *) echo "unexpected: $*" >&2; exit 9 ;; esac\n',
+    )
+    d = parse_host_state(run_script("dash", bindir))
+    assert d.problems == []
+    # the capture asked ssh, a unit that does not exist, journald: the script's first three
+    assert d.services["nvidia-persistenced"] == ServiceState("active", "enabled")
+    assert d.services["nvidia-fabricmanager"] == ServiceState("inactive", None)
+    assert d.services["nvidia-dcgm"] == ServiceState("active", "static")
+    assert "containerd" not in d.services  # the capture has three blocks, not five
+
+
+def test_services_none_installed(tmp_path):
+    show = SYSTEMCTL / "show-gpu-units.txt"
+    bindir = fake_tool(tmp_path, "systemctl", f'[ "$1" = show ] && exec cat "{show}"; exit 9\n')
+    d = parse_host_state(run_script("dash", bindir))
+    assert d.services == {
+        u: ServiceState("inactive", None)
+        for u in (
+            "nvidia-persistenced",
+            "nvidia-fabricmanager",
+            "nvidia-dcgm",
+            "containerd",
+            "docker",
+        )
+    }
+
+
+def test_services_per_unit_where_show_fails(tmp_path):
+    """No systemd running (a chroot, a light host): `show` fails, is-active/is-enabled
+    answer one unit at a time."""
+    bindir = fake_tool(
+        tmp_path,
+        "systemctl",
+        'case "$1" in show) echo "Failed to connect to bus" >&2; exit 1 ;;\n'
+        "is-active) echo inactive; exit 3 ;;\n"
+        'is-enabled) case "$2" in docker.service) echo masked ;; *) exit 1 ;; esac ;; esac\n',
+    )
+    d = parse_host_state(run_script("dash", bindir))
+    assert d.services["docker"] == ServiceState("inactive", "masked")
+    assert d.services["containerd"] == ServiceState("inactive", None)
+    assert len(d.services) == 5

@@ -55,3 +55,25 @@ def test_absent_identity_and_spec(tmp_path: Path) -> None:
     assert facts.identity is None
     assert facts.extras["cdi_driver"] is None
     assert facts.state.os is not None
+
+
+def test_reports_its_own_runtime(tmp_path: Path) -> None:
+    """The script times itself (`--timings`: the host's share of the round trip)."""
+    import time
+
+    start = time.perf_counter()
+    facts = local_fact(
+        paths=(), cdi_spec=str(tmp_path / "none.yaml"), identity_file=str(tmp_path / "x.json")
+    )
+    outside = time.perf_counter() - start
+    assert facts.script_seconds is not None
+    assert 0 < facts.script_seconds < outside
+
+
+def test_runtime_stamps_parse_or_read_as_unknown() -> None:
+    from gpuprov.facts.node_facts import parse_runtime
+
+    assert parse_runtime("1700000000000000000 1700000000250000000\n") == 0.25
+    # a date without %N prints a literal N; a clock stepped back; one stamp missing
+    for bad in ("1700000000N 1700000001N", "1700000001000000000 1700000000000000000", " 17"):
+        assert parse_runtime(bad) is None

@@ -1,0 +1,169 @@
+"""Where a converged no-op `gpuprov apply` / `gpuprov plan` spends its time (`--timings`).
+
+    python -m benchmarks.noop_breakdown              (light hosts: 3, 5 rounds)
+    python -m benchmarks.noop_breakdown --vm         (one test-bed VM: systemd, ~5 min boot)
+
+Not part of `python -m benchmarks` (it may boot a VM). Converges the hosts, then runs
+`apply --yes -o json --timings` and `plan -o json --timings` ROUNDS times, interleaved,
+and prints each phase's median (docs/performance.md). Then, on the first host, the
+HostState "services" section both ways, interleaved: ten `systemctl is-active|is-enabled`
+runs against one `systemctl show` (the cut; only a host running systemd can answer the
+latter). --capture DIR keeps that host's raw `systemctl show` output (a test fixture).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+UNITS = "nvidia-persistenced nvidia-fabricmanager nvidia-dcgm containerd docker"
+LOOP = (
+    f"for u in {UNITS}; do systemctl is-active $u.service; systemctl is-enabled $u.service;"
+    " done >/dev/null 2>&1; true"
+)
+SHOW = f"systemctl show -p ActiveState -p UnitFileState $(printf '%s.service ' {UNITS})"
+# `gpuprov` as main() ran it before the exit cut: the interpreter's full teardown at exit.
+FULL_EXIT = (
+    "import sys; from gpuprov.cli import _patch_gevent, gpuprov; "
+    "from gpuprov.cli.app import run; _patch_gevent(); sys.argv[0] = 'gpuprov'; "
+    "sys.exit(run(gpuprov))"
+)
+
+
+def outside(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, capture_output=True, timeout=900, stdin=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - start
+
+
+def gpuprov(*args: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpuprov.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"gpuprov {args[0]} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout)
+
+
+def on_host(ssh: list[str], script: str) -> tuple[float, str]:
+    """`script` on the host, timed there (the SSH connection is not the question)."""
+    wrapped = f't0=$(date +%s%N); {script} > /tmp/.gp-out 2>&1; t1=$(date +%s%N); echo "$t0 $t1"'
+    out = subprocess.run([*ssh, wrapped], capture_output=True, text=True, timeout=120, check=True)
+    t0, t1 = out.stdout.split()
+    raw = subprocess.run([*ssh, "cat /tmp/.gp-out"], capture_output=True, text=True, timeout=60)
+    return (int(t1) - int(t0)) / 1e9, raw.stdout
+
+
+def median_phases(docs: list[dict]) -> dict[str, float]:
+    names: list[str] = []
+    for d in docs:
+        names += [n for n in d["phases"] if n not in names]
+    return {n: statistics.median(d["phases"].get(n, 0.0) for d in docs) for n in names}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vm", action="store_true", help="one test-bed VM instead of light hosts")
+    ap.add_argument("--hosts", type=int, default=3, help="light hosts (default 3)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--capture", type=Path, help="keep the raw `systemctl show` output here")
+    args = ap.parse_args()
+    if args.vm:
+        from gpuprov.testbed.vms import VMLab
+
+        lab = VMLab(1, prefix="gpnb", boot_timeout=1200)  # software emulation, shared cores
+    else:
+        from gpuprov.testbed.lighthosts import LightHostLab
+
+        lab = LightHostLab(args.hosts, prefix="gpnb")
+    with tempfile.TemporaryDirectory(prefix="gpnb-") as tmp, lab:
+        inv = lab.write_inventory(Path(tmp) / "lab.yaml")
+        yaml = YAML()
+        doc = yaml.load(inv.read_text())
+        doc["groups"]["gpu"]["vars"] = {
+            "gpuprov_stack": False,  # no GPU and no NVIDIA packages here: preflight only
+            "gpuprov_preflight_ignore": ["gpus", "headers", "disk", "secure_boot"],
+        }
+        with inv.open("w") as fh:
+            yaml.dump(doc, fh)
+        gpuprov("apply", str(inv), "--yes", "-o", "json")  # converge
+        runs: dict[str, list[dict]] = {"apply": [], "plan": []}
+        for _ in range(args.rounds):
+            a = gpuprov("apply", str(inv), "--yes", "-o", "json", "--timings")
+            assert a["summary"]["status"] == "up-to-date", a["summary"]
+            runs["apply"].append(a["timings"])
+            runs["plan"].append(gpuprov("plan", str(inv), "-o", "json", "--timings")["timings"])
+        exits: dict[str, list[float]] = {"os._exit": [], "full teardown": []}
+        plan_args = ["plan", str(inv), "-o", "json"]
+        for _ in range(args.rounds):  # the exit cut, before/after, interleaved
+            exits["os._exit"].append(outside([sys.executable, "-m", "gpuprov.cli", *plan_args]))
+            exits["full teardown"].append(outside([sys.executable, "-c", FULL_EXIT, *plan_args]))
+        if args.vm:
+            vm = lab.vms[0]
+            ssh = ["ssh", *lab.ssh_options(), "-p", str(vm.ssh_port), "root@127.0.0.1"]
+        else:
+            ssh = ["ssh", *lab.ssh_options(), f"root@{lab.hosts[0].address}"]
+        loop, show, raw = [], [], ""
+        for _ in range(20):
+            loop.append(on_host(ssh, LOOP)[0])
+            seconds, raw = on_host(ssh, SHOW)
+            show.append(seconds)
+        works = subprocess.run([*ssh, f"{SHOW} >/dev/null 2>&1"], timeout=60).returncode == 0
+        if args.capture and works:
+            args.capture.mkdir(parents=True, exist_ok=True)
+            (args.capture / "show-gpu-units.txt").write_text(raw)
+            out = subprocess.run(
+                [*ssh, "systemctl show -p ActiveState -p UnitFileState ssh.service "
+                 "gpuprov-absent.service systemd-journald.service"],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            (args.capture / "show-ssh-absent-journald.txt").write_text(out.stdout)
+            for cmd in ("is-active", "is-enabled"):
+                out = subprocess.run(
+                    [*ssh, f"for u in {UNITS} ssh; do systemctl {cmd} $u.service; done"],
+                    capture_output=True, text=True, timeout=60,
+                )  # fmt: skip
+                (args.capture / f"systemctl-{cmd}.txt").write_text(out.stdout)
+    load = os.getloadavg()
+    where = "1 VM (systemd)" if args.vm else f"{args.hosts} light hosts"
+    print(f"{where}, {args.rounds} rounds, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    for command, docs in runs.items():
+        phases = median_phases(docs)
+        wall = statistics.median(d["wall"] for d in docs)
+        trip = statistics.median(d["facts"]["round_trip"]["median"] for d in docs)
+        script = statistics.median(d["facts"].get("script", {}).get("median", 0.0) for d in docs)
+        print(f"gpuprov {command} (no-op), medians:")
+        for name, seconds in phases.items():
+            print(f"  {name:<22} {seconds:7.3f} s  {100 * seconds / wall:4.0f}%")
+        print(f"  {'wall':<22} {wall:7.3f} s")
+        print(f"  fact round trip {trip:.3f} s, of which the script on the host {script:.3f} s")
+    fast, full = (statistics.median(exits[k]) for k in ("os._exit", "full teardown"))
+    print(f"gpuprov plan, wall from outside: ending with os._exit {fast:.3f} s, with the")
+    print(f"  interpreter's full teardown {full:.3f} s (cut: {full - fast:.3f} s)")
+    m_loop, m_show = statistics.median(loop), statistics.median(show)
+    print(f"services section on the host: 10 systemctl runs {m_loop * 1000:.1f} ms", end="")
+    if works:
+        print(f", one systemctl show {m_show * 1000:.1f} ms ({m_loop / m_show:.1f}x)")
+    else:
+        print(", one systemctl show: n/a (no systemd running on this host)")
+    return 0
+
+
+if __name__ == "__main__":
+    started = time.perf_counter()
+    code = main()
+    print(f"({time.perf_counter() - started:.0f} s)")
+    sys.exit(code)
