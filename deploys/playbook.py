@@ -15,8 +15,11 @@ def default_deploys(steps: StepSelection | None = None) -> list[Callable[..., An
     """`steps`: the runbook steps to run (`--only`/`--skip`; deploys/steps.py); all when None."""
     # Imported here: deploys import pyinfra's operation modules, which is not free.
     # gpu_node = preflight, then on GPU hosts the whole stack (deploys/gpu_node.py).
+    # mirror_server: on `role: mirror` hosts only (no op elsewhere), after preflight;
+    # `gpuprov apply` runs those hosts before any GPU wave (cli/apply/staged.py).
     from gpuprov.deploys.gpu_node import gpu_node
+    from gpuprov.deploys.mirror_server import mirror_server
 
     if steps is None or steps.everything:
-        return [gpu_node]
-    return [partial(gpu_node, steps=steps)]
+        return [gpu_node, mirror_server]
+    return [partial(gpu_node, steps=steps), mirror_server]

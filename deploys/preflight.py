@@ -79,7 +79,8 @@ def review(state: HostStateData, me: Host, headers_candidate: str | None = None)
             f"only {free / 1e9:.1f} GB free on / (need {min_gb:g} GB)",
             "free disk space or grow the root filesystem",
         )
-    if not state.headers_present:
+    # Kernel headers build the NVIDIA modules: GPU hosts only (a mirror host builds none).
+    if not state.headers_present and me.role == "gpu":
         rhel = os_key.startswith("rhel")
         pkg = "kernel-devel" if rhel else f"linux-headers-{state.kernel}"
         if headers_candidate or rhel:
@@ -143,7 +144,7 @@ def preflight() -> None:
     candidate = None
     ignored = me.vars.get("gpuprov_preflight_ignore") or ()
     debian = state.os is not None and state.os.family == "debian"
-    if not state.headers_present and debian and "headers" not in ignored:
+    if not state.headers_present and debian and me.role == "gpu" and "headers" not in ignored:
         candidate = host.get_fact(HeadersCandidate)
     found = review(state, me, candidate)
     for text in found.warnings:  # recorded first: a refused host shows its warnings too

@@ -30,3 +30,32 @@ MANAGED_PATHS = (
     CONTAINERD_REGISTRY,
     *(f"{CONTAINERD_CERTS}/{r}/hosts.toml" for r in REGISTRY_UPSTREAMS),
 )
+
+# The mirror host (deploys/mirror_server.py, docs/mirror-host.md).
+MIRROR_USER = "gpuprov-mirror"  # runs the three services; no login shell
+MIRROR_BUNDLE_ROOT = "/srv/gpuprov"  # bundles/<id>/, current -> bundles/<id> (bundle import)
+MIRROR_REGISTRY_ROOT = "/srv/gpuprov/registry"  # <id>/docker/registry/v2: the registry's storage
+MIRROR_VENV_ROOT = "/opt/gpuprov"  # venv-<digest>/, venv -> venv-<digest>
+MIRROR_CONFIG_DIR = "/etc/gpuprov/mirror"
+MIRROR_NGINX_CONF = f"{MIRROR_CONFIG_DIR}/nginx-apt.conf"
+MIRROR_REGISTRY_CONF = f"{MIRROR_CONFIG_DIR}/registry.yml"
+MIRROR_SERVING = f"{MIRROR_CONFIG_DIR}/serving"  # the bundle id the services last started on
+MIRROR_OWN_SOURCE = "/etc/apt/sources.list.d/gpuprov-bundle.sources"
+MIRROR_APT_UNIT, MIRROR_REGISTRY_UNIT, MIRROR_MODELS_UNIT = (
+    "gpuprov-apt.service",
+    "gpuprov-registry.service",
+    "gpuprov-models.service",
+)
+MIRROR_UNITS = (MIRROR_APT_UNIT, MIRROR_REGISTRY_UNIT, MIRROR_MODELS_UNIT)
+# The packages' own units: masked before the packages are installed, so Debian's default
+# nginx site (port 80, every interface) and registry (port 5000, every interface, writable)
+# never start.
+PACKAGED_UNITS = ("nginx.service", "docker-registry.service")
+MIRROR_PACKAGES = ("nginx", "docker-registry", "python3-venv")
+MIRROR_MANAGED_PATHS = (
+    MIRROR_NGINX_CONF,
+    MIRROR_REGISTRY_CONF,
+    MIRROR_SERVING,
+    MIRROR_OWN_SOURCE,
+    *(f"/etc/systemd/system/{u}" for u in MIRROR_UNITS),
+)

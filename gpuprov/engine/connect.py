@@ -31,6 +31,7 @@ SudoPasswords = Mapping[str, str]
 # Host data keys under which deploys find gpuprov's own view of the host.
 HOST_DATA_KEY = "gpuprov_host"
 CLUSTER_DATA_KEY = "gpuprov_cluster"
+MIRROR_REF_KEY = "gpuprov_mirror_ref"  # role: mirror hosts: the inventory's MirrorRef (ports)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,8 @@ def host_data(
         HOST_DATA_KEY: host,
         CLUSTER_DATA_KEY: cluster.name,
     }
+    if host.role == "mirror" and cluster.mirror is not None:
+        data[MIRROR_REF_KEY] = cluster.mirror
     if ssh.key is not None:
         data["ssh_key"] = str(Path(ssh.key).expanduser())
     if ssh.sudo and ssh.user != "root":

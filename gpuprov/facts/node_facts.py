@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pyinfra import host
 from pyinfra.api import FactBase
 
+from gpuprov.facts import mirror_state
 from gpuprov.facts.files import DeployExtras, FileStat, FileState
 from gpuprov.facts.host_state import (
     SCRIPT,
@@ -23,7 +24,8 @@ from gpuprov.facts.host_state import (
     section_command,
     split_sections,
 )
-from gpuprov.paths import CDI_SPEC, IDENTITY_FILE, MANAGED_PATHS
+from gpuprov.facts.mirror_state import MirrorStateData
+from gpuprov.paths import CDI_SPEC, IDENTITY_FILE, MANAGED_PATHS, MIRROR_MANAGED_PATHS
 
 
 @dataclass
@@ -31,12 +33,15 @@ class NodeFactsData:
     state: HostStateData
     extras: dict
     identity: FileStat | None  # the identity file preflight writes
+    mirror: MirrorStateData | None = None  # mirror hosts only (deploys/mirror_server.py)
 
 
 class NodeFacts(FactBase[NodeFactsData]):
     """HostState + DeployExtras + the identity file's mode and digest, one command."""
 
-    def command(self, paths: tuple[str, ...], cdi_spec: str, identity_file: str) -> str:
+    def command(
+        self, paths: tuple[str, ...], cdi_spec: str, identity_file: str, mirror: bool = False
+    ) -> str:
 
         script = SCRIPT.rstrip()
         script = script.removesuffix("exit 0").rstrip()  # the sections below follow it
@@ -47,6 +52,11 @@ class NodeFacts(FactBase[NodeFactsData]):
                 script,
                 section_command("extras", extras, "2>/dev/null"),
                 section_command("identity", identity, "2>/dev/null"),
+                *(
+                    [section_command("mirror", mirror_state.command(), "2>/dev/null")]
+                    if mirror
+                    else []
+                ),
                 "exit 0",
             ]
         )
@@ -57,12 +67,16 @@ class NodeFacts(FactBase[NodeFactsData]):
         sections = split_sections(text)
         extras = sections.get("extras")
         identity = sections.get("identity")
+        mirror = sections.get("mirror")
         return NodeFactsData(
             state=parse_host_state(text),
             extras=DeployExtras().process(extras.output.splitlines() if extras else []),
             identity=FileState().process(identity.output.splitlines() if identity else []),
+            mirror=mirror_state.parse(mirror.output) if mirror else None,
         )
 
+
+HOST_DATA_KEY = "gpuprov_host"  # gpuprov.engine.connect.HOST_DATA_KEY (facts never import it)
 
 _read: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -76,9 +90,13 @@ def read_node_facts() -> NodeFactsData:
     data = _read.get(me)
     if data is None:
         root = str(host.data.get("gpuprov_root") or "").rstrip("/")
+        me_host = host.data.get(HOST_DATA_KEY)
+        # The mirror host's state rides along (no second round trip); not on a scratch root.
+        mirror = me_host is not None and me_host.role == "mirror" and not root
         data = host.get_fact(
             NodeFacts,
-            paths=tuple(MANAGED_PATHS),
+            paths=tuple(MANAGED_PATHS) + (MIRROR_MANAGED_PATHS if mirror else ()),
+            mirror=mirror,
             cdi_spec=CDI_SPEC,
             identity_file=f"{root}{IDENTITY_FILE}",
         )

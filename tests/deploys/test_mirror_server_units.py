@@ -1,25 +1,37 @@
-"""The mirror host's units listen where the inventory says, never on every interface
-(issue #13, item 22): the rendered ExecStart is started for real on a loopback alias
-(127.0.0.2) and must not answer on another address; unsafe bind values, token and TLS
-paths are refused before any unit is written."""
+"""The mirror host's services listen where the inventory says, never on every interface
+(issue #13, item 22), and are what they claim: the rendered model unit's ExecStart and the
+rendered nginx configuration are started for real on a loopback alias (127.0.0.2) as an
+unprivileged user and must not answer on another address; nginx serves files, refuses
+anything but GET/HEAD, lists no directory and follows no symlink; the registry
+configuration is read by the real docker-registry (tests/gpuprov/mirror/
+test_registry_storage.py serves with it). Unsafe bind values, token and TLS paths are
+refused before any file is written."""
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from gpuprov.deploys.mirror_server import (
-    MirrorHostPaths,
+    BundlePaths,
     ModelsSecurity,
     apt_unit,
     models_unit,
+    nginx_conf,
+    registry_conf,
+    registry_unit,
 )
 
 from gpuprov.errors import InputError
@@ -28,6 +40,7 @@ from gpuprov.mirror.sample import build_tiny_bert
 from gpuprov.mirror.store import add_model
 
 ALIAS = "127.0.0.2"  # on Linux all of 127/8 is loopback: a second "interface" to miss
+BUNDLE = BundlePaths("e" * 64)
 
 
 def directives(text: str) -> dict[str, str]:
@@ -42,12 +55,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def answers(url: str) -> bool:
+def status(url: str, method: str = "GET") -> int:
     try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status == 200
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
     except OSError:
-        return False
+        return 0
+
+
+def answers(url: str) -> bool:
+    return status(url) == 200
 
 
 def wait_for(url: str, proc: subprocess.Popen) -> None:
@@ -62,8 +81,7 @@ def test_models_unit_listens_on_the_inventory_address_only(tmp_path):
     store = tmp_path / "store"
     add_model(build_tiny_bert(tmp_path / "m"), store, "acme/m")
     port = free_port()
-    paths = MirrorHostPaths(root="/opt/gpuprov", store=str(store))
-    unit = directives(models_unit(MirrorRef(host="mirror01", models_port=port), paths, ALIAS))
+    unit = directives(models_unit(MirrorRef(host="mirror01", models_port=port), str(store), ALIAS))
     argv = shlex.split(unit["ExecStart"])
     assert argv[0] == "/opt/gpuprov/venv/bin/gpuprov"
     assert argv[argv.index("--host") + 1] == ALIAS and "0.0.0.0" not in unit["ExecStart"]
@@ -79,21 +97,96 @@ def test_models_unit_listens_on_the_inventory_address_only(tmp_path):
         proc.communicate(timeout=20)
 
 
-def test_apt_unit_listens_on_the_inventory_address_only(tmp_path):
-    (tmp_path / "dists").mkdir()
-    (tmp_path / "dists" / "InRelease").write_text("signed\n")
-    port = free_port()
-    text = apt_unit(MirrorRef(host="m", apt_port=port), MirrorHostPaths(apt=str(tmp_path)), ALIAS)
-    argv = shlex.split(directives(text)["ExecStart"])
-    assert argv[argv.index("--bind") + 1] == ALIAS
-    argv[0] = sys.executable  # this checkout's python stands in for the host's venv
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+@pytest.fixture
+def nginx_site():
+    """A world-readable scratch tree (the unprivileged nginx must read it): an apt-like
+    tree, a directory, a symlink out of the tree."""
+    if shutil.which("nginx") is None or shutil.which("setpriv") is None:
+        pytest.skip("nginx and setpriv needed (make system-deps)")
+    top = Path(tempfile.mkdtemp(prefix="gpuprov-nginx-"))
     try:
-        wait_for(f"http://{ALIAS}:{port}/dists/InRelease", proc)
-        assert not answers(f"http://127.0.0.1:{port}/dists/InRelease")
+        top.chmod(0o755)
+        root = top / "apt"
+        (root / "debian12/dists/gpuprov").mkdir(parents=True)
+        (root / "debian12/dists/gpuprov/InRelease").write_text("signed\n")
+        (top / "secret").write_text("outside\n")
+        (root / "debian12/escape").symlink_to(top / "secret")
+        runtime = top / "run"
+        runtime.mkdir()
+        yield top, root, runtime
+    finally:
+        shutil.rmtree(top)
+
+
+def test_nginx_serves_the_tree_on_the_inventory_address_only(nginx_site):
+    top, root, runtime = nginx_site
+    port = free_port()
+    text = nginx_conf(MirrorRef(host="m", apt_port=port), BUNDLE, ALIAS)
+    text = text.replace(f"root {BUNDLE.apt};", f"root {root};")  # the scratch tree
+    text = text.replace("/run/gpuprov-apt", str(runtime))
+    text = text.replace(
+        "access_log syslog:server=unix:/dev/log,nohostname,tag=gpuprov_apt combined",
+        "access_log off",
+    )
+    conf = top / "nginx.conf"
+    conf.write_text(text)
+    nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    os.chown(runtime, 65534, 65534)
+    checked = subprocess.run(
+        [*nobody, "nginx", "-e", "stderr", "-t", "-q", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stderr
+    proc = subprocess.Popen(
+        [*nobody, "nginx", "-e", "stderr", "-c", str(conf)], stderr=subprocess.PIPE
+    )
+    try:
+        base = f"http://{ALIAS}:{port}/debian12"
+        wait_for(f"{base}/dists/gpuprov/InRelease", proc)
+        assert status(f"{base}/dists/gpuprov/InRelease", "HEAD") == 200
+        assert not answers(f"http://127.0.0.1:{port}/debian12/dists/gpuprov/InRelease")
+        assert status(f"{base}/dists/gpuprov/InRelease", "POST") == 403
+        assert status(f"{base}/dists/gpuprov/InRelease", "PUT") == 403
+        assert status(f"{base}/dists/") in (403, 404)  # no listing
+        assert status(f"{base}/escape") in (403, 404)  # never follows a symlink (it exists)
+        assert status(f"{base}/../secret") in (400, 404)
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def test_units_are_hardened_and_read_only():
+    mirror = MirrorRef(host="m", apt_port=8081, registry_port=5001, models_port=8091)
+    for text in (
+        apt_unit(mirror),
+        registry_unit(mirror),
+        models_unit(mirror, BUNDLE.models, "10.0.0.5"),
+    ):
+        unit = directives(text)
+        assert unit["User"] == "gpuprov-mirror" and unit["Restart"] == "on-failure", text
+        assert unit["ProtectSystem"] == "strict" and unit["NoNewPrivileges"] == "yes"
+        assert unit["PrivateTmp"] == "yes" and unit["ReadOnlyPaths"] == "/srv/gpuprov"
+        assert unit["StandardOutput"] == "journal" and "AmbientCapabilities" not in unit
+    low = directives(apt_unit(MirrorRef(host="m", apt_port=80)))
+    assert low["AmbientCapabilities"] == "CAP_NET_BIND_SERVICE"
+
+
+def test_registry_config_is_pull_only_and_optionally_tls():
+    from ruamel.yaml import YAML
+
+    mirror = MirrorRef(host="m", registry_port=5001)
+    plain = YAML(typ="safe").load(registry_conf(mirror, BUNDLE, "10.0.0.5", ModelsSecurity()))
+    assert plain["http"]["addr"] == "10.0.0.5:5001" and "tls" not in plain["http"]
+    assert plain["storage"]["maintenance"]["readonly"]["enabled"] is True
+    assert plain["storage"]["filesystem"]["rootdirectory"] == f"/srv/gpuprov/registry/{'e' * 64}"
+    tls = ModelsSecurity(tls_cert="/etc/gpuprov/tls/m.pem", tls_key="/etc/gpuprov/tls/m.key")
+    doc = YAML(typ="safe").load(registry_conf(mirror, BUNDLE, "fd00::5", tls))
+    assert doc["http"]["tls"] == {
+        "certificate": "/etc/gpuprov/tls/m.pem",
+        "key": "/etc/gpuprov/tls/m.key",
+    }
+    assert doc["http"]["addr"] == "[fd00::5]:5001"
 
 
 @pytest.mark.parametrize(
@@ -101,16 +194,18 @@ def test_apt_unit_listens_on_the_inventory_address_only(tmp_path):
     ["0.0.0.0", "::", "0:0::0", "", "10.0.0.5 --token-file /x", "$(id)", "m01\n", "-m01", "a;b"],
 )
 def test_wildcard_or_unsafe_bind_is_refused(bind):
-    mirror, paths = MirrorRef(host="m"), MirrorHostPaths()
+    mirror = MirrorRef(host="m")
     with pytest.raises(InputError, match="every interface|expected an IP or a host name"):
-        models_unit(mirror, paths, bind)
+        models_unit(mirror, BUNDLE.models, bind)
     with pytest.raises(InputError, match="every interface|expected an IP or a host name"):
-        apt_unit(mirror, paths, bind)
+        nginx_conf(mirror, BUNDLE, bind)
+    with pytest.raises(InputError, match="every interface|expected an IP or a host name"):
+        registry_conf(mirror, BUNDLE, bind, ModelsSecurity())
 
 
 @pytest.mark.parametrize("bind", ["10.0.0.5", "fd00::5", "mirror01.site.example", "mirror01"])
 def test_addresses_and_host_names_are_accepted(bind):
-    unit = directives(models_unit(MirrorRef(host="m"), MirrorHostPaths(), bind))
+    unit = directives(models_unit(MirrorRef(host="m"), BUNDLE.models, bind))
     assert f"--host {bind} " in unit["ExecStart"]
 
 
@@ -122,7 +217,7 @@ def test_tokens_and_tls_reach_execstart():
         public_url="https://models.site.example:8090",
     )
     argv = shlex.split(
-        directives(models_unit(MirrorRef(host="m"), MirrorHostPaths(), "10.0.0.5", security))[
+        directives(models_unit(MirrorRef(host="m"), BUNDLE.models, "10.0.0.5", security))[
             "ExecStart"
         ]
     )
@@ -144,21 +239,4 @@ def test_tokens_and_tls_reach_execstart():
 )
 def test_unsafe_security_settings_are_refused(security, message):
     with pytest.raises(InputError, match=message):
-        models_unit(MirrorRef(host="m"), MirrorHostPaths(), "10.0.0.5", security)
-
-
-def test_the_deploy_binds_the_mirror_hosts_inventory_address():
-    from gpuprov.deploys.mirror_server import HOST_DATA_KEY, _inventory_address
-    from pyinfra.api import Config, Inventory, State
-    from pyinfra.context import ctx_host, ctx_state
-
-    from gpuprov.inventory.model import Host, SSHSettings
-
-    me = Host("mirror01", "10.0.0.5", "mirror", "mirror", SSHSettings(), None, None)
-    inventory = Inventory(([("@fake/mirror01", {HOST_DATA_KEY: me}), ("@fake/bare", {})], {}))
-    state = State(inventory, Config())
-    with ctx_state.use(state):
-        with ctx_host.use(inventory.get_host("@fake/mirror01")):
-            assert _inventory_address() == "10.0.0.5"
-        with ctx_host.use(inventory.get_host("@fake/bare")), pytest.raises(InputError):
-            _inventory_address()
+        models_unit(MirrorRef(host="m"), BUNDLE.models, "10.0.0.5", security)
