@@ -107,10 +107,23 @@ def plan(
     steps = selection(app, only, skip)
     cluster, hosts = load(app, inventory, limit)
     static_checks(app, cluster)
+    from gpuprov.inventory.mirrors import mirror_choices
+
+    mirrors = mirror_choices(cluster, hosts)
+    if output != "json":  # from the inventory alone: shown even when hosts are unreachable
+        for name, choice in mirrors.items():
+            app.info(f"{name}: mirror {choice.mirror.name} ({choice.reason})")
     with open_session(app, cluster, hosts, accept_new) as session:
         result = prepare(session, default_deploys(steps))
     if output == "json":
-        app.json(result.to_dict())
+        app.json(
+            result.to_dict()
+            | {
+                "mirrors": {
+                    n: {"mirror": c.mirror.name, "why": c.reason} for n, c in mirrors.items()
+                }
+            }
+        )
     else:
         show_plan(app, result)
     code = plan_exit_code(result)

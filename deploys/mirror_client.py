@@ -1,30 +1,40 @@
 """Point the host at the site mirror, and only at it (air-gapped sites).
 
 Runbook:
-1. apt: /etc/apt/sources.list.d/gpuprov-mirror.sources with Signed-By the mirror's own
-   keyring (never `trusted=yes`); `apt-get update` only when either file changed.
-2. Hugging Face clients: HF_ENDPOINT and HF_HUB_DISABLE_XET=1 (the mirror speaks the Hub
-   HTTP API, not Xet) for systemd sessions (environment.d) and login shells (profile.d).
-3. containerd: registry mirrors in /etc/containerd/certs.d/<upstream>/hosts.toml, enabled
+1. Which mirror: the inventory's nearest mirror host by failure domain
+   (gpuprov/inventory/mirrors.py, shown by `gpuprov plan`), unless the host var
+   `gpuprov_mirror_client` wires it by hand (the lab, sites without `cluster.mirror`).
+2. apt: /etc/apt/sources.list.d/gpuprov-mirror.sources for the host's OS (the bundle's
+   `apt/<os-id>` repository, suite gpuprov) with Signed-By the bundle keyring
+   (`cluster.mirror.keyring`) copied to /etc/apt/keyrings (never `trusted=yes`);
+   `apt-get update` only when either file changed.
+3. Hugging Face clients: HF_ENDPOINT and HF_HUB_DISABLE_XET=1 (the mirror speaks the Hub
+   HTTP API, not Xet) for login shells (profile.d), every PAM session (/etc/environment),
+   user systemd sessions (environment.d) and every system service (system.conf.d
+   DefaultEnvironment=).
+4. containerd: registry mirrors in /etc/containerd/certs.d/<upstream>/hosts.toml, enabled
    by a drop-in (the user's config.toml is not rewritten). docker: the site registry added
    to `registry-mirrors` (and `insecure-registries` for plain http) in daemon.json, merged
    into the user's settings. docker mirrors Docker Hub only: nvcr.io/ghcr.io images are
    pulled by their site-registry name. Either way the runtime restarts once afterwards.
 
-Settings come from the host var `gpuprov_mirror_client` (group or host `vars:` in the
-inventory): {"apt_url", "suite", "keyring" (path on the control node), "registry"
-("host:port", optional), "hf_endpoint" (optional)}. Without it the steps show as skipped.
+Hand-written settings (`gpuprov_mirror_client`, group or host `vars:`): {"apt_url",
+"suite", "keyring" (path on the control node), "registry" ("host:port", optional),
+"registry_scheme", "registry_ca" (a CA file on the host, for https), "hf_endpoint"
+(optional)}. Without them and without `cluster.mirror` the steps show as skipped.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gpuprov.deploys.context import MIRROR_DATA_KEY, NodeContext
+from gpuprov.deploys.context import MIRROR_CHOICE_KEY, MIRROR_DATA_KEY, NodeContext
 from pyinfra.api import deploy
+from pyinfra.operations import server
 
 from gpuprov.operations.apt import deb822_source
 from gpuprov.operations.docker import DaemonJsonError, docker_daemon_lists, merge_daemon_json
+from gpuprov.operations.envfile import environment_vars
 from gpuprov.operations.files import managed_file, sha256
 from gpuprov.operations.system import skipped
 from gpuprov.paths import (
@@ -32,11 +42,12 @@ from gpuprov.paths import (
     CONTAINERD_REGISTRY,
     HF_ENV,
     HF_PROFILE,
+    HF_SYSTEMD,
     MIRROR_SOURCE_NAME,
     REGISTRY_UPSTREAMS,
 )
 from gpuprov.rendering import render
-from gpuprov.safe_values import host_port_problem, url_problem
+from gpuprov.safe_values import ABS_PATH_RE, host_port_problem, url_problem
 
 UPSTREAM_SERVERS = {
     "docker.io": "https://registry-1.docker.io",
@@ -59,6 +70,7 @@ def settings_problem(mirror: dict) -> str | None:
         "hf_endpoint": url_problem,
         "registry": host_port_problem,
         "registry_scheme": lambda v: None if v in ("http", "https") else "expected http or https",
+        "registry_ca": lambda v: None if ABS_PATH_RE.fullmatch(v) else "expected an absolute path",
     }
     for key, check in checks.items():
         value = mirror.get(key)
@@ -68,9 +80,19 @@ def settings_problem(mirror: dict) -> str | None:
     return None
 
 
+def client_settings(ctx: NodeContext) -> dict | None:
+    """The host's mirror settings: its `gpuprov_mirror_client` var when set, else those of
+    its nearest mirror for the OS the host runs; None without either."""
+    mirror = ctx.var(MIRROR_DATA_KEY)
+    if mirror:
+        return mirror
+    choice = ctx.var(MIRROR_CHOICE_KEY)
+    return choice.settings(ctx.os_key) if choice is not None else None
+
+
 @deploy("Mirror client")
 def mirror_client(ctx: NodeContext) -> None:
-    mirror = ctx.var(MIRROR_DATA_KEY)
+    mirror = client_settings(ctx)
     if not mirror:
         skipped(name="Site mirror", reason="no mirror in the inventory: sources left as they are")
         return
@@ -79,9 +101,10 @@ def mirror_client(ctx: NodeContext) -> None:
         from gpuprov.engine.refusal import HostRefused
 
         raise HostRefused(problem, "fix the host's vars in the inventory")
-    if ctx.apt:
+    where = f" ({mirror['mirror']})" if mirror.get("mirror") else ""
+    if ctx.apt and mirror.get("apt_url"):
         deb822_source(
-            name="apt source: the site mirror (Signed-By its keyring)",
+            name=f"apt source: the site mirror{where} (Signed-By the bundle keyring)",
             source_name=MIRROR_SOURCE_NAME,
             url=mirror["apt_url"],
             suite=mirror.get("suite", "gpuprov"),
@@ -89,20 +112,15 @@ def mirror_client(ctx: NodeContext) -> None:
             components=list(mirror.get("components", ["main"])),
             digests=ctx.digests,
         )
+    elif ctx.apt:
+        skipped(
+            name="apt source: the site mirror",
+            reason="no apt_url and keyring (set cluster.mirror.keyring to the bundle keyring: "
+            "a repository is never used without one): apt sources left as they are",
+        )
     hf = mirror.get("hf_endpoint")
     if hf:
-        managed_file(
-            name="HF_ENDPOINT for systemd sessions",
-            path=HF_ENV,
-            content=render("hf-mirror.conf.j2", hf_endpoint=hf),
-            digests=ctx.digests,
-        )
-        managed_file(
-            name="HF_ENDPOINT for login shells",
-            path=HF_PROFILE,
-            content=render("hf-mirror.sh.j2", hf_endpoint=hf),
-            digests=ctx.digests,
-        )
+        hf_environment(ctx, hf)
     registry = mirror.get("registry")
     scheme = mirror.get("registry_scheme", "http")
     if registry and ctx.stack.container_runtime == "docker":
@@ -145,6 +163,46 @@ def mirror_client(ctx: NodeContext) -> None:
                     upstream=upstream,
                     server=UPSTREAM_SERVERS[upstream],
                     mirror=f"{scheme}://{registry}",
+                    ca=mirror.get("registry_ca") if scheme == "https" else None,
                 ),
                 digests=ctx.digests,
             )
+
+
+def hf_environment(ctx: NodeContext, hf: str) -> None:
+    """HF_ENDPOINT and HF_HUB_DISABLE_XET=1 wherever a Hugging Face client may run."""
+    managed_file(
+        name="HF_ENDPOINT for systemd user sessions",
+        path=HF_ENV,
+        content=render("hf-mirror.conf.j2", hf_endpoint=hf),
+        digests=ctx.digests,
+    )
+    managed_file(
+        name="HF_ENDPOINT for login shells",
+        path=HF_PROFILE,
+        content=render("hf-mirror.sh.j2", hf_endpoint=hf),
+        digests=ctx.digests,
+    )
+    environment_vars(
+        name="HF_ENDPOINT for every PAM session (/etc/environment)",
+        values={"HF_ENDPOINT": hf, "HF_HUB_DISABLE_XET": "1"},
+        current=ctx.extras.get("environment"),
+    )
+    dropin = render("hf-mirror-systemd.conf.j2", hf_endpoint=hf)
+    managed_file(
+        name="HF_ENDPOINT for every system service (DefaultEnvironment=)",
+        path=HF_SYSTEMD,
+        content=dropin,
+        digests=ctx.digests,
+    )
+    if ctx.digests.get(HF_SYSTEMD) != sha256(dropin):
+        # PID 1 reads system.conf.d at boot and again on daemon-reload (systemd re-parses
+        # its configuration before reloading units; no daemon-reexec needed, which would
+        # also re-execute the manager binary). Services started from then on get the
+        # variables; running ones keep their environment until they restart, which we do
+        # not force: restarting a site's inference services is the site's decision.
+        # Without a running systemd (a chroot, a container) there is nothing to reload.
+        server.shell(
+            name="systemd: read the new DefaultEnvironment (daemon-reload)",
+            commands=["if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi"],
+        )

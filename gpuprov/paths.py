@@ -14,6 +14,7 @@ NOUVEAU_CONF = "/etc/modprobe.d/blacklist-nouveau.conf"
 CUDA_PROFILE = "/etc/profile.d/cuda.sh"
 HF_ENV = "/etc/environment.d/90-gpuprov-hf.conf"
 HF_PROFILE = "/etc/profile.d/gpuprov-hf.sh"
+HF_SYSTEMD = "/etc/systemd/system.conf.d/gpuprov-mirror.conf"  # every system service
 MIRROR_SOURCE_NAME = "gpuprov-mirror"
 MIRROR_SOURCE = f"/etc/apt/sources.list.d/{MIRROR_SOURCE_NAME}.sources"
 MIRROR_KEYRING = f"/etc/apt/keyrings/{MIRROR_SOURCE_NAME}.gpg"
@@ -25,6 +26,7 @@ MANAGED_PATHS = (
     CUDA_PROFILE,
     HF_ENV,
     HF_PROFILE,
+    HF_SYSTEMD,
     MIRROR_SOURCE,
     MIRROR_KEYRING,
     CONTAINERD_REGISTRY,

@@ -82,6 +82,9 @@ class DeployExtras(FactBase[dict]):
             # docker's settings, whole: the mirror client merges into them.
             "if [ -f /etc/docker/daemon.json ]; then "
             "printf 'docker-daemon %s\\n' \"$(base64 -w0 < /etc/docker/daemon.json)\"; fi; "
+            # pam_env's file, whole (bounded): the mirror client sets HF_ENDPOINT in it.
+            "if [ -f /etc/environment ]; then "
+            "printf 'environment %s\\n' \"$(head -c 65536 /etc/environment | base64 -w0)\"; fi; "
             "if [ -f /etc/containerd/conf.d/99-nvidia.toml ] && [ -f /etc/containerd/config.toml ] "
             "&& grep -q '^imports.*conf\\.d' /etc/containerd/config.toml; "
             "then echo 'containerd-nvidia yes'; fi; true"
@@ -94,6 +97,7 @@ class DeployExtras(FactBase[dict]):
             "docker_nvidia": False,
             "containerd_nvidia": False,
             "docker_daemon": None,
+            "environment": None,
         }
         for line in output:
             kind, _, rest = line.strip().partition(" ")
@@ -106,6 +110,8 @@ class DeployExtras(FactBase[dict]):
                 out["docker_nvidia"] = True
             elif kind == "docker-daemon":
                 out["docker_daemon"] = base64.b64decode(rest.strip()).decode(errors="replace")
+            elif kind == "environment":
+                out["environment"] = base64.b64decode(rest.strip()).decode(errors="replace")
             elif kind == "containerd-nvidia":
                 out["containerd_nvidia"] = True
         return out

@@ -164,7 +164,7 @@ def build(root: CommentedMap, path: Path, r: Reader) -> Cluster | None:
             hosts[host.name] = host
             members.append(host.name)
         groups[gname] = Group(gname, cast(HostRole, role), profile, tuple(members), gloc)
-    mirror = read_mirror(r, cnode, hosts)
+    mirror = read_mirror(r, cnode, hosts, base)
     bundle = read_bundle(r, cnode, base)
     if rollout.hook_host is not None and rollout.hook_host not in hosts:
         r.error(r.value_loc(cnode["rollout"], "hook_host"),

@@ -53,6 +53,12 @@ class MirrorRef:
     registry_port: int = 5000
     models_port: int = 8090
     scheme: str = "http"
+    # The site's bundle public keyring (binary, on the control node): GPU hosts trust the
+    # mirror's apt repositories through it (Signed-By) and `gpuprov verify` checks them by it.
+    keyring: Path | None = None
+    # Host.domains keys, nearest first: a GPU host uses the mirror host sharing the first of
+    # these with it (same rack, else same row...), else the first mirror (docs/inventory.md).
+    nearest: tuple[str, ...] = ("rack", "row", "room", "site")
     location: Location = Location("<default>")
 
 

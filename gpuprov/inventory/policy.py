@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
@@ -12,7 +13,8 @@ from gpuprov.inventory.hook_template import template_problem
 from gpuprov.inventory.model import CommandGate, Host, MirrorRef, RolloutPolicy
 from gpuprov.inventory.reader import Missing, Reader, type_name
 
-MIRROR_KEYS = ("host", "apt_port", "registry_port", "models_port", "scheme")
+MIRROR_KEYS = ("host", "apt_port", "registry_port", "models_port", "scheme", "keyring", "nearest")
+DOMAIN_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
 ROLLOUT_KEYS = (
     "canary", "waves", "max_fail", "failure_domain", "max_per_domain",
     "gates", "drain", "undrain", "hook_host", "pause_between_waves",
@@ -25,7 +27,9 @@ def _tn(v: Any) -> str:
     return type_name(v)
 
 
-def read_mirror(r: Reader, cnode: CommentedMap, hosts: dict[str, Host]) -> MirrorRef | None:
+def read_mirror(
+    r: Reader, cnode: CommentedMap, hosts: dict[str, Host], base: Path | None = None
+) -> MirrorRef | None:
     m = r.mapping(cnode, "mirror", "cluster")
     if m is None:
         return None
@@ -54,6 +58,22 @@ def read_mirror(r: Reader, cnode: CommentedMap, hosts: dict[str, Host]) -> Mirro
     scheme = r.string(m, "scheme", "cluster.mirror", ("http", "https"))
     if scheme is not Missing:
         kw["scheme"] = scheme
+    if "keyring" in m:
+        from gpuprov.inventory.bundle import _file
+
+        keyring = _file(
+            r, m, "keyring", "cluster.mirror.keyring", base or Path(r.file).absolute().parent
+        )
+        if keyring is not None:
+            kw["keyring"] = keyring
+    nearest = r.string_list(m, "nearest", "cluster.mirror")
+    if nearest is not Missing:
+        bad = [k for k in nearest if not DOMAIN_KEY_RE.fullmatch(k)]
+        if bad or not nearest:
+            r.error(r.value_loc(m, "nearest"), "cluster.mirror.nearest: expected failure-domain "
+                    f"keys like rack, row (letters, digits, _ . -), got {bad or nearest!r}")  # fmt: skip
+        else:
+            kw["nearest"] = tuple(nearest)
     return MirrorRef(host=host, location=r.node_loc(m), **kw)
 
 

@@ -47,6 +47,7 @@ def extras_output(
     docker: bool = False,
     containerd: bool = False,
     docker_daemon: str | None = None,
+    environment: str | None = None,
 ) -> str:
     lines = [f"file {d} {p}" for p, d in (digests or {}).items()]
     if cdi_driver:
@@ -57,6 +58,8 @@ def extras_output(
         lines.append("containerd-nvidia yes")
     if docker_daemon is not None:
         lines.append("docker-daemon " + base64.b64encode(docker_daemon.encode()).decode())
+    if environment is not None:
+        lines.append("environment " + base64.b64encode(environment.encode()).decode())
     return "\n".join(lines)
 
 
