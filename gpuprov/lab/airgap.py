@@ -406,10 +406,12 @@ def gateway_of(address: str) -> str:
 # ---- far side: using the mirror from a GPU host -------------------------------------------
 # apt with the sources gpuprov wrote and nothing else: every source must be the mirror's.
 APT_SCRIPT = r"""
-set -eu
-grep -rhoE '^(URIs:|deb) *[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
-  | sort -u | sed 's/^/source /'
-sudo -n apt-get update -o Acquire::Retries=0 2>&1 | tail -4
+set -euo pipefail
+{ grep -rhoE '^(URIs:|deb) *[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/ || true; } \
+  2>/dev/null | sort -u | sed 's/^/source /'
+out=$(sudo -n timeout 300 apt-get update -o Acquire::Retries=0 2>&1) || { echo "$out"; exit 1; }
+echo "$out" | tail -4
+if echo "$out" | grep -qE '^(W|E):'; then exit 1; fi
 sudo -n apt-cache policy containerd | sed -n '1,6p'
 """
 
@@ -419,9 +421,9 @@ def pull_script(registry: str, repo: str, tag: str) -> str:
     HTTP: the lab's registry has no TLS), then show what containerd holds."""
     ref = shlex.quote(f"{registry}/{repo}:{tag}")
     return (
-        "set -eu\n"
+        "set -euo pipefail\n"
         f"curl -fsS -m 20 http://{registry}/v2/_catalog\necho\n"
-        f"sudo -n ctr -n gpuprov-lab images pull --plain-http {ref} | tail -2\n"
+        f"sudo -n timeout 300 ctr -n gpuprov-lab images pull --plain-http {ref} | tail -2\n"
         f"sudo -n ctr -n gpuprov-lab images ls -q | grep -Fx {ref}\n"
     )
 

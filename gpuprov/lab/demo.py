@@ -309,7 +309,7 @@ def use_mirror(demo: Demo, name: str) -> list[str]:
     if apt.returncode != 0:
         raise LabError(f"{name}: apt-get update from the site sources failed: "
                        f"{(apt.stdout + apt.stderr).strip()[-1500:]}")  # fmt: skip
-    lines += [f"apt: {line}" for line in apt.stdout.splitlines()[-6:]]
+    lines += [f"apt: {line}" for line in apt.stdout.splitlines()[:30]]
     pull = demo.on_host(name, airgap.pull_script(registry, repo, tag), timeout=600)
     if pull.returncode != 0:
         raise LabError(f"{name}: ctr could not pull {repo}:{tag} from {registry}: "
