@@ -336,7 +336,11 @@ class Probe:
 
 # Run on a GPU VM: each line `NAME RC OUTPUT`. Bounded: every fetch has a timeout.
 PROBE_SCRIPT = r"""
-probe() { name=$1; shift; out=$("$@" 2>&1 | tr '\n' ' ' | cut -c1-200); echo "$name $? $out"; }
+probe() {
+  name=$1; shift
+  out=$("$@" 2>&1); rc=$?
+  echo "$name $rc $(printf '%s' "$out" | tr '\n' ' ' | cut -c1-200)"
+}
 probe default_route sh -c 'ip route show default | grep -q . && ip route show default; test -z "$(ip route show default)"'
 probe route_internet ip route get 151.101.2.132
 probe dns_debian timeout 15 getent hosts deb.debian.org

@@ -142,7 +142,7 @@ class Demo:
             with self.step("far side: gpuprov bundle verify the stick"):
                 self.gpuprov("bundle", "verify", str(self.usb), "--keyring", str(self.keyring))
             with self.step("far side: gpuprov bundle import onto mirror01"):
-                serving = self.on_host("mirror01", "readlink /srv/gpuprov/current || true")
+                serving = self.on_host("mirror01", "sudo -n readlink /srv/gpuprov/current || true")
                 if serving.stdout.strip().rstrip("/").endswith(f"/{bundle}"):
                     self.out(f"    mirror01 serves bundle {bundle[:12]} already: nothing to import")
                 else:
