@@ -266,7 +266,12 @@ def ruleset(table: str, sources: list[str]) -> str:
     NAT, other networks), except replies of connections this machine opened (SSH, vagrant)
     and DHCP (their management addresses must stay). Traffic between VMs on the same
     libvirt bridge never reaches these hooks: GPU VM -> mirror01 stays open."""
-    addrs = [str(ipaddress.IPv4Address(a)) for a in sources]  # raises on anything else
+    addrs = []
+    for a in sources:  # into nft's syntax: nothing but a dotted quad gets there
+        try:
+            addrs.append(str(ipaddress.IPv4Address(a)))
+        except ValueError as exc:
+            raise LabError(f"air-gap firewall: {a!r} is not an IPv4 address") from exc
     if not addrs:
         raise LabError("no GPU VM addresses to cut off")
     src = ", ".join(addrs)

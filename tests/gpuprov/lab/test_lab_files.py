@@ -121,3 +121,51 @@ def test_hardware_is_the_standins_profiles_and_simulator(tmp_path: Path) -> None
 def test_known_hosts_names() -> None:
     assert known_hosts_name("192.168.56.11", 22) == "192.168.56.11"
     assert known_hosts_name("127.0.0.1", 2222) == "[127.0.0.1]:2222"
+
+
+def test_gpu_hosts_use_mirror01_only(tmp_path: Path) -> None:
+    """Every source a GPU host gets in the lab inventory is mirror01's (NET.10)."""
+    inv = tmp_path / "vagrant.yaml"
+    inv.write_text(render(_hosts(tmp_path, 2), LabSettings(), inv, tmp_path / "known_hosts"))
+    client = load_inventory(inv).hosts["gpu01"].vars["gpuprov_mirror_client"]
+    assert client["apt_url"] == "http://192.168.56.10:8080/debian12"
+    assert client["suite"] == "gpuprov" and client["keyring"].endswith("bundle.gpg")
+    assert client["registry"] == "192.168.56.10:5000"
+    assert client["hf_endpoint"] == "http://192.168.56.10:8090"
+
+
+def test_bundle_inventory_loads_with_its_sources(tmp_path: Path) -> None:
+    """The connected side's copy: the lab inventory plus a `bundle:` section the real
+    loader accepts (its files exist), with the stand-in upstreams on loopback."""
+    from gpuprov.lab.inventory import planned_hosts, write_bundle_inventory
+
+    s = LabSettings(net="192.168.57", dir=tmp_path / "lab", dotfile=tmp_path / "dot")
+    s.dir.mkdir()
+    (s.dir / "repo-keyring.gpg").write_bytes(b"keyring")
+    (s.dir / "dpkg-status").write_text("Package: base-files\nStatus: install ok installed\n")
+    (s.dir / "model").mkdir()
+    assert [h.name for h in planned_hosts(s)] == ["mirror01", "gpu01", "gpu02"]
+    cluster = load_inventory(write_bundle_inventory(s))
+    spec = cluster.bundle
+    assert spec is not None
+    urls = [src.url for src in spec.targets["debian12"].sources]
+    assert urls[2] == "http://127.0.0.1:18057"  # the tests' lab: its own ports
+    assert spec.targets["debian12"].base.dpkg_status == s.dir / "dpkg-status"
+    assert spec.images == ("127.0.0.1:18357/gpuprov-lab/hello:1.0",)
+    assert [m.repo for m in spec.models] == ["gpuprov-lab/tiny"]
+    assert cluster.hosts["gpu02"].address == "192.168.57.12"
+
+
+def test_firewall_ruleset_takes_ipv4_addresses_only() -> None:
+    import pytest
+
+    from gpuprov.lab.airgap import ruleset, table_name
+    from gpuprov.lab.box import LabError
+
+    text = ruleset("gpuprov_airgap_t", ["192.168.56.11", "192.168.121.7"])
+    assert "elements = { 192.168.56.11, 192.168.121.7 }" in text
+    assert "ct state established,related accept" in text
+    for bad in (["192.168.56.11; flush ruleset"], ["::1"], []):
+        with pytest.raises(LabError):
+            ruleset("t", bad)
+    assert table_name(LabSettings(prefix="gpuprov-test-42-")) == "gpuprov_airgap_gpuprov_test_42"
