@@ -20,7 +20,7 @@ import pytest
 from gpuprov.lab import repo_root
 from gpuprov.lab.vagrant import LabSettings
 
-pytestmark = [pytest.mark.vm, pytest.mark.slow]
+pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.timeout(3000)]
 
 TIMES: dict[str, float] = {}
 
