@@ -135,10 +135,20 @@ class Demo:
                 if on_stick == bundle:
                     self.out(f"    the stick holds bundle {bundle[:12]} already: verify decides")
                 else:
-                    if on_stick is not None or any(self.usb.iterdir()):
+                    if on_stick is not None:  # a whole other bundle: a fresh stick for this one
                         _empty(self.usb)
-                    self.gpuprov("bundle", "export", str(self.bundle), "--to", str(self.usb),
-                                 "--chunk-size", str(CHUNK))  # fmt: skip
+                    # A half export of this bundle (interrupted run) resumes: good chunks stay.
+                    export = ("bundle", "export", str(self.bundle), "--to", str(self.usb),
+                              "--chunk-size", str(CHUNK))  # fmt: skip
+                    first = self.gpuprov(*export, check=False)
+                    if first.returncode != 0:
+                        if not any(self.usb.iterdir()):
+                            raise LabError(
+                                f"`gpuprov bundle export` failed (exit {first.returncode})"
+                            )
+                        self.out("    the stick held something else (half an export?): emptied")
+                        _empty(self.usb)
+                        self.gpuprov(*export)
             with self.step("far side: gpuprov bundle verify the stick"):
                 self.gpuprov("bundle", "verify", str(self.usb), "--keyring", str(self.keyring))
             with self.step("far side: gpuprov bundle import onto mirror01"):
