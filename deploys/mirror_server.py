@@ -288,17 +288,18 @@ def _apt_only_bundle() -> str:
     )
 
 
-def _venv_commands(bundle: BundlePaths, python: str, name: str) -> list[str]:
+def _venv_commands(bundle: BundlePaths, python: str, pip_wheel: str, name: str) -> list[str]:
     target = shlex.quote(f"{MIRROR_VENV_ROOT}/{name}")
     wheels = shlex.quote(bundle.wheels)
     reqs = shlex.quote(f"{bundle.wheels}/requirements-{python}.txt")
     root = shlex.quote(MIRROR_VENV_ROOT)
     link_tmp = shlex.quote(f"{MIRROR_VENV_ROOT}/venv.new")
     return [
-        f"mkdir -p {root} && rm -rf {target} && python3 -m venv {target}",
+        f"mkdir -p {root} && rm -rf {target} && python3 -m venv --without-pip {target}",
+        # pip runs from its wheel (a zip pip supports): no python3-pip or python3-venv.
         # --no-compile: byte-compiling every module is minutes on a slow host; the import
         # below compiles exactly what the services load.
-        f"timeout {PIP_TIMEOUT_S} {target}/bin/pip install -q --no-index --find-links {wheels} "
+        f"timeout {PIP_TIMEOUT_S} {target}/bin/python {wheels}/{shlex.quote(pip_wheel)}/pip install -q --no-index --find-links {wheels} "
         f"--require-hashes --no-deps --no-compile --no-cache-dir --disable-pip-version-check "
         f"--root-user-action=ignore -r {reqs}",
         f"{target}/bin/python -I -c {shlex.quote(SERVICE_IMPORTS)}",
@@ -333,10 +334,11 @@ def check_bundle(me: Host, ms: MirrorStateData, os_id: str) -> BundlePaths:
             f"{os_id} (it has: {', '.join(ms.apt_os) or 'none'})",
             f"build the bundle with {os_id} among its targets (cluster.bundle in the inventory)",
         )
-    if ms.python is None or ms.wheels is None:
+    if ms.python is None or ms.wheels is None or ms.pip_wheel is None:
         _refuse(
             f"bundle {bundle.bundle_id[:12]} has no wheels for this host's Python "
-            f"{ms.python or '(python3 not found)'}",
+            f"{ms.python or '(python3 not found)'}"
+            + ("" if ms.pip_wheel else " (or no pip wheel)"),
             "build the bundle with that Python in cluster.bundle.python",
         )
     return bundle
@@ -377,7 +379,7 @@ def mirror_server(security: ModelsSecurity | None = None, bind: str | None = Non
     assert ms is not None
     os_id = facts.state.os.os_key if facts.state.os else "unknown"
     bundle = check_bundle(me, ms, os_id)
-    assert ms.python is not None and ms.wheels is not None
+    assert ms.python is not None and ms.wheels is not None and ms.pip_wheel is not None
     digests = facts.extras.get("digests", {})
     # Every file rendered before any change: bad input refuses the host untouched.
     files = {
@@ -438,7 +440,7 @@ def mirror_server(security: ModelsSecurity | None = None, bind: str | None = Non
     venv = run_when(
         name=f"gpuprov from the bundle's wheels (Python {ms.python}) in {MIRROR_VENV_ROOT}/{venv_name}",
         needed=ms.venv != venv_name,
-        commands=_venv_commands(bundle, ms.python, venv_name),
+        commands=_venv_commands(bundle, ms.python, ms.pip_wheel, venv_name),
         already=f"{MIRROR_VENV_ROOT}/venv is {venv_name}",
     )
     registry_root = shlex.quote(MIRROR_REGISTRY_ROOT)

@@ -53,7 +53,7 @@ MIRROR_UNITS = (MIRROR_APT_UNIT, MIRROR_REGISTRY_UNIT, MIRROR_MODELS_UNIT)
 # nginx site (port 80, every interface) and registry (port 5000, every interface, writable)
 # never start.
 PACKAGED_UNITS = ("nginx.service", "docker-registry.service")
-MIRROR_PACKAGES = ("nginx", "docker-registry", "python3-venv")
+MIRROR_PACKAGES = ("nginx", "docker-registry")
 MIRROR_MANAGED_PATHS = (
     MIRROR_NGINX_CONF,
     MIRROR_REGISTRY_CONF,

@@ -245,7 +245,8 @@ fi
 if ! sha256sum --quiet --strict -c {CHECKSUMS} >&2; then
   echo "gpuprov: the copy on this host does not match the signed manifest" >&2; exit 3
 fi
-n=$(find . -type f ! -name {CHECKSUMS} ! -name {REUSE} ! -name {MANIFEST} ! -name {SIGNATURE} | wc -l)
+# -path, not -name: a model store holds commits/<sha>/manifest.json files of its own.
+n=$(find . -type f ! -path ./{CHECKSUMS} ! -path ./{REUSE} ! -path ./{MANIFEST} ! -path ./{SIGNATURE} | wc -l)
 if [ "$n" -ne {count} ]; then
   echo "gpuprov: $n files arrived, the manifest lists {count}" >&2; exit 3
 fi

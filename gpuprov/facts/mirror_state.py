@@ -29,6 +29,7 @@ OS_ID_RE = re.compile(r"[a-z]+[0-9]+")
 PYTHON_RE = re.compile(r"3\.[0-9]{1,2}")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 VENV_RE = re.compile(r"venv-[0-9a-f]{16}")
+PIP_WHEEL_RE = re.compile(r"pip-[0-9][0-9A-Za-z.]{0,40}-py3-none-any\.whl")
 UNIT_STATE_RE = re.compile(r"[a-z-]{1,32}")
 
 
@@ -49,6 +50,9 @@ _py=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null
 printf 'python %s\\n' "$_py"
 if [ -n "$_b" ] && [ -n "$_py" ] && [ -f "$_b/wheels/requirements-$_py.txt" ]; then
     printf 'wheels %s\\n' "$(sha256sum < "$_b/wheels/requirements-$_py.txt" | cut -d' ' -f1)"
+fi
+if [ -n "$_b" ]; then
+    for _w in "$_b"/wheels/pip-*.whl; do [ -f "$_w" ] && printf 'pip %s\\n' "${{_w##*/}}"; done
 fi
 printf 'venv %s\\n' "$(readlink {MIRROR_VENV_ROOT}/venv 2>/dev/null)"
 getent passwd {MIRROR_USER} >/dev/null 2>&1 && printf 'user yes\\n'
@@ -71,6 +75,7 @@ class MirrorStateData:
     apt_os: list[str] = field(default_factory=list)  # OS repositories the bundle has
     python: str | None = None  # "3.11"
     wheels: str | None = None  # sha256 of the bundle's requirements file for that Python
+    pip_wheel: str | None = None  # pip's wheel in the bundle (pip runs from it: no python3-pip)
     venv: str | None = None  # "venv-<16 hex>" the venv link points at
     user: bool = False
     packages: dict[str, str] = field(default_factory=dict)  # name -> dpkg status
@@ -97,6 +102,8 @@ def parse(output: str) -> MirrorStateData:
             data.python = rest
         elif key == "wheels" and SHA256_RE.fullmatch(rest):
             data.wheels = rest
+        elif key == "pip" and PIP_WHEEL_RE.fullmatch(rest):
+            data.pip_wheel = rest
         elif key == "venv" and VENV_RE.fullmatch(rest):
             data.venv = rest
         elif key == "user" and rest == "yes":

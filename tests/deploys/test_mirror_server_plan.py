@@ -52,11 +52,12 @@ def mirror_section(
     lines.append("python 3.11")
     if wheels:
         lines.append(f"wheels {wheels}")
+        lines.append("pip pip-24.3.1-py3-none-any.whl")
     lines.append(f"venv venv-{venv}" if venv else "venv ")
     if user:
         lines.append("user yes")
     if packages:
-        lines += [f"pkg {p} installed" for p in ("docker-registry", "nginx", "python3-venv")]
+        lines += [f"pkg {p} installed" for p in ("docker-registry", "nginx")]
     lines += [f"unit gpuprov-{u} {units}" for u in ("apt", "registry", "models")]
     lines += [f"unit {u} {packaged}" for u in ("nginx", "docker-registry")]
     lines += [f"registry {r}" for r in registries]
@@ -134,6 +135,7 @@ def plan_mirror(mirror: str, digests: dict[str, str] | None = None):
 def test_the_section_parses_what_it_prints():
     data = parse(mirror_section())
     assert data.current == BUNDLE and data.apt_os == ["debian12"] and data.python == "3.11"
+    assert data.pip_wheel == "pip-24.3.1-py3-none-any.whl"
     assert data.wheels == WHEELS and data.venv == f"venv-{WHEELS[:16]}" and data.user
     assert data.units["nginx"] == ("inactive", "masked") and data.registries == [BUNDLE]
 
@@ -184,7 +186,8 @@ def test_bare_mirror_gets_every_step_in_order(sent):
     install = next(c for n, c in commands.items() if "Packages" in n)
     assert "Dir::Etc::SourceParts=/nonexistent" in install and "nginx docker-registry" in install
     venv = next(c for n, c in commands.items() if "wheels" in n)
-    assert "--no-index" in venv and "--require-hashes" in venv
+    assert "--no-index" in venv and "--require-hashes" in venv and "--without-pip" in venv
+    assert f"/srv/gpuprov/bundles/{BUNDLE}/wheels/pip-24.3.1-py3-none-any.whl/pip install" in venv
     assert f"-r /srv/gpuprov/bundles/{BUNDLE}/wheels/requirements-3.11.txt" in venv
     starts = [c for n, c in commands.items() if n.endswith("enabled and running")]
     assert len(starts) == 3 and all("systemctl enable" in c and "start" in c for c in starts)

@@ -201,3 +201,17 @@ def test_far_side_recheck_refuses_a_bad_copy(lab, remote, make_bundle, tmp_path,
     current = lab.exec("mirror01", f"readlink {root}/current").stdout.strip()
     assert current == f"bundles/{base_manifest.id}"
     assert lab.exec("mirror01", f"ls -A {root}/bundles").stdout.split() == [base_manifest.id]
+
+
+def test_a_model_stores_own_manifest_json_files_are_counted(
+    lab, remote, make_bundle, tmp_path, site_key
+):
+    """A model store keeps commits/<sha>/manifest.json: a file named like the bundle's
+    manifest, deeper in the tree. The import's file count used to skip it (find -name)
+    and refused every bundle carrying a model."""
+    root = "/srv/gpuprov-models"
+    files = sample_files(seed=9)
+    files["models/repos/models/acme/tiny/commits/" + "a" * 40 + "/manifest.json"] = b"{}\n"
+    media = _media(make_bundle, tmp_path, files, "with-model")
+    result = import_bundle(media, remote, site_key.keyring, root=root)
+    assert result.bundle == layout.load_manifest(media).id
