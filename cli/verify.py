@@ -122,6 +122,7 @@ def _verify_mirrors(
     from gpuprov.verify.mirror import mirror_verdict
 
     catalogs: dict[str, object] = {}
+    serving: dict[str, str | None] = {}
     if bundle is not None:
         try:
             catalog = read_bundle_dir(bundle)
@@ -149,10 +150,17 @@ def _verify_mirrors(
                 )
             else:
                 try:
-                    catalogs[h.name] = parse_catalog(got.data["manifest"], got.data["index"])
+                    catalogs[h.name] = parse_catalog(got.data["manifest"], got.data.get("index"))
+                    serving[h.name] = got.data.get("serving")
                 except CatalogError as exc:
                     errors[h.name] = f"{CURRENT}/{exc}"
     for h in mirrors:
         if h.name in catalogs:
             ref = cluster.mirror or MirrorRef(h.name)
-            reports[h.name] = mirror_verdict(h, ref, catalogs[h.name])  # type: ignore[arg-type]
+            reports[h.name] = mirror_verdict(
+                h,
+                ref,
+                catalogs[h.name],  # type: ignore[arg-type]
+                check_served=bundle is None,
+                serving=serving.get(h.name),
+            )

@@ -21,7 +21,6 @@ from gpuprov.tables import PackageSet, SystemProfile, get_profile, packages_for
 
 HOST_DATA_KEY = "gpuprov_host"  # gpuprov.engine.connect.HOST_DATA_KEY
 MIRROR_DATA_KEY = "gpuprov_mirror_client"  # see deploys/mirror_client.py
-MIRROR_CHOICE_KEY = "gpuprov_mirror_choice"  # gpuprov.engine.connect: the nearest mirror
 
 
 @dataclass

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpuprov.deploys.context import MIRROR_CHOICE_KEY, MIRROR_DATA_KEY, NodeContext
+from gpuprov.deploys.context import MIRROR_DATA_KEY, NodeContext
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
+from gpuprov.inventory.mirrors import MIRROR_CHOICE_KEY
 from gpuprov.operations.apt import deb822_source
 from gpuprov.operations.docker import DaemonJsonError, docker_daemon_lists, merge_daemon_json
 from gpuprov.operations.envfile import environment_vars

@@ -30,7 +30,6 @@ SudoPasswords = Mapping[str, str]
 
 # Host data keys under which deploys find gpuprov's own view of the host.
 HOST_DATA_KEY = "gpuprov_host"
-MIRROR_CHOICE_KEY = "gpuprov_mirror_choice"  # gpuprov.deploys.context.MIRROR_CHOICE_KEY
 CLUSTER_DATA_KEY = "gpuprov_cluster"
 MIRROR_REF_KEY = "gpuprov_mirror_ref"  # role: mirror hosts: the inventory's MirrorRef (ports)
 
@@ -159,7 +158,7 @@ def host_data(
     for key, value in host.vars.items():
         data.setdefault(str(key), value)
     if host.role == "gpu":
-        from gpuprov.inventory.mirrors import nearest_mirror
+        from gpuprov.inventory.mirrors import MIRROR_CHOICE_KEY, nearest_mirror
 
         # The deploys derive the host's mirror wiring from it (its OS is known only from
         # facts); an explicit `gpuprov_mirror_client` var still wins over it.

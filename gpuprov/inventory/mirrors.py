@@ -14,6 +14,8 @@ from typing import Any
 
 from gpuprov.inventory.model import Cluster, Host, MirrorRef
 
+# pyinfra host data key of a GPU host's MirrorChoice (set by gpuprov.engine.connect)
+MIRROR_CHOICE_KEY = "gpuprov_mirror_choice"
 APT_SUITE = "gpuprov"  # the bundle's repositories: apt/<os-id>/dists/gpuprov/main
 APT_COMPONENTS = ("main",)
 

@@ -141,9 +141,11 @@ class HealthGates:
     @staticmethod
     def _probe(pyhost, host: Host):
         from gpuprov.facts.verify_probe import VerifyProbe
+        from gpuprov.inventory.mirrors import MIRROR_CHOICE_KEY
         from gpuprov.verify.node import container_gate_args
 
-        probe = pyhost.get_fact(VerifyProbe, **container_gate_args(host))
+        choice = pyhost.data.get(MIRROR_CHOICE_KEY)
+        probe = pyhost.get_fact(VerifyProbe, **container_gate_args(host, choice))
         if probe is None:
             raise RuntimeError("no answer to the verify probe (host gone?)")
         return probe

@@ -90,6 +90,19 @@ def _more(items: list[str]) -> str:
     return shown + (f" (+{len(items) - SHOWN} more)" if len(items) > SHOWN else "")
 
 
+def check_serving(catalog: MirrorCatalog, serving: str | None) -> Check:
+    """The services run on the bundle `gpuprov bundle import` made current (after an
+    import they keep the previous one until `gpuprov apply` restarts them)."""
+    imported = catalog.bundle_id
+    if serving is None:
+        return Check("bundle", False, f"bundle {imported[:12]} imported, no service started "
+                     "on any bundle yet: run `gpuprov apply`")  # fmt: skip
+    if serving != imported:
+        return Check("bundle", False, f"services run on bundle {serving[:12]}, the imported one "
+                     f"is {imported[:12]}: run `gpuprov apply` to switch them")  # fmt: skip
+    return Check("bundle", True, f"bundle {imported[:12]} imported and served")
+
+
 def check_apt(base: str, catalog: MirrorCatalog, keyring: Path | None) -> Check:
     """Every repository's InRelease served and signed by the trusted bundle key."""
     if keyring is None:
@@ -211,14 +224,21 @@ def mirror_verdict(
     host: Host,
     ref: MirrorRef,
     catalog: MirrorCatalog,
+    *,
+    check_served: bool = False,
+    serving: str | None = None,
 ) -> NodeReport:
-    """One check per service of the mirror `host`, at its inventory address."""
+    """One check per service of the mirror `host`, at its inventory address. With
+    `check_served` (the catalog came from the mirror host itself), first whether `serving`,
+    the bundle id its services were started on (None: none yet), is the imported one."""
 
     def base(port: int) -> str:
         return f"{ref.scheme}://{_url_host(host.address)}:{port}"
 
+    checks = [check_serving(catalog, serving)] if check_served else []
     verdict = HostVerdict(
         [
+            *checks,
             check_apt(base(ref.apt_port), catalog, ref.keyring),
             check_registry(base(ref.registry_port), catalog),
             check_models(base(ref.models_port), catalog),

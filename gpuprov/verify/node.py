@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from gpuprov.facts.host_state import HostStateData
 from gpuprov.facts.verify_probe import ProbeData, VerifyProbe
+from gpuprov.inventory.mirrors import MIRROR_CHOICE_KEY, MirrorChoice
 from gpuprov.inventory.model import Host
 from gpuprov.parsers import ParseError
 from gpuprov.parsers.dcgmi_diag import parse_dcgmi_diag
@@ -177,12 +178,13 @@ _IMAGE = re.compile(
 )
 
 
-def container_gate_args(me: Host) -> dict[str, object]:
+def container_gate_args(me: Host, choice: MirrorChoice | None = None) -> dict[str, object]:
     """VerifyProbe's container arguments for host `me`: its test image (host var
     `gpuprov_verify_image`, pulled by digest when it names one) and how to reach the
     registry: plain HTTP only when `gpuprov_mirror_client.registry_scheme` is http and the
     image is on that registry; `registry_ca` (a CA file on the host) for an https
-    registry with a site CA. Raises ValueError (the gate then fails, saying why) for an
+    registry with a site CA. Without the var, the registry of the host's nearest mirror
+    (`choice`, gpuprov.inventory.mirrors) with the inventory's `cluster.mirror.scheme`. Raises ValueError (the gate then fails, saying why) for an
     image reference that is not one."""
     image = me.vars.get("gpuprov_verify_image")
     runtime = me.stack.container_runtime if me.stack else "none"
@@ -194,7 +196,7 @@ def container_gate_args(me: Host) -> dict[str, object]:
             f"gpuprov_verify_image {image!r} is not an image reference "
             "(registry[:port]/name[:tag][@sha256:<64 hex>])"
         )
-    mirror = me.vars.get("gpuprov_mirror_client") or {}
+    mirror = me.vars.get("gpuprov_mirror_client") or (choice.settings(None) if choice else {})
     on_mirror = isinstance(mirror, dict) and mirror.get("registry") == m.group("registry")
     scheme = mirror.get("registry_scheme", "http") if on_mirror else "https"
     ca = mirror.get("registry_ca") if on_mirror else None
@@ -218,9 +220,9 @@ def probe_hosts(session, hosts: dict[str, Host]) -> dict[str, ProbeData | str]:
 
     def one(name: str) -> ProbeData | str:
         try:
-            return state.inventory.get_host(name).get_fact(
-                VerifyProbe, **container_gate_args(hosts[name])
-            )
+            pyhost = state.inventory.get_host(name)
+            args = container_gate_args(hosts[name], pyhost.data.get(MIRROR_CHOICE_KEY))
+            return pyhost.get_fact(VerifyProbe, **args)
         except Exception as exc:  # this host's problem only
             lines = str(exc).strip().splitlines()
             return lines[0] if lines else type(exc).__name__

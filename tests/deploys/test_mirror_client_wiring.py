@@ -16,13 +16,12 @@ from pyinfra.api import deploy
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gpuprov.deploys.context import MIRROR_CHOICE_KEY  # noqa: E402
 from gpuprov.deploys.mirror_client import mirror_client  # noqa: E402
 from plan_harness import plan  # noqa: E402
 from test_gpu_stack_plan import converged_digests, converged_state, find  # noqa: E402
 
 from gpuprov.inventory.loader import load_inventory  # noqa: E402
-from gpuprov.inventory.mirrors import mirror_choices, nearest_mirror  # noqa: E402
+from gpuprov.inventory.mirrors import MIRROR_CHOICE_KEY, mirror_choices, nearest_mirror  # noqa: E402
 from gpuprov.operations.envfile import merge_environment  # noqa: E402
 from gpuprov.operations.files import sha256  # noqa: E402
 

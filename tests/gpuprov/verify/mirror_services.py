@@ -1,5 +1,5 @@
-"""The mirror host's three services, real, on loopback: nginx serving a bundle's apt/
-tree, Debian's docker-registry filled by skopeo from the bundle's OCI layout, and
+"""The mirror host's three services, real, on loopback: nginx (the mirror host's own
+configuration template) serving a bundle's apt/ tree, Debian's docker-registry filled by skopeo from the bundle's OCI layout, and
 `gpuprov mirror serve` on its model store; plus the bundle directory they serve (a real
 signed apt repository, an OCI layout made offline with umoci, a model store, a manifest
 written by the bundle layout code)."""
@@ -20,6 +20,7 @@ from gpuprov.aptrepo import SigningKey, generate_key, publish_repo
 from gpuprov.bundle.layout import scan_tree, write_manifest
 from gpuprov.mirror.sample import build_tiny_dataset
 from gpuprov.mirror.store import add_model
+from gpuprov.rendering import render
 
 TOOLS = ("nginx", "docker-registry", "skopeo", "umoci", "gpgv", "dpkg-deb", "apt-get")
 IMAGE_REF = "nvcr.io/gpuprov-test/tiny:1.0"
@@ -145,28 +146,23 @@ def start_services(
     if netns:
         s.prefix = ["ip", "netns", "exec", netns]
     try:
-        # nginx the way the mirror host runs it: static files, no autoindex, loopback only.
+        # nginx with the mirror host's own configuration (deploys/mirror_server.py renders
+        # it from the same template). Two changes for a test: workers run as root (pytest's
+        # scratch tree is root's, mode 0700), and no syslog socket for the access log.
         prefix = work / "nginx"
-        (prefix / "logs").mkdir(parents=True, exist_ok=True)
-        (prefix / "nginx.conf").write_text(
-            "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\n"
-            f"pid {prefix}/nginx.pid;\nerror_log {prefix}/logs/error.log;\n"
-            "events { worker_connections 64; }\n"
-            "http {\n"
-            f"  access_log {prefix}/logs/access.log;\n"
-            f"  client_body_temp_path {prefix}/body; proxy_temp_path {prefix}/proxy;\n"
-            f"  fastcgi_temp_path {prefix}/fcgi; uwsgi_temp_path {prefix}/uwsgi; scgi_temp_path {prefix}/scgi;\n"
-            "  types { text/plain InRelease; }\n  default_type application/octet-stream;\n"
-            f"  server {{ listen {address}:{s.apt_port}; root {bundle / 'apt'}; autoindex off; }}\n"
-            "}\n"
+        prefix.mkdir(parents=True, exist_ok=True)
+        text = render(
+            "gpuprov-apt-nginx.conf.j2",
+            listen=f"{address}:{s.apt_port}",
+            root=bundle / "apt",
+            runtime=prefix,
         )
-        _start(
-            s,
-            "nginx",
-            ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
-            work,
-            s.apt_port,
-        )
+        syslog = "access_log syslog:server=unix:/dev/log,nohostname,tag=gpuprov_apt combined;"
+        assert syslog in text
+        text = "user root;\n" + text.replace(syslog, "access_log off;")
+        (prefix / "nginx.conf").write_text(text)
+        nginx = ["nginx", "-e", "stderr", "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
+        _start(s, "nginx", nginx, work, s.apt_port)
 
         (work / "registry.yml").write_text(
             f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {work / 'registry'}\n"

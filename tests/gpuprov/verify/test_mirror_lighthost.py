@@ -1,5 +1,6 @@
 """`gpuprov verify` of a mirror host through the real CLI, the way a site runs it: the
-bundle imported at /srv/gpuprov/current on a light host (read over SSH), its three real
+bundle imported at /srv/gpuprov/current on a light host (read over SSH, with the id of the
+bundle its services were started on), its three real
 services (nginx, docker-registry, `gpuprov mirror serve`) answering at that host's
 address (started in its network namespace), checked from this machine. Then the same
 host with no bundle imported is an error naming the path. Root only (light hosts)."""
@@ -42,6 +43,11 @@ def test_verify_reads_the_imported_bundle_over_ssh(tmp_path: Path) -> None:
         served = host.root_dir / "srv/gpuprov/bundles/b1"
         shutil.copytree(bundle.dir, served, symlinks=True)
         (host.root_dir / "srv/gpuprov/current").symlink_to("bundles/b1")
+        # what `gpuprov apply` leaves: the id of the bundle the services were started on
+        bundle_id = json.loads((bundle.dir / "manifest.json").read_text())["id"]
+        serving = host.root_dir / "etc/gpuprov/mirror/serving"
+        serving.parent.mkdir(parents=True, exist_ok=True)
+        serving.write_text(bundle_id + "\n")
         services = start_services(served, tmp_path, address=host.address, netns=host.netns)
         try:
             inventory = tmp_path / "site.yaml"
@@ -55,9 +61,10 @@ def test_verify_reads_the_imported_bundle_over_ssh(tmp_path: Path) -> None:
             )
             cmd = [sys.executable, "-m", "gpuprov.cli", "verify", str(inventory), "-o", "json"]
             code, doc = run_json(cmd)
-            assert code == 0 and doc["ok"], doc
+            assert code == 0 and doc["ok"], doc["hosts"][0]["checks"][0]
             checks = {c["name"]: c for c in doc["hosts"][0]["checks"]}
-            assert list(checks) == ["apt", "registry", "models"]
+            assert list(checks) == ["bundle", "apt", "registry", "models"]
+            assert checks["bundle"]["detail"] == f"bundle {bundle_id[:12]} imported and served"
             assert (
                 f"http://{host.address}" not in checks["apt"]["detail"]
             )  # passed: no URL to blame
@@ -66,6 +73,13 @@ def test_verify_reads_the_imported_bundle_over_ssh(tmp_path: Path) -> None:
             checks = {c["name"]: c for c in doc["hosts"][0]["checks"]}
             assert code == 1 and not checks["registry"]["ok"]
             assert f"{host.address}:{services.registry_port}/v2/" in checks["registry"]["detail"]
+            serving.write_text("ab" * 32 + "\n")  # imported since: apply has not switched
+            code, doc = run_json(cmd)
+            checks = {c["name"]: c for c in doc["hosts"][0]["checks"]}
+            assert code == 1 and checks["bundle"]["detail"] == (
+                f"services run on bundle abababababab, the imported one is {bundle_id[:12]}: "
+                "run `gpuprov apply` to switch them"
+            )
             (host.root_dir / "srv/gpuprov/current").unlink()
             code, doc = run_json(cmd)
             assert code == 1

@@ -238,3 +238,19 @@ def test_container_gate_refuses_what_is_not_an_image_reference() -> None:
         container_gate_args(
             gpu_host(gpuprov_verify_image="m:5000/c:1", gpuprov_mirror_client=mirror)
         )
+
+
+def test_container_gate_follows_the_hosts_nearest_mirror_without_the_var() -> None:
+    """Wired from cluster.mirror (no gpuprov_mirror_client var): an image on the host's
+    mirror registry is pulled the way that registry serves (its scheme), others over https."""
+    from gpuprov.inventory.mirrors import MirrorChoice
+    from gpuprov.inventory.model import Host, MirrorRef, SSHSettings
+    from gpuprov.verify.node import container_gate_args
+
+    mirror = Host("mirror01", "10.0.0.5", "mirror", "m", SSHSettings(), None, None)
+    for scheme, plain in (("http", True), ("https", False)):
+        choice = MirrorChoice(mirror, MirrorRef("mirror01", scheme=scheme), "same rack r01")
+        host = gpu_host(gpuprov_verify_image="10.0.0.5:5000/nvidia/cuda:13")
+        assert container_gate_args(host, choice)["plain_http"] is plain
+        other = gpu_host(gpuprov_verify_image="nvcr.io/nvidia/cuda:13")
+        assert container_gate_args(other, choice)["plain_http"] is False
