@@ -32,7 +32,14 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.debian_archive]
+# Building the bundle, booting the VM and the first apply (pip under emulation) are one
+# module fixture: longer than the default per-test timeout.
+pytestmark = [
+    pytest.mark.vm,
+    pytest.mark.slow,
+    pytest.mark.debian_archive,
+    pytest.mark.timeout(3600),
+]
 
 if os.geteuid() != 0 or not shutil.which("qemu-system-x86_64"):
     pytest.skip("VM tests need root and qemu (make system-deps)", allow_module_level=True)
@@ -147,7 +154,7 @@ def lab(tmp_path_factory, bundle):
 
     from gpuprov.testbed.vms import VMLab
 
-    with VMLab(1, names=["mirror01"], memory_mb=1024) as lab:
+    with VMLab(1, names=["mirror01"], memory_mb=1024, boot_timeout=600) as lab:
         path = lab.write_inventory(tmp_path_factory.mktemp("inv") / "inventory.yaml", mirror=True)
         yaml = YAML()
         doc = yaml.load(path.read_text())
@@ -165,9 +172,26 @@ def lab(tmp_path_factory, bundle):
 
 
 def gpuprov(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*GPUPROV, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
+    """Run the CLI; its output also goes to $GPUPROV_TEST_LOG (if set), to watch it live."""
+    log = os.environ.get("GPUPROV_TEST_LOG")
+    if not log:
+        return subprocess.run(
+            [*GPUPROV, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    with open(log, "a") as fh:
+        fh.write(f"\n$ gpuprov {' '.join(args)}\n")
+        fh.flush()
+        done = subprocess.run(
+            [*GPUPROV, *args], stdout=subprocess.PIPE, stderr=fh, text=True, timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        fh.write(done.stdout)
+    text = Path(log).read_text()
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout, text[-20000:])
 
 
 def run(vm, cmd: str, timeout: float = 300) -> str:
