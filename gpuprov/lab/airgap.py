@@ -261,19 +261,25 @@ def table_name(settings: LabSettings) -> str:
     return "gpuprov_airgap_" + re.sub(r"[^A-Za-z0-9_]", "_", settings.prefix).strip("_")
 
 
-def ruleset(table: str, sources: list[str]) -> str:
-    """Drop what the GPU VMs send to this machine (input) or through it (forward: libvirt's
-    NAT, other networks), except replies of connections this machine opened (SSH, vagrant)
-    and DHCP (their management addresses must stay). Traffic between VMs on the same
-    libvirt bridge never reaches these hooks: GPU VM -> mirror01 stays open."""
-    addrs = []
-    for a in sources:  # into nft's syntax: nothing but a dotted quad gets there
+def _ipv4s(values: list[str]) -> list[str]:
+    out = []
+    for a in values:  # into nft's syntax: nothing but a dotted quad gets there
         try:
-            addrs.append(str(ipaddress.IPv4Address(a)))
+            out.append(str(ipaddress.IPv4Address(a)))
         except ValueError as exc:
             raise LabError(f"air-gap firewall: {a!r} is not an IPv4 address") from exc
-    if not addrs:
-        raise LabError("no GPU VM addresses to cut off")
+    return out
+
+
+def ruleset(table: str, sources: list[str], mirrors: list[str]) -> str:
+    """Drop what the GPU VMs send to this machine (input) or through it (forward: libvirt's
+    NAT, other networks), except replies of connections this machine opened (SSH, vagrant),
+    DHCP (their management addresses must stay) and traffic to the mirror: where
+    br_netfilter is loaded (bridge-nf-call-iptables=1, as here), packets between VMs on
+    one libvirt bridge pass the forward hook too."""
+    addrs, allowed = _ipv4s(sources), _ipv4s(mirrors)
+    if not addrs or not allowed:
+        raise LabError("air-gap firewall: no GPU VM addresses to cut off, or no mirror")
     src = ", ".join(addrs)
     return (
         f"table inet {table} {{\n"
@@ -286,16 +292,17 @@ def ruleset(table: str, sources: list[str]) -> str:
         "  }\n"
         "  chain forward {\n"
         "    type filter hook forward priority -10; policy accept;\n"
+        f"    ip saddr @gpu_vms ip daddr {{ {', '.join(allowed)} }} accept\n"
         "    ip saddr @gpu_vms counter drop\n"
         "  }\n"
         "}\n"
     )
 
 
-def cut(settings: LabSettings, sources: list[str]) -> str:
+def cut(settings: LabSettings, sources: list[str], mirrors: list[str]) -> str:
     """Install (or replace) this lab's table; returns the ruleset applied."""
     table = table_name(settings)
-    text = ruleset(table, sources)
+    text = ruleset(table, sources, mirrors)
     uncut(settings)
     proc = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True,
                           timeout=60, check=False)  # fmt: skip

@@ -280,7 +280,7 @@ def cut_and_prove(demo: Demo, gpus: list[str]) -> list[str]:
     cluster = load_inventory(demo.inventory)
     mgmt = airgap.management_addresses(demo.s, gpus)
     lab_addrs = [cluster.hosts[n].address for n in gpus]
-    airgap.cut(demo.s, lab_addrs + mgmt)
+    airgap.cut(demo.s, lab_addrs + mgmt, [mirror_address(demo.s)])
     lines = [f"nftables table inet {airgap.table_name(demo.s)} on this machine drops "
              f"{', '.join(lab_addrs + mgmt)} (except replies and DHCP)"]  # fmt: skip
     control_lab = airgap.gateway_of(lab_addrs[0])

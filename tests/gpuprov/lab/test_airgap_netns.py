@@ -99,7 +99,7 @@ def test_only_the_mirror_is_reachable_after_the_cut(net: None) -> None:
     assert before["no default route"].ok and before["mirror01 is reachable (its sshd answers)"].ok
 
     table = "gpuprov_airgap_test"
-    applied = _in(NS["ctl"], "nft", "-f", "-", input=airgap.ruleset(table, [GPU_CTL]))
+    applied = _in(NS["ctl"], "nft", "-f", "-", input=airgap.ruleset(table, [GPU_CTL], [MIR]))
     assert applied.returncode == 0, applied.stderr
     after = _probes()
     assert [p for p in after.values() if not p.ok] == []

@@ -162,10 +162,29 @@ def test_firewall_ruleset_takes_ipv4_addresses_only() -> None:
     from gpuprov.lab.airgap import ruleset, table_name
     from gpuprov.lab.box import LabError
 
-    text = ruleset("gpuprov_airgap_t", ["192.168.56.11", "192.168.121.7"])
+    text = ruleset("gpuprov_airgap_t", ["192.168.56.11", "192.168.121.7"], ["192.168.56.10"])
     assert "elements = { 192.168.56.11, 192.168.121.7 }" in text
     assert "ct state established,related accept" in text
+    # Bridged VM-to-VM traffic passes the forward hook under br_netfilter: the mirror is
+    # accepted before the drop (found on the lab VMs: gpu01 could not reach mirror01).
+    forward = text[text.index("chain forward") :]
+    assert forward.index("ip daddr { 192.168.56.10 } accept") < forward.index("drop")
     for bad in (["192.168.56.11; flush ruleset"], ["::1"], []):
         with pytest.raises(LabError):
-            ruleset("t", bad)
+            ruleset("t", bad, ["192.168.56.10"])
+    with pytest.raises(LabError):
+        ruleset("t", ["192.168.56.11"], ["mirror01"])
     assert table_name(LabSettings(prefix="gpuprov-test-42-")) == "gpuprov_airgap_gpuprov_test_42"
+
+
+def test_probes_captured_on_a_cut_lab_vm_all_hold() -> None:
+    """The probe script's output as captured on gpu01 of the lab (after the cut, 2026-11-29)."""
+    from gpuprov.lab.airgap import parse_probes
+
+    text = (Path(__file__).parent / "captures" / "airgap-probes-gpu01.txt").read_text()
+    probes = parse_probes(text)
+    assert [p for p in probes if not p.ok] == []
+    assert any("Network is unreachable" in p.detail for p in probes)
+    # The same lines with the mirror unreachable (what the first lab run saw) fail that probe.
+    broken = parse_probes(text.replace("mirror 0 ", "mirror 124 "))
+    assert [p.what for p in broken if not p.ok] == ["mirror01 is reachable (its sshd answers)"]
