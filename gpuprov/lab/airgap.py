@@ -209,7 +209,8 @@ def usb_image(image: Path, bundle_bytes: int) -> bool:
     tmp = image.with_name(f".{image.name}.tmp")
     tmp.unlink(missing_ok=True)
     _run(["truncate", "-s", f"{want}M", str(tmp)], "truncate")
-    _run(["mkfs.vfat", "-F", "32", "-n", "GPUPROV", str(tmp)], "mkfs.vfat")
+    # No volume label: fusefat lists a label as a directory entry, and export wants an empty stick.
+    _run(["mkfs.vfat", "-F", "32", str(tmp)], "mkfs.vfat")
     tmp.replace(image)
     return True
 
