@@ -109,7 +109,8 @@ class Demo:
         from gpuprov.lab.inventory import write_inventory
 
         with self.step("inventory from `vagrant ssh-config`, host keys by ssh-keyscan"):
-            path, hosts = write_inventory(self.s, self.inventory)
+            airgap.bundle_key(self.s.dir)  # the mirror's keyring, for `gpuprov verify`
+            path, hosts = write_inventory(self.s, self.inventory, mirror_keyring=self.keyring)
             for h in hosts:
                 self.out(f"    {h.name}: {h.lab_address} key {h.host_key[:30]}...")
             self.out(f"    wrote {path}")

@@ -100,6 +100,7 @@ def render(
     known_hosts: Path,
     *,
     bundle: bool = False,
+    mirror_keyring: Path | None = None,
 ) -> str:
     base = inventory.parent
     os_name = "debian12" if "debian12" in settings.box else "ubuntu2204"
@@ -118,7 +119,10 @@ def render(
     if bundle:
         out += bundle_section(settings, inventory, os_name)
     if mirrors:
-        out.append(f"  mirror: {{host: {mirrors[0].name}}}")
+        # The bundle keyring, once the lab has one: `gpuprov verify` judges the mirror's
+        # apt repository by it (the checked-in default lab has none: no lab files yet).
+        key = f", keyring: {_rel(mirror_keyring, base)}" if mirror_keyring else ""
+        out.append(f"  mirror: {{host: {mirrors[0].name}{key}}}")
     out += [
         "  ssh:",
         f"    user: {hosts[0].user}",
@@ -161,7 +165,10 @@ def _host_line(h: LabHost, base: Path, rack: str | None = None) -> str:
 
 
 def write_inventory(
-    settings: LabSettings, inventory: Path, known_hosts: Path | None = None
+    settings: LabSettings,
+    inventory: Path,
+    known_hosts: Path | None = None,
+    mirror_keyring: Path | None = None,
 ) -> tuple[Path, list[LabHost]]:
     """Probe the running VMs, record their host keys, write and validate the inventory."""
     from gpuprov.inventory.loader import load_inventory
@@ -173,7 +180,7 @@ def write_inventory(
     fd, tmp = tempfile.mkstemp(prefix=".inventory-", suffix=".yaml", dir=inventory.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            fh.write(render(hosts, settings, inventory, known_hosts))
+            fh.write(render(hosts, settings, inventory, known_hosts, mirror_keyring=mirror_keyring))
         load_inventory(Path(tmp))  # raises a located InputError: nothing replaced
         os.replace(tmp, inventory)
     except BaseException:

@@ -188,3 +188,14 @@ def test_probes_captured_on_a_cut_lab_vm_all_hold() -> None:
     # The same lines with the mirror unreachable (what the first lab run saw) fail that probe.
     broken = parse_probes(text.replace("mirror 0 ", "mirror 124 "))
     assert [p.what for p in broken if not p.ok] == ["mirror01 is reachable (its sshd answers)"]
+
+
+def test_mirror_keyring_goes_into_cluster_mirror(tmp_path: Path) -> None:
+    """With the lab's bundle keyring, `gpuprov verify` can judge mirror01's apt repository
+    (the first lab run's verify failed: "no trusted keyring: set cluster.mirror.keyring")."""
+    inv = tmp_path / "vagrant.yaml"
+    (tmp_path / "bundle.gpg").write_bytes(b"keyring")
+    text = render(_hosts(tmp_path, 1), LabSettings(), inv, tmp_path / "known_hosts",
+                  mirror_keyring=tmp_path / "bundle.gpg")  # fmt: skip
+    inv.write_text(text)
+    assert load_inventory(inv).mirror.keyring == tmp_path / "bundle.gpg"

@@ -84,7 +84,12 @@ def inventory(lab: LabSettings) -> Path:
     from gpuprov.lab.inventory import write_inventory
 
     start = time.monotonic()
-    path, hosts = write_inventory(lab, lab.dir / "inventory.yaml")
+    from gpuprov.lab.airgap import bundle_key
+
+    bundle_key(lab.dir)  # cluster.mirror.keyring: verify judges mirror01's apt repository by it
+    path, hosts = write_inventory(
+        lab, lab.dir / "inventory.yaml", mirror_keyring=lab.dir / "bundle.gpg"
+    )
     TIMES["inventory + keyscan"] = time.monotonic() - start
     assert [h.name for h in hosts] == ["mirror01", "gpu01"]
     return path
