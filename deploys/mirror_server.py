@@ -312,7 +312,7 @@ def _venv_commands(bundle: BundlePaths, python: str, pip_wheel: str, name: str) 
 def _refuse(reason: str, fix: str) -> None:
     from gpuprov.engine.refusal import HostRefused
 
-    raise HostRefused(reason, fix, code="mirror")
+    raise HostRefused(reason, fix)  # no code: not a preflight check one may ignore
 
 
 def check_bundle(me: Host, ms: MirrorStateData, os_id: str) -> BundlePaths:
@@ -325,7 +325,8 @@ def check_bundle(me: Host, ms: MirrorStateData, os_id: str) -> BundlePaths:
         )
         _refuse(
             f"no bundle imported on the mirror host: {MIRROR_BUNDLE_ROOT}/current {what}",
-            f"run `gpuprov bundle import MEDIA --host {me.name}` (docs/bundles.md), then apply",
+            "run `gpuprov bundle import MEDIA INVENTORY --keyring KEYRING` (docs/bundles.md), "
+            "then apply again",
         )
     bundle = BundlePaths(str(ms.current))
     if os_id not in ms.apt_os:

@@ -328,7 +328,7 @@ def answers(vm, port: int) -> bool:
 
 
 @pytest.mark.parametrize(
-    "unit,port", zip(UNITS, (APT_PORT, REGISTRY_PORT, MODELS_PORT), strict=True)
+    "unit,port", list(zip(UNITS, (APT_PORT, REGISTRY_PORT, MODELS_PORT), strict=True))
 )
 def test_a_killed_service_is_restarted_by_systemd(lab, converged, unit, port):
     vm = lab.vm("mirror01")
