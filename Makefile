@@ -39,7 +39,9 @@ test-vm: system-deps $(STAMP)
 
 ## End-to-end on VMs, run by CI after `make test` (about 30-40 min here): the GPU node
 ## install -> verify -> idempotence -> 570->580 upgrade -> faults, and the Vagrant lab
-## (vagrant up with the local box, dry run changes nothing, apply, verify, destroy).
+## across the air gap (mirror01 + gpu01: the cut proven, bundle -> FAT32 image -> verify ->
+## import, dry run changes nothing, apply mirror first, verify, image pull and model fetch
+## from the GPU VM through the mirror only, destroy).
 test-e2e: system-deps lab-deps $(STAMP)
 	$(PY) -m pytest -m slow tests/deploys/test_gpu_node_vm.py tests/gpuprov/lab/test_vagrant_lab.py
 
@@ -60,10 +62,11 @@ lab-deps:
 lab-box: system-deps lab-deps $(STAMP)
 	$(VENV)/bin/gpuprov lab box
 
-## The README's main job on a local lab (see README).
+## The README's main job on a local lab, across a real air gap (see README, docs/lab.md).
 demo: system-deps $(STAMP)
 	$(VENV)/bin/gpuprov lab demo
 
+## Everything `make demo` made: VMs, firewall table, box, lab dir (bundle, stick image, keys).
 demo-clean: $(STAMP)
 	$(VENV)/bin/gpuprov lab clean
 

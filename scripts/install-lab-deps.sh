@@ -17,6 +17,8 @@ PACKAGES=(
   ebtables
   openssh-client                # ssh-keyscan: host keys right after `vagrant up`
   e2fsprogs                     # mke2fs -d: box disk from the test bed rootfs
+  nftables                      # the air gap: the control node drops the GPU VMs' traffic
+  file                          # the lab test checks the stick image is FAT32
 )
 
 bash "$(dirname "$0")/install-system-deps.sh" "${PACKAGES[@]}"

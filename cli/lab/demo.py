@@ -10,7 +10,9 @@ from gpuprov.cli.app import App
 @click.command()
 @click.pass_obj
 def demo(app: App) -> None:
-    """Build the box, bring the lab up, record host keys, dry run, staged apply, verify."""
+    """The main job across a real air gap: box, lab up, GPU hosts cut off but for mirror01,
+    bundle build -> FAT32 stick -> verify -> import, dry run, apply (mirror first, then
+    staged GPU waves), verify, then an image pull and a model fetch on a GPU host."""
     from gpuprov.lab.demo import Demo
     from gpuprov.lab.vagrant import LabSettings
 
@@ -20,7 +22,8 @@ def demo(app: App) -> None:
 @click.command()
 @click.pass_obj
 def clean(app: App) -> None:
-    """Destroy the lab's VMs, remove the box and the lab folder (everything `demo` made)."""
+    """Destroy the lab's VMs, drop its firewall table, remove the box and the lab folder
+    (bundle, stick image, keys: everything `demo` made)."""
     from gpuprov.lab.demo import clean as clean_lab
     from gpuprov.lab.vagrant import LabSettings
 

@@ -1,7 +1,10 @@
-"""LAB: `make demo` — the README's main job on a Vagrant lab of simulated GPU hosts.
+"""LAB: `make demo` — the README's main job on a Vagrant lab of simulated GPU hosts, across
+a real air gap: bundle build -> FAT32 stick -> verify -> import onto mirror01 -> apply
+(mirror first, then staged GPU waves) -> verify -> apt, an image pull and a model fetch
+on a GPU host whose only route is mirror01 (gpuprov.lab.airgap).
 
 Each step says what it does and how long it took. Re-running reuses what exists (box,
-repository, running VMs, converged hosts), so a second run takes minutes.
+bundle, stick, imported bundle, running VMs, converged hosts), so a second run is fast.
 """
 
 from __future__ import annotations
@@ -9,16 +12,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from gpuprov.lab import repo_root
+from gpuprov.lab import airgap, repo_root
 from gpuprov.lab.box import LabError, add_box, build_box, remove_box, require_testbed
-from gpuprov.lab.inventory import REPO_PORT, REPO_SUITE
+from gpuprov.lab.inventory import REPO_SUITE
 from gpuprov.lab.vagrant import LabSettings, destroy, machine_states, vagrant
 
 
@@ -26,10 +28,13 @@ class Demo:
     def __init__(self, settings: LabSettings, out: Callable[[str], None] | None = None) -> None:
         self.s = settings
         self.out = out or (lambda text: print(text, flush=True))
-        self.repo_url: str | None = None
         self.times: list[tuple[str, float]] = []
         self.log = settings.dir / "demo.log"
         self.inventory = repo_root() / "inventories" / "vagrant.yaml"
+        self.bundle = settings.dir / "bundle"
+        self.usb_image = settings.dir / "usb.img"
+        self.usb = settings.dir / "usb"
+        self.keyring = settings.dir / "bundle.gpg"
 
     @contextlib.contextmanager
     def step(self, title: str) -> Iterator[None]:
@@ -59,6 +64,23 @@ class Demo:
             raise LabError(f"`gpuprov {' '.join(args)}` failed (exit {proc.returncode})")
         return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines), "")
 
+    def on_host(
+        self, name: str, script: str, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a shell script on a lab host over SSH (the inventory's strict settings)."""
+        from gpuprov.inventory.loader import load_inventory
+        from gpuprov.lab.snapshot import ssh_command
+
+        host = load_inventory(self.inventory).hosts[name]
+        try:
+            return subprocess.run([*ssh_command(host), "bash -s"], input=script,
+                                  capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            raise LabError(f"{name}: no answer over SSH after {timeout:.0f} s") from exc
+
+    def gpu_names(self) -> list[str]:
+        return [n for n in self.s.machine_names() if n.startswith("gpu")]
+
     # --- steps -----------------------------------------------------------------------
     def install(self) -> None:
         with self.step("system packages: vagrant, vagrant-libvirt, libvirt (+ daemons running)"):
@@ -76,12 +98,6 @@ class Demo:
             self.out(f"    {'built' if box.built else 'reused'} {box.file}")
             self.out(f"    {'added to' if add_box(box) else 'already in'} vagrant box list")
 
-    def repo(self) -> Path:
-        with self.step("signed apt repository of stand-in NVIDIA packages"):
-            repo = build_standin_repo(self.s.dir)
-            self.out(f"    {repo}")
-            return repo
-
     def up(self) -> None:
         with self.step(f"vagrant up: mirror01 + {self.s.gpus} GPU host(s) (log: {self.log})"):
             states = machine_states(self.s)
@@ -89,43 +105,60 @@ class Demo:
                 self.out("    all running already")
             vagrant(self.s, "up", "--provider", self.s.provider, log=self.log, timeout=3600)
 
-    def serve_repo(self, repo: Path) -> None:
-        with self.step("serve the repository to the lab"):
-            self.out(
-                "    from the control node on the lab network (`gpuprov apply` does not yet "
-                "install the mirror host's services on mirror01)"
-            )
-            self.repo_url = serve(
-                repo, f"{self.s.net}.1", REPO_PORT, self.s.dir / "repo-server.pid"
-            )
-            self.out(f"    {self.repo_url}")
-
     def inventory_step(self) -> None:
         from gpuprov.lab.inventory import write_inventory
 
         with self.step("inventory from `vagrant ssh-config`, host keys by ssh-keyscan"):
-            path, hosts = write_inventory(self.s, self.inventory)
+            airgap.bundle_key(self.s.dir)  # the mirror's keyring, for `gpuprov verify`
+            path, hosts = write_inventory(self.s, self.inventory, mirror_keyring=self.keyring)
             for h in hosts:
                 self.out(f"    {h.name}: {h.lab_address} key {h.host_key[:30]}...")
             self.out(f"    wrote {path}")
 
-    def reach_repo(self) -> None:
-        """Every lab host fetches the signed Release file over the private network."""
-        from gpuprov.inventory.loader import load_inventory
-        from gpuprov.lab.snapshot import ssh_command
+    def airgap(self) -> None:
+        with self.step("air gap: the GPU hosts reach mirror01 and nothing else"):
+            for line in cut_and_prove(self, self.gpu_names()):
+                self.out(f"    {line}")
 
-        if not self.repo_url:
-            return
-        url = f"{self.repo_url}dists/{REPO_SUITE}/InRelease"
-        with self.step(f"lab hosts reach the repository ({url})"):
-            for host in load_inventory(self.inventory).hosts.values():
-                proc = subprocess.run(
-                    [*ssh_command(host), f"curl -fsS -o /dev/null -w '%{{http_code}}' {url}"],
-                    capture_output=True, text=True, timeout=300, check=False,
-                )  # fmt: skip
-                if proc.returncode != 0:
-                    raise LabError(f"{host.name} cannot fetch {url}: {proc.stderr.strip()}")
-                self.out(f"    {host.name}: HTTP {proc.stdout.strip()}")
+    def build_bundle(self) -> str:
+        with self.step("connected side: gpuprov bundle build (Debian archive + stand-in repo)"):
+            return build_lab_bundle(self)
+
+    def carry(self, bundle: str) -> None:
+        """Export onto the stick, then (far side) verify it and import it onto mirror01."""
+        with self.step(f"USB stick: FAT32 image {self.usb_image}"):
+            made = airgap.usb_image(self.usb_image, airgap.tree_size(self.bundle))
+            self.out(f"    {'formatted (mkfs.vfat -F 32)' if made else 'kept'} {self.usb_image}")
+        with airgap.mounted(self.usb_image, self.usb) as driver:
+            self.out(f"    mounted at {self.usb} by {driver}")
+            with self.step("connected side: gpuprov bundle export onto the stick"):
+                on_stick = airgap.bundle_id(self.usb)
+                if on_stick == bundle:
+                    self.out(f"    the stick holds bundle {bundle[:12]} already: verify decides")
+                else:
+                    if on_stick is not None:  # a whole other bundle: a fresh stick for this one
+                        _empty(self.usb)
+                    # A half export of this bundle (interrupted run) resumes: good chunks stay.
+                    export = ("bundle", "export", str(self.bundle), "--to", str(self.usb),
+                              "--chunk-size", str(CHUNK))  # fmt: skip
+                    first = self.gpuprov(*export, check=False)
+                    if first.returncode != 0:
+                        if not any(self.usb.iterdir()):
+                            raise LabError(
+                                f"`gpuprov bundle export` failed (exit {first.returncode})"
+                            )
+                        self.out("    the stick held something else (half an export?): emptied")
+                        _empty(self.usb)
+                        self.gpuprov(*export)
+            with self.step("far side: gpuprov bundle verify the stick"):
+                self.gpuprov("bundle", "verify", str(self.usb), "--keyring", str(self.keyring))
+            with self.step("far side: gpuprov bundle import onto mirror01"):
+                serving = self.on_host("mirror01", "sudo -n readlink /srv/gpuprov/current || true")
+                if serving.stdout.strip().rstrip("/").endswith(f"/{bundle}"):
+                    self.out(f"    mirror01 serves bundle {bundle[:12]} already: nothing to import")
+                else:
+                    self.gpuprov("bundle", "import", str(self.usb), str(self.inventory),
+                                 "--keyring", str(self.keyring))  # fmt: skip
 
     def dry_run(self) -> None:
         from gpuprov.inventory.loader import load_inventory
@@ -145,27 +178,32 @@ class Demo:
 
     def apply(self) -> None:
         inv = str(self.inventory)
-        with self.step("staged apply: canary gpu01, then the rest"):
+        with self.step("apply: mirror01 first, then the GPU hosts staged (canary gpu01)"):
             self.gpuprov("rollout", "plan", inv, check=False)  # the waves, canary first
-            self.out("    (`gpuprov apply` runs GPU hosts as a staged rollout: canary first)")
             self.gpuprov("apply", inv, "--yes")
         with self.step("verify"):
             self.gpuprov("verify", inv)
+
+    def use(self) -> None:
+        with self.step("from gpu01: apt, an image pull and a model fetch, all from mirror01"):
+            for line in use_mirror(self, "gpu01"):
+                self.out(f"    {line}")
 
     def run(self) -> None:
         start = time.monotonic()
         self.install()
         self.hardware()
         self.box()
-        repo = self.repo()
         self.up()
-        self.serve_repo(repo)
         self.inventory_step()
-        self.reach_repo()
+        self.airgap()
+        bundle = self.build_bundle()
+        self.carry(bundle)
         with self.step("facts"):
             self.gpuprov("facts", str(self.inventory), check=False)
         self.dry_run()
         self.apply()
+        self.use()
         total = time.monotonic() - start
         self.out(f"\nDone in {total:.0f} s.")
         for title, took in self.times:
@@ -174,8 +212,126 @@ class Demo:
             f"\nNext: gpuprov inventory show {self.inventory}\n"
             f"      vagrant ssh gpu01   (GPUPROV_LAB_BOX={self.s.box})\n"
             f"      logs: {self.log}, consoles: {self.s.dir}/console/\n"
-            "      make demo-clean   (destroys the VMs, removes the box and the lab dir)"
+            "      make demo-clean   (destroys the VMs, removes the box, the lab dir and the "
+            "air-gap firewall table)"
         )
+
+
+CHUNK = 8 * 2**20  # small chunks on the lab's stick: the bundle's larger files are split
+
+
+def _empty(directory: Path) -> None:
+    """Empty a stick that holds another bundle (or a half export of one)."""
+    import shutil
+
+    for child in directory.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def build_lab_bundle(demo: Demo) -> str:
+    """`gpuprov bundle build` of the lab, reused when its inputs are unchanged and its apt
+    repository is not about to expire; returns the bundle id."""
+    import shutil
+
+    from gpuprov.lab.inventory import write_bundle_inventory
+    from gpuprov.testbed.rootfs import cache_dir
+
+    lab = demo.s.dir
+    home = airgap.bundle_key(lab)
+    airgap.host_dpkg_status(lab)
+    airgap.lab_model(lab)
+    airgap.lab_image(lab)
+    repo = build_standin_repo(lab)
+    inventory = write_bundle_inventory(demo.s)
+    stamp = lab / "bundle.inputs"
+    inputs = airgap.build_inputs(inventory, repo, lab)
+    have = airgap.bundle_id(demo.bundle)
+    releases = list((demo.bundle / "apt").glob("*/dists/*/Release"))
+    if (
+        have
+        and stamp.is_file()
+        and stamp.read_text() == inputs
+        and releases
+        and not any(_expires_soon(r) for r in releases)
+    ):
+        demo.out(f"    reused bundle {have[:12]} ({demo.bundle}: same inputs)")
+        return have
+    shutil.rmtree(demo.bundle, ignore_errors=True)
+    stamp.unlink(missing_ok=True)
+    with airgap.upstreams(demo.s, repo):
+        demo.gpuprov("bundle", "build", str(inventory), "--to", str(demo.bundle),
+                     "--key-home", str(home), "--cache", str(cache_dir() / "bundle"))  # fmt: skip
+    built = airgap.bundle_id(demo.bundle)
+    if built is None:
+        raise LabError(f"{demo.bundle}: the build wrote no manifest")
+    stamp.write_text(inputs)
+    demo.out(f"    bundle {built[:12]}: {airgap.tree_size(demo.bundle) / 2**20:.1f} MiB")
+    return built
+
+
+def cut_and_prove(demo: Demo, gpus: list[str]) -> list[str]:
+    """Close the control node to the GPU VMs (nftables), then prove from each GPU VM that
+    only mirror01 is reachable, against real listeners that mirror01 does reach."""
+    from gpuprov.inventory.loader import load_inventory
+    from gpuprov.lab.inventory import mirror_address
+
+    cluster = load_inventory(demo.inventory)
+    mgmt = airgap.management_addresses(demo.s, gpus)
+    lab_addrs = [cluster.hosts[n].address for n in gpus]
+    airgap.cut(demo.s, lab_addrs + mgmt, [mirror_address(demo.s)])
+    lines = [f"nftables table inet {airgap.table_name(demo.s)} on this machine drops "
+             f"{', '.join(lab_addrs + mgmt)} (except replies and DHCP)"]  # fmt: skip
+    control_lab = airgap.gateway_of(lab_addrs[0])
+    control_mgmt = airgap.gateway_of(mgmt[0])
+    with airgap.listener(control_lab) as lab_url, airgap.listener(control_mgmt) as mgmt_url:
+        control = demo.on_host(
+            "mirror01", f"curl -fsS -m 10 -o /dev/null {lab_url} && echo reached", timeout=120
+        )
+        if "reached" not in control.stdout:
+            raise LabError(f"mirror01 cannot reach {lab_url} either: the proof would prove "
+                           f"nothing ({control.stderr.strip()})")  # fmt: skip
+        lines.append(f"mirror01 (not cut) reaches the control node's listener {lab_url}")
+        script = airgap.probe_script(mirror_address(demo.s), lab_url, mgmt_url)
+        failed = []
+        for name in gpus:
+            proc = demo.on_host(name, script, timeout=300)
+            for probe in airgap.parse_probes(proc.stdout):
+                mark = "ok  " if probe.ok else "FAIL"
+                lines.append(f"{name}: {mark} {probe.what} ({probe.detail})")
+                if not probe.ok:
+                    failed.append(f"{name}: {probe.what}")
+    if failed:
+        raise LabError("the air gap is not what it should be: " + "; ".join(failed))
+    return lines
+
+
+def use_mirror(demo: Demo, name: str) -> list[str]:
+    """From a GPU VM: apt-get update against the site sources only, pull the bundle's image
+    with containerd's ctr from mirror01's registry, fetch the model file via HF_ENDPOINT."""
+    from gpuprov.lab.inventory import REGISTRY_PORT, mirror_address
+
+    registry = f"{mirror_address(demo.s)}:{REGISTRY_PORT}"
+    repo, tag = airgap.IMAGE.rsplit(":", 1)
+    lines = []
+    apt = demo.on_host(name, airgap.APT_SCRIPT, timeout=600)
+    if apt.returncode != 0:
+        raise LabError(f"{name}: apt-get update from the site sources failed: "
+                       f"{(apt.stdout + apt.stderr).strip()[-1500:]}")  # fmt: skip
+    lines += [f"apt: {line}" for line in apt.stdout.splitlines()[:30]]
+    pull = demo.on_host(name, airgap.pull_script(registry, repo, tag), timeout=600)
+    if pull.returncode != 0:
+        raise LabError(f"{name}: ctr could not pull {repo}:{tag} from {registry}: "
+                       f"{(pull.stdout + pull.stderr).strip()[-1500:]}")  # fmt: skip
+    lines += [f"image: {line}" for line in pull.stdout.splitlines()[-3:]]
+    fetch = demo.on_host(name, airgap.model_script(), timeout=300)
+    if fetch.returncode != 0 or airgap.MODEL_CONFIG.strip() not in fetch.stdout:
+        raise LabError(f"{name}: the model file did not come through HF_ENDPOINT: "
+                       f"{(fetch.stdout + fetch.stderr).strip()[-1500:]}")  # fmt: skip
+    lines += [f"model: {line}" for line in fetch.stdout.splitlines()[-2:]]
+    return lines
 
 
 def write_hardware(out: Path) -> list[Path]:
@@ -214,8 +370,8 @@ def build_standin_repo(lab: Path) -> Path:
     from gpuprov.testbed.standins import build_standins
 
     # The simulator is "hardware" (write_hardware), not something the site's mirror offers.
+    # containerd and the rest come from Debian's archive, through the bundle's closure.
     debs = [d for d in build_standins(lab / "standin-debs") if not _is_sim(d)]
-    debs += runtime_debs(lab / "runtime-debs")
     home = lab / "repo-key"
     key = (
         load_key(home)
@@ -253,46 +409,12 @@ def _expires_soon(release: Path) -> bool:
     return not release.is_file()
 
 
-def runtime_debs(dest: Path) -> list[Path]:
-    """containerd and runc from this machine's Debian mirror: the lab hosts are air-gapped
-    (no apt sources), so the lab repository carries them as a site mirror would."""
-    dest.mkdir(parents=True, exist_ok=True)
-    debs = sorted(dest.glob("*.deb"))
-    if len(debs) < 2:
-        subprocess.run(["apt-get", "download", "containerd", "runc"], cwd=dest, check=True,
-                       capture_output=True)  # fmt: skip
-        debs = sorted(dest.glob("*.deb"))
-    return debs
-
-
-def serve(directory: Path, address: str, port: int, pidfile: Path) -> str:
-    """A static HTTP server for directory on address:port, left running (PID in pidfile)."""
-    url = f"http://{address}:{port}/"
-    if pidfile.is_file():
-        with contextlib.suppress(ValueError, ProcessLookupError):
-            os.kill(int(pidfile.read_text()), 0)
-            return url
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", address, "--directory", str(directory),
-         str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    pidfile.write_text(f"{proc.pid}\n")
-    return url
-
-
-def stop_server(pidfile: Path) -> None:
-    if pidfile.is_file():
-        with contextlib.suppress(ValueError, ProcessLookupError):
-            os.kill(int(pidfile.read_text()), signal.SIGTERM)
-        pidfile.unlink()
-
-
 def clean(
     settings: LabSettings, out: Callable[[str], None] = print, inventory: Path | None = None
 ) -> None:
-    """Destroy the VMs, stop the repo server, remove the box, the lab dir and the rollout
-    state the demo's apply kept beside the lab inventory."""
+    """Destroy the VMs, drop the air-gap firewall table, unmount the stick, remove the box,
+    the lab dir (bundle, keys, stick image) and the rollout state the demo's apply kept
+    beside the lab inventory."""
     import shutil
 
     from gpuprov.rollout.state import default_state_path
@@ -305,7 +427,12 @@ def clean(
 
     removed = destroy(settings)
     out(f"destroyed the lab VMs{' (and stray ' + ', '.join(removed) + ')' if removed else ''}")
-    stop_server(settings.dir / "repo-server.pid")
+    if airgap.uncut(settings):
+        out(f"removed nftables table inet {airgap.table_name(settings)}")
+    usb = settings.dir / "usb"
+    if usb.is_dir() and airgap._is_mountpoint(usb):
+        airgap._unmount(usb)
+        out(f"unmounted {usb}")
     remove_box()
     out("removed box gpuprov/debian12-local")
     shutil.rmtree(settings.dir, ignore_errors=True)

@@ -16,8 +16,14 @@ from pathlib import Path
 from gpuprov.lab import repo_root
 from gpuprov.lab.vagrant import LabHost, LabSettings, discover, record_host_keys
 
-REPO_PORT = 8080  # the lab repository on the control node's lab-network address
-REPO_SUITE = "gpuprov-lab"
+REPO_SUITE = "gpuprov-lab"  # the stand-in NVIDIA repository's suite (connected side)
+MIRROR_OCTET = 10  # mirror01 is NET.10
+# The mirror host's services (the inventory's `mirror:` defaults, docs/mirror-host.md):
+# nginx serves the imported bundle's apt/ tree, docker-registry its OCI images, `gpuprov
+# mirror serve` its model store. Bundles publish each OS's repository with suite `gpuprov`.
+APT_PORT, REGISTRY_PORT, MODELS_PORT = 8080, 5000, 8090
+BUNDLE_SUITE = "gpuprov"
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
 # The stack the stand-in packages provide (gpuprov/testbed/standins/catalog.json).
 STACK = """\
@@ -34,20 +40,68 @@ def _rel(path: Path, start: Path) -> str:
     return os.path.relpath(path.resolve(), start.resolve())
 
 
-def mirror_client(settings: LabSettings) -> str:
-    """The GPU hosts' apt source: the lab repository `make demo` serves at NET.1:8080."""
-    keyring = (settings.dir / "repo-keyring.gpg").resolve()
+def mirror_address(settings: LabSettings) -> str:
+    return f"{settings.net}.{MIRROR_OCTET}"
+
+
+def mirror_client(settings: LabSettings, os_name: str) -> str:
+    """The GPU hosts' only sources: mirror01's apt repository (the imported bundle's, signed
+    by the lab's bundle key), its registry and its model registry."""
+    keyring = (settings.dir / "bundle.gpg").resolve()
     # The deploys read the keyring on the control node relative to the working directory:
     # relative to the repository root (where `make demo` runs) when it lies under it.
     if keyring.is_relative_to(repo_root()):
         keyring = keyring.relative_to(repo_root())
+    mirror = mirror_address(settings)
     return (
-        f'gpuprov_mirror_client: {{apt_url: "http://{settings.net}.1:{REPO_PORT}", '
-        f"suite: {REPO_SUITE}, keyring: {keyring}}}"
+        f'gpuprov_mirror_client: {{apt_url: "http://{mirror}:{APT_PORT}/{os_name}", '
+        f'suite: {BUNDLE_SUITE}, keyring: {keyring}, registry: "{mirror}:{REGISTRY_PORT}", '
+        f'registry_scheme: http, hf_endpoint: "http://{mirror}:{MODELS_PORT}"}}'
     )
 
 
-def render(hosts: list[LabHost], settings: LabSettings, inventory: Path, known_hosts: Path) -> str:
+def bundle_section(settings: LabSettings, inventory: Path, os_name: str) -> list[str]:
+    """`cluster.bundle` of the connected side's copy of the lab inventory: Debian's archive
+    (this machine's mirror) and the stand-in NVIDIA repository and registry served on
+    loopback while the build runs (gpuprov.lab.airgap.upstreams); the closure is resolved
+    against the lab hosts' real installed set. Only in the copy: its files exist only once
+    `make demo` made them, and the far side needs none of it."""
+    from gpuprov.lab.airgap import IMAGE, MODEL_REPO, upstream_ports
+    from gpuprov.testbed.rootfs import debian_mirror
+
+    base = inventory.parent
+    apt_port, reg_port = upstream_ports(settings)
+    debian = debian_mirror().rstrip("/")
+    lab = settings.dir
+    return [
+        "  bundle:",
+        "    targets:",
+        f"      {os_name}:",
+        "        sources:",
+        f'          - {{url: "{debian}", suites: [bookworm, bookworm-updates], '
+        f"components: [main], keyring: {DEBIAN_KEYRING}}}",
+        f'          - {{url: "{debian}-security", suites: [bookworm-security], '
+        f"components: [main], keyring: {DEBIAN_KEYRING}}}",
+        f'          - {{url: "http://127.0.0.1:{apt_port}", suites: [{REPO_SUITE}], '
+        f"components: [main], keyring: {_rel(lab / 'repo-keyring.gpg', base)}}}",
+        f"        base: {{dpkg_status: {_rel(lab / 'dpkg-status', base)}}}",
+        f'    images: ["127.0.0.1:{reg_port}/{IMAGE}"]',
+        f'    insecure_registries: ["127.0.0.1:{reg_port}"]',
+        "    models:",
+        f"      - {{repo: {MODEL_REPO}, source: {_rel(lab / 'model', base)}, revision: main}}",
+        '    python: ["3.11"]',
+    ]
+
+
+def render(
+    hosts: list[LabHost],
+    settings: LabSettings,
+    inventory: Path,
+    known_hosts: Path,
+    *,
+    bundle: bool = False,
+    mirror_keyring: Path | None = None,
+) -> str:
     base = inventory.parent
     os_name = "debian12" if "debian12" in settings.box else "ubuntu2204"
     gpus = sorted((h for h in hosts if h.role == "gpu"), key=lambda h: h.name)
@@ -62,8 +116,13 @@ def render(hosts: list[LabHost], settings: LabSettings, inventory: Path, known_h
         "  name: vagrant-lab",
         STACK.format(os=os_name).rstrip("\n"),
     ]
+    if bundle:
+        out += bundle_section(settings, inventory, os_name)
     if mirrors:
-        out.append(f"  mirror: {{host: {mirrors[0].name}}}")
+        # The bundle keyring, once the lab has one: `gpuprov verify` judges the mirror's
+        # apt repository by it (the checked-in default lab has none: no lab files yet).
+        key = f", keyring: {_rel(mirror_keyring, base)}" if mirror_keyring else ""
+        out.append(f"  mirror: {{host: {mirrors[0].name}{key}}}")
     out += [
         "  ssh:",
         f"    user: {hosts[0].user}",
@@ -77,8 +136,8 @@ def render(hosts: list[LabHost], settings: LabSettings, inventory: Path, known_h
         "    gates: [nvidia-smi]",
         "groups:",
     ]
-    # The lab's repository has stand-in NVIDIA packages, not Debian's linux-headers: the
-    # stand-in driver builds nothing, so preflight's headers check only warns here.
+    # The stand-in driver builds nothing, and the box's kernel is the test bed's, not the
+    # archive's current one: preflight's headers check only warns here.
     ignore = "gpuprov_preflight_ignore: [headers]"
     if mirrors:
         out += ["  mirror:", "    role: mirror", f"    vars: {{{ignore}}}", "    hosts:"]
@@ -90,7 +149,7 @@ def render(hosts: list[LabHost], settings: LabSettings, inventory: Path, known_h
             "    vars:",
             f"      sim_profile: {profile}",
             f"      {ignore}",
-            f"      {mirror_client(settings)}",
+            f"      {mirror_client(settings, os_name)}",
             "    hosts:",
         ]
         out += [_host_line(h, base, rack=f"r{i % 2 + 1}") for i, h in enumerate(gpus)]
@@ -106,7 +165,10 @@ def _host_line(h: LabHost, base: Path, rack: str | None = None) -> str:
 
 
 def write_inventory(
-    settings: LabSettings, inventory: Path, known_hosts: Path | None = None
+    settings: LabSettings,
+    inventory: Path,
+    known_hosts: Path | None = None,
+    mirror_keyring: Path | None = None,
 ) -> tuple[Path, list[LabHost]]:
     """Probe the running VMs, record their host keys, write and validate the inventory."""
     from gpuprov.inventory.loader import load_inventory
@@ -118,10 +180,43 @@ def write_inventory(
     fd, tmp = tempfile.mkstemp(prefix=".inventory-", suffix=".yaml", dir=inventory.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            fh.write(render(hosts, settings, inventory, known_hosts))
+            fh.write(render(hosts, settings, inventory, known_hosts, mirror_keyring=mirror_keyring))
         load_inventory(Path(tmp))  # raises a located InputError: nothing replaced
         os.replace(tmp, inventory)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return inventory, hosts
+
+
+def planned_hosts(settings: LabSettings) -> list[LabHost]:
+    """The lab's hosts as the Vagrantfile defines them, before any VM exists (addresses
+    and key paths are fixed; host keys are not known yet): enough for a bundle build,
+    which reads the hosts' stacks, never the hosts."""
+    dot = settings.dotfile_dir / "machines"
+    return [
+        LabHost(name, "", 22, "vagrant", dot / name / "libvirt" / "private_key",
+                f"{settings.net}.{MIRROR_OCTET + i}", "",
+                None if name.startswith("mirror") else settings.profile)
+        for i, name in enumerate(settings.machine_names())
+    ]  # fmt: skip
+
+
+def write_bundle_inventory(settings: LabSettings) -> Path:
+    """The connected side's copy of the lab inventory, with its `bundle:` section, at
+    <lab>/bundle-inventory.yaml (validated by the real loader before it replaces anything)."""
+    from gpuprov.inventory.loader import load_inventory
+
+    path = settings.dir / "bundle-inventory.yaml"
+    text = render(planned_hosts(settings), settings, path, settings.dir / "known_hosts",
+                  bundle=True)  # fmt: skip
+    fd, tmp = tempfile.mkstemp(prefix=".bundle-inventory-", suffix=".yaml", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        load_inventory(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

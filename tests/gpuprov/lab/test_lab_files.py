@@ -121,3 +121,81 @@ def test_hardware_is_the_standins_profiles_and_simulator(tmp_path: Path) -> None
 def test_known_hosts_names() -> None:
     assert known_hosts_name("192.168.56.11", 22) == "192.168.56.11"
     assert known_hosts_name("127.0.0.1", 2222) == "[127.0.0.1]:2222"
+
+
+def test_gpu_hosts_use_mirror01_only(tmp_path: Path) -> None:
+    """Every source a GPU host gets in the lab inventory is mirror01's (NET.10)."""
+    inv = tmp_path / "vagrant.yaml"
+    inv.write_text(render(_hosts(tmp_path, 2), LabSettings(), inv, tmp_path / "known_hosts"))
+    client = load_inventory(inv).hosts["gpu01"].vars["gpuprov_mirror_client"]
+    assert client["apt_url"] == "http://192.168.56.10:8080/debian12"
+    assert client["suite"] == "gpuprov" and client["keyring"].endswith("bundle.gpg")
+    assert client["registry"] == "192.168.56.10:5000"
+    assert client["hf_endpoint"] == "http://192.168.56.10:8090"
+
+
+def test_bundle_inventory_loads_with_its_sources(tmp_path: Path) -> None:
+    """The connected side's copy: the lab inventory plus a `bundle:` section the real
+    loader accepts (its files exist), with the stand-in upstreams on loopback."""
+    from gpuprov.lab.inventory import planned_hosts, write_bundle_inventory
+
+    s = LabSettings(net="192.168.57", dir=tmp_path / "lab", dotfile=tmp_path / "dot")
+    s.dir.mkdir()
+    (s.dir / "repo-keyring.gpg").write_bytes(b"keyring")
+    (s.dir / "dpkg-status").write_text("Package: base-files\nStatus: install ok installed\n")
+    (s.dir / "model").mkdir()
+    assert [h.name for h in planned_hosts(s)] == ["mirror01", "gpu01", "gpu02"]
+    cluster = load_inventory(write_bundle_inventory(s))
+    spec = cluster.bundle
+    assert spec is not None
+    urls = [src.url for src in spec.targets["debian12"].sources]
+    assert urls[2] == "http://127.0.0.1:18057"  # the tests' lab: its own ports
+    assert spec.targets["debian12"].base.dpkg_status == s.dir / "dpkg-status"
+    assert spec.images == ("127.0.0.1:18357/gpuprov-lab/hello:1.0",)
+    assert [m.repo for m in spec.models] == ["gpuprov-lab/tiny"]
+    assert cluster.hosts["gpu02"].address == "192.168.57.12"
+
+
+def test_firewall_ruleset_takes_ipv4_addresses_only() -> None:
+    import pytest
+
+    from gpuprov.lab.airgap import ruleset, table_name
+    from gpuprov.lab.box import LabError
+
+    text = ruleset("gpuprov_airgap_t", ["192.168.56.11", "192.168.121.7"], ["192.168.56.10"])
+    assert "elements = { 192.168.56.11, 192.168.121.7 }" in text
+    assert "ct state established,related accept" in text
+    # Bridged VM-to-VM traffic passes the forward hook under br_netfilter: the mirror is
+    # accepted before the drop (found on the lab VMs: gpu01 could not reach mirror01).
+    forward = text[text.index("chain forward") :]
+    assert forward.index("ip daddr { 192.168.56.10 } accept") < forward.index("drop")
+    for bad in (["192.168.56.11; flush ruleset"], ["::1"], []):
+        with pytest.raises(LabError):
+            ruleset("t", bad, ["192.168.56.10"])
+    with pytest.raises(LabError):
+        ruleset("t", ["192.168.56.11"], ["mirror01"])
+    assert table_name(LabSettings(prefix="gpuprov-test-42-")) == "gpuprov_airgap_gpuprov_test_42"
+
+
+def test_probes_captured_on_a_cut_lab_vm_all_hold() -> None:
+    """The probe script's output as captured on gpu01 of the lab (after the cut, 2026-11-29)."""
+    from gpuprov.lab.airgap import parse_probes
+
+    text = (Path(__file__).parent / "captures" / "airgap-probes-gpu01.txt").read_text()
+    probes = parse_probes(text)
+    assert [p for p in probes if not p.ok] == []
+    assert any("Network is unreachable" in p.detail for p in probes)
+    # The same lines with the mirror unreachable (what the first lab run saw) fail that probe.
+    broken = parse_probes(text.replace("mirror 0 ", "mirror 124 "))
+    assert [p.what for p in broken if not p.ok] == ["mirror01 is reachable (its sshd answers)"]
+
+
+def test_mirror_keyring_goes_into_cluster_mirror(tmp_path: Path) -> None:
+    """With the lab's bundle keyring, `gpuprov verify` can judge mirror01's apt repository
+    (the first lab run's verify failed: "no trusted keyring: set cluster.mirror.keyring")."""
+    inv = tmp_path / "vagrant.yaml"
+    (tmp_path / "bundle.gpg").write_bytes(b"keyring")
+    text = render(_hosts(tmp_path, 1), LabSettings(), inv, tmp_path / "known_hosts",
+                  mirror_keyring=tmp_path / "bundle.gpg")  # fmt: skip
+    inv.write_text(text)
+    assert load_inventory(inv).mirror.keyring == tmp_path / "bundle.gpg"

@@ -1,5 +1,9 @@
-"""LAB (marker vm): a one-VM Vagrant lab with the locally built box, under libvirt + qemu
-software emulation. The VM is destroyed at the end even when a test or `up` fails."""
+"""LAB (marker vm): the Vagrant lab (mirror01 + gpu01) with the locally built box, under
+libvirt + qemu software emulation, across the air gap as `make demo` crosses it: the GPU VM
+cut off and the cut proven, a bundle built from Debian's archive + the stand-in repository,
+exported onto a FAT32 image, verified, imported onto mirror01; dry run, apply (mirror
+first), verify; then apt, an image pull and a model fetch from gpu01 through mirror01 only.
+The VMs are destroyed and the firewall table removed at the end, even when a test fails."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import pytest
 from gpuprov.lab import repo_root
 from gpuprov.lab.vagrant import LabSettings
 
-pytestmark = [pytest.mark.vm, pytest.mark.slow]
+pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.timeout(3000)]
 
 TIMES: dict[str, float] = {}
 
@@ -48,27 +52,25 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> LabSettings:
 
 @pytest.fixture(scope="module")
 def lab(settings: LabSettings) -> LabSettings:
-    """gpu01 up (box built/added first, cached across runs); destroyed on teardown."""
+    """mirror01 + gpu01 up (box built/added first, cached across runs); destroyed, and the
+    air-gap firewall table removed, on teardown."""
+    from gpuprov.lab import airgap
     from gpuprov.lab.box import add_box, build_box
-    from gpuprov.lab.demo import build_standin_repo, serve, stop_server, write_hardware
-    from gpuprov.lab.inventory import REPO_PORT
+    from gpuprov.lab.demo import write_hardware
     from gpuprov.lab.vagrant import destroy, vagrant
 
     write_hardware(settings.dir / "hardware")
-    repo = build_standin_repo(settings.dir)  # stand-ins + containerd, signed
-    pidfile = settings.dir / "repo-server.pid"
     start = time.monotonic()
     add_box(build_box())
     TIMES["box (build or reuse) + add"] = time.monotonic() - start
     log = settings.dir / "vagrant.log"
     try:
         start = time.monotonic()
-        vagrant(settings, "up", "gpu01", "--provider", "libvirt", log=log, timeout=1500)
-        TIMES["vagrant up gpu01"] = time.monotonic() - start
-        serve(repo, f"{settings.net}.1", REPO_PORT, pidfile)  # the lab network exists now
+        vagrant(settings, "up", "--provider", "libvirt", log=log, timeout=1800)
+        TIMES["vagrant up mirror01 gpu01"] = time.monotonic() - start
         yield settings
     finally:
-        stop_server(pidfile)
+        airgap.uncut(settings)
         start = time.monotonic()
         leftovers = destroy(settings, log=log)
         TIMES["vagrant destroy -f"] = time.monotonic() - start
@@ -82,10 +84,25 @@ def inventory(lab: LabSettings) -> Path:
     from gpuprov.lab.inventory import write_inventory
 
     start = time.monotonic()
-    path, hosts = write_inventory(lab, lab.dir / "inventory.yaml")
+    from gpuprov.lab.airgap import bundle_key
+
+    bundle_key(lab.dir)  # cluster.mirror.keyring: verify judges mirror01's apt repository by it
+    path, hosts = write_inventory(
+        lab, lab.dir / "inventory.yaml", mirror_keyring=lab.dir / "bundle.gpg"
+    )
     TIMES["inventory + keyscan"] = time.monotonic() - start
-    assert [h.name for h in hosts] == ["gpu01"]
+    assert [h.name for h in hosts] == ["mirror01", "gpu01"]
     return path
+
+
+@pytest.fixture(scope="module")
+def demo(lab: LabSettings, inventory: Path):
+    """The demo's own steps, on the test's lab and inventory."""
+    from gpuprov.lab.demo import Demo
+
+    d = Demo(lab, out=lambda text: print(text, flush=True))
+    d.inventory = inventory
+    return d
 
 
 def test_vagrantfile_defines_mirror_and_n_gpu_hosts(settings: LabSettings) -> None:
@@ -155,6 +172,41 @@ def test_snapshot_sees_a_change(inventory: Path) -> None:
     assert before.diff(take(host)) == []
 
 
+def test_gpu_host_reaches_only_the_mirror(demo) -> None:
+    """The cut (isolated lab network, no default route, the control node's nftables
+    table), proven from gpu01 against real listeners that mirror01 does reach."""
+    from gpuprov.lab.demo import cut_and_prove
+
+    start = time.monotonic()
+    lines = cut_and_prove(demo, ["gpu01"])  # raises, naming each probe that failed
+    TIMES["air gap: cut + proof"] = time.monotonic() - start
+    text = "\n".join(lines)
+    assert "gpu01: ok   no default route" in text
+    assert "gpu01: ok   the control node's lab address is unreachable" in text
+    assert "gpu01: ok   mirror01 is reachable" in text
+
+
+def test_bundle_crosses_on_a_fat32_stick(demo) -> None:
+    """bundle build (Debian archive + stand-in repo and registry on loopback) -> export onto
+    a FAT32 image -> verify -> import onto mirror01, which then serves that bundle."""
+    from gpuprov.lab.demo import build_lab_bundle
+
+    start = time.monotonic()
+    bundle = build_lab_bundle(demo)
+    TIMES["bundle build"] = time.monotonic() - start
+    start = time.monotonic()
+    demo.carry(bundle)
+    TIMES["stick: export + verify + import"] = time.monotonic() - start
+    fs = subprocess.run(["file", "-b", demo.usb_image], capture_output=True, text=True)
+    assert "FAT (32 bit)" in fs.stdout, fs.stdout
+    current = demo.on_host("mirror01", "sudo -n readlink /srv/gpuprov/current")
+    assert current.stdout.strip().endswith(f"/{bundle}"), current.stdout + current.stderr
+    start = time.monotonic()
+    demo.carry(bundle)  # again: the stick and the mirror hold it; nothing is copied
+    TIMES["stick again (no-op)"] = time.monotonic() - start
+    assert TIMES["stick again (no-op)"] < TIMES["stick: export + verify + import"]
+
+
 def test_dry_run_changes_nothing(inventory: Path) -> None:
     from gpuprov.inventory.loader import load_inventory
     from gpuprov.lab.snapshot import take_all
@@ -172,7 +224,8 @@ def test_dry_run_changes_nothing(inventory: Path) -> None:
 
 
 def test_apply_then_verify(inventory: Path) -> None:
-    """The GPU node deploy from the lab repository, staged; converged; verify passes."""
+    """mirror01 from the imported bundle first, then the GPU node deploy from mirror01,
+    staged; converged; verify passes on both."""
     start = time.monotonic()
     applied = gpuprov("apply", str(inventory), "--yes", timeout=2400)
     TIMES["apply"] = time.monotonic() - start
@@ -182,6 +235,23 @@ def test_apply_then_verify(inventory: Path) -> None:
     assert "Plan: 0 changes" in again.stdout + again.stderr  # converged: nothing to do
     verified = gpuprov("verify", str(inventory))
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_gpu_host_uses_the_mirror_only(demo) -> None:
+    """From gpu01, air-gapped: apt-get update against its sources (all mirror01's), the
+    bundle's image pulled by containerd's ctr from mirror01's registry, the model file
+    fetched through HF_ENDPOINT."""
+    from gpuprov.lab.demo import use_mirror
+    from gpuprov.lab.inventory import APT_PORT, mirror_address
+
+    start = time.monotonic()
+    lines = use_mirror(demo, "gpu01")  # raises with the host's output on any failure
+    TIMES["apt + image pull + model fetch"] = time.monotonic() - start
+    sources = [ln.split()[-1] for ln in lines if ln.startswith("apt: source ")]
+    assert sources and all(
+        s.startswith(f"http://{mirror_address(demo.s)}:{APT_PORT}/") for s in sources
+    ), lines
+    assert any(ln.startswith("model: HF_ENDPOINT=http://") for ln in lines), lines
 
 
 @pytest.fixture(scope="module", autouse=True)
