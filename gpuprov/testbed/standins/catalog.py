@@ -114,7 +114,9 @@ def _driver_packages(rel: dict) -> list[PackageSpec]:
     # Where the real package has its libraries: the CDI spec mounts them into containers
     # (placeholders; nothing loads them, the stand-in programs read the version file above).
     compute.files += [
-        FileSpec(f"usr/lib/x86_64-linux-gnu/{lib}.{v}", "lib-version.txt", subst=tuple(subst.items()))
+        FileSpec(
+            f"usr/lib/x86_64-linux-gnu/{lib}.{v}", "lib-version.txt", subst=tuple(subst.items())
+        )
         for lib in COMPUTE_LIBS
     ]
     pkgs.append(compute)

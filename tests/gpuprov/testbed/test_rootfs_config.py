@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from gpuprov.testbed.inventory import write_lab_inventory
 from gpuprov.testbed import rootfs
+from gpuprov.testbed.inventory import write_lab_inventory
 from gpuprov.testbed.rootfs import debian_mirror
 
 
