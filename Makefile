@@ -37,11 +37,14 @@ test-hosts: system-deps $(STAMP)
 test-vm: system-deps $(STAMP)
 	$(PY) -m pytest -m "vm and not slow"
 
-## End-to-end on VMs, run by CI after `make test` (about 30-40 min here): the GPU node
-## install -> verify -> idempotence -> 570->580 upgrade -> faults, and the Vagrant lab
-## (vagrant up with the local box, dry run changes nothing, apply, verify, destroy).
+## End-to-end on VMs, run by CI after `make test` (about 45-55 min here): the GPU node
+## install -> verify -> idempotence -> 570->580 upgrade -> faults, the GPU container path
+## on Debian 13 (docker and podman with CDI, verify runs a real container, its faults),
+## and the Vagrant lab (vagrant up with the local box, dry run changes nothing, apply,
+## verify, destroy).
 test-e2e: system-deps lab-deps $(STAMP)
-	$(PY) -m pytest -m slow tests/deploys/test_gpu_node_vm.py tests/gpuprov/lab/test_vagrant_lab.py
+	$(PY) -m pytest -m slow tests/deploys/test_gpu_node_vm.py tests/deploys/test_container_vm.py \
+		tests/gpuprov/lab/test_vagrant_lab.py
 
 ## Every long end-to-end VM scenario: the two above plus the mirror VM pair.
 test-slow: system-deps lab-deps $(STAMP)

@@ -31,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE = REPO_ROOT / ".cache" / "deploys"
 DRIVER = "580.95.05"
 OLD_DRIVER = "570.133.20"  # what a stale spec names
-PROFILE = "h100-pcie"  # no NVSwitch: no fabric manager to wait for under emulation
+PROFILE = "hgx-h100-8"  # the stand-ins simulate it in full (NVSwitch, fabric manager)
 RUNTIME_PACKAGES = ("docker.io", "podman")
 # The user's docker settings, which every apply must keep.
 USER_DAEMON = {"log-driver": "local", "features": {"containerd-snapshotter": False}}
@@ -87,7 +87,9 @@ def node(site):
     from gpuprov.testbed.standins import install_sim_profile, render_profile
     from gpuprov.testbed.vms import VMLab
 
-    with VMLab(1, memory_mb=2048, names=["gpu001"], suite="trixie") as lab:
+    # Debian 13 boots slower than 12 under emulation (networking.service alone ~2 min
+    # on a loaded machine): a longer boot timeout than the default.
+    with VMLab(1, memory_mb=2048, names=["gpu001"], suite="trixie", boot_timeout=480) as lab:
         vm = lab.vms[0]
         repo_url = lab.serve_http(site["repo"])
         hw_url = lab.serve_http(site["hardware"])
