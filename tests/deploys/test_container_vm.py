@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.timeout(5400)]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE = REPO_ROOT / ".cache" / "deploys"
@@ -38,7 +38,7 @@ USER_DAEMON = {"log-driver": "local", "features": {"containerd-snapshotter": Fal
 MISSING_DIGEST = "sha256:" + "0" * 64
 
 
-def gpuprov(*args: str, check: bool = True, timeout: float = 1200) -> subprocess.CompletedProcess:
+def gpuprov(*args: str, check: bool = True, timeout: float = 2400) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [sys.executable, "-m", "gpuprov.cli", *args],
         capture_output=True,
