@@ -25,7 +25,7 @@ from gpuprov.operations.nvidia import CDI_SPEC, cdi_generate, ctk_runtime_config
 from gpuprov.operations.service import service_running
 from gpuprov.operations.system import skipped
 
-DOCKER_CDI = {"features": {"cdi": True}}
+DOCKER_CDI: dict[str, dict[str, object]] = {"features": {"cdi": True}}
 
 
 @deploy("Container runtime and CDI")
