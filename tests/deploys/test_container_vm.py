@@ -87,9 +87,9 @@ def node(site):
     from gpuprov.testbed.standins import install_sim_profile, render_profile
     from gpuprov.testbed.vms import VMLab
 
-    # Debian 13 boots slower than 12 under emulation (networking.service alone ~2 min
-    # on a loaded machine): a longer boot timeout than the default.
-    with VMLab(1, memory_mb=2048, names=["gpu001"], suite="trixie", boot_timeout=480) as lab:
+    # Debian 13 boots slower than 12 under emulation: ~3 min at load average 20 here
+    # (networking.service ~2 min), over 8 min at 49 (ssh.service alone 5.5 min).
+    with VMLab(1, memory_mb=2048, names=["gpu001"], suite="trixie", boot_timeout=900) as lab:
         vm = lab.vms[0]
         repo_url = lab.serve_http(site["repo"])
         hw_url = lab.serve_http(site["hardware"])
