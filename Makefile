@@ -37,7 +37,8 @@ test-hosts: system-deps $(STAMP)
 test-vm: system-deps $(STAMP)
 	$(PY) -m pytest -m "vm and not slow"
 
-## End-to-end on VMs, run by CI after `make test` (about 45-55 min here): the GPU node
+## End-to-end on VMs, run by CI after `make test` (30-40 min here before the Debian 13
+## container scenario, whose time is not measured yet): the GPU node
 ## install -> verify -> idempotence -> 570->580 upgrade -> faults, the GPU container path
 ## on Debian 13 (docker and podman with CDI, verify runs a real container, its faults),
 ## and the Vagrant lab (vagrant up with the local box, dry run changes nothing, apply,
