@@ -36,7 +36,11 @@ def container(ctx: NodeContext) -> None:
     else:
         names = tables.runtime_packages(ctx.os_key, runtime)
         present = any(n in ctx.installed for n in names)
-        ctx.install(f"Container runtime: {runtime}", {} if present else {names[0]: None}, False)
+        wanted = {} if present else {names[0]: None}
+        for extra in tables.runtime_extra_packages(ctx.os_key, runtime):
+            if extra not in ctx.installed:
+                wanted[extra] = None
+        ctx.install(f"Container runtime: {runtime}", wanted, False)
     ctx.install("NVIDIA container toolkit, held", {ctx.pkgs.container_toolkit: None})
     if runtime == "docker":
         _docker_cdi_feature(ctx)

@@ -32,7 +32,7 @@ CACHE = REPO_ROOT / ".cache" / "deploys"
 DRIVER = "580.95.05"
 OLD_DRIVER = "570.133.20"  # what a stale spec names
 PROFILE = "hgx-h100-8"  # the stand-ins simulate it in full (NVSwitch, fabric manager)
-RUNTIME_PACKAGES = ("docker.io", "podman")
+RUNTIME_PACKAGES = ("docker.io", "docker-cli", "podman")
 # The user's docker settings, which every apply must keep.
 USER_DAEMON = {"log-driver": "local", "features": {"containerd-snapshotter": False}}
 MISSING_DIGEST = "sha256:" + "0" * 64

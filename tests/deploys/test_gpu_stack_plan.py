@@ -424,12 +424,18 @@ def test_docker_daemon_json_gets_cdi_and_the_mirror_keeping_the_users_keys(tmp_p
         "insecure-registries": ["10.0.0.5:5000"],
     }
     assert find(ops, "docker running").commands  # restarted once for the new settings
+    # Debian 13 split the CLI out of docker.io: installed with it (verify runs it).
+    assert any(c.endswith("install docker-cli docker.io") for c in commands(ops))
     # Converged: the same file (plus nvidia-ctk's runtimes.nvidia) plans no change.
     done = json.dumps({**second, "runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}})
     again = plan(
         me,
         debian13_state(
-            packages={**CONVERGED_PACKAGES, "docker.io": "26.1.5+dfsg1-9+deb13u1+b1"},
+            packages={
+                **CONVERGED_PACKAGES,
+                "docker.io": "26.1.5+dfsg1-9+deb13u1+b1",
+                "docker-cli": "26.1.5+dfsg1-9+deb13u1+b1",
+            },
             services={**ALL_RUNNING, "docker": RUNNING},
         ),
         converged_extras(docker_daemon=done, docker=True),

@@ -175,5 +175,7 @@ def test_debian13_starts_at_580_and_has_every_runtime():
     assert tables.runtime_packages("debian13", "docker") == ("docker.io", "docker-ce")
     assert tables.runtime_packages("debian13", "podman") == ("podman",)
     assert tables.runtime_packages("rhel9", "podman") == ("podman",)
+    assert tables.runtime_extra_packages("debian13", "docker") == ("docker-cli",)
+    assert tables.runtime_extra_packages("debian12", "docker") == ()
     with pytest.raises(TableError, match="no packages for container runtime 'lxc'"):
         tables.runtime_packages("debian13", "lxc")
