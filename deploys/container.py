@@ -31,6 +31,7 @@ DOCKER_CDI: dict[str, dict[str, object]] = {"features": {"cdi": True}}
 @deploy("Container runtime and CDI")
 def container(ctx: NodeContext) -> None:
     runtime = ctx.stack.container_runtime
+    installing = False  # the runtime's package is installed by this apply
     if runtime == "none":
         skipped(name="Container runtime", reason="container_runtime: none")
     else:
@@ -41,6 +42,9 @@ def container(ctx: NodeContext) -> None:
             if extra not in ctx.installed:
                 wanted[extra] = None
         ctx.install(f"Container runtime: {runtime}", wanted, False)
+        # Debian's postinst starts a freshly installed daemon before its settings below
+        # exist: it must be restarted, not "started" (a no-op on a running unit).
+        installing = names[0] in wanted
     ctx.install("NVIDIA container toolkit, held", {ctx.pkgs.container_toolkit: None})
     if runtime == "docker":
         _docker_cdi_feature(ctx)
@@ -60,7 +64,7 @@ def container(ctx: NodeContext) -> None:
             name=f"{runtime} running with the nvidia runtime",
             unit=runtime,
             restart=not configured or ctx.runtime_restart,
-            active_now=svc.active,
+            active_now="active" if installing else svc.active,
             enabled_now=svc.enabled,
         )
     cdi_generate(

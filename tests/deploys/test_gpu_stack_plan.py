@@ -423,7 +423,12 @@ def test_docker_daemon_json_gets_cdi_and_the_mirror_keeping_the_users_keys(tmp_p
         "registry-mirrors": ["http://10.0.0.5:5000"],
         "insecure-registries": ["10.0.0.5:5000"],
     }
-    assert find(ops, "docker running").commands  # restarted once for the new settings
+    # Installed by this apply, so already started by its postinst with other settings:
+    # restarted (a `start` would leave it running without CDI).
+    assert find(ops, "docker running").commands == [
+        "systemctl enable docker.service",
+        "systemctl restart docker.service",
+    ]
     # Debian 13 split the CLI out of docker.io: installed with it (verify runs it).
     assert any(c.endswith("install docker-cli docker.io") for c in commands(ops))
     # Converged: the same file (plus nvidia-ctk's runtimes.nvidia) plans no change.
