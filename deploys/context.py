@@ -37,6 +37,12 @@ class NodeContext:
     fabricmanager_changing: bool = False
     runtime_restart: bool = False  # the container runtime's config changed in this apply
     apt_lists_stale: bool = True  # the first apt transaction of the apply runs apt update
+    # /etc/docker/daemon.json as this apply leaves it so far (None: absent): the mirror
+    # client and the container deploy each merge into it, neither undoing the other.
+    docker_daemon: str | None = None
+
+    def __post_init__(self) -> None:
+        self.docker_daemon = self.extras.get("docker_daemon")
 
     @property
     def os_key(self) -> str:

@@ -17,6 +17,8 @@ Runbook:
    to `registry-mirrors` (and `insecure-registries` for plain http) in daemon.json, merged
    into the user's settings. docker mirrors Docker Hub only: nvcr.io/ghcr.io images are
    pulled by their site-registry name. Either way the runtime restarts once afterwards.
+   podman: a drop-in in /etc/containers/registries.conf.d naming the site registry (and
+   as the mirror of docker.io, nvcr.io, ghcr.io); podman has no daemon to restart.
 
 Hand-written settings (`gpuprov_mirror_client`, group or host `vars:`): {"apt_url",
 "suite", "keyring" (path on the control node), "registry" ("host:port", optional),
@@ -45,6 +47,7 @@ from gpuprov.paths import (
     HF_PROFILE,
     HF_SYSTEMD,
     MIRROR_SOURCE_NAME,
+    PODMAN_REGISTRY,
     REGISTRY_UPSTREAMS,
 )
 from gpuprov.rendering import render
@@ -129,7 +132,7 @@ def mirror_client(ctx: NodeContext) -> None:
         if scheme == "http":
             lists["insecure-registries"] = [registry]
         try:
-            changes = merge_daemon_json(ctx.extras.get("docker_daemon"), lists) is not None
+            merged = merge_daemon_json(ctx.docker_daemon, lists)
         except DaemonJsonError as exc:
             from gpuprov.engine.refusal import HostRefused
 
@@ -137,9 +140,24 @@ def mirror_client(ctx: NodeContext) -> None:
         docker_daemon_lists(
             name="docker: pull Docker Hub images through the site registry",
             lists=lists,
-            current=ctx.extras.get("docker_daemon"),
+            current=ctx.docker_daemon,
         )
-        ctx.runtime_restart = ctx.runtime_restart or changes
+        if merged is not None:
+            ctx.docker_daemon = merged
+            ctx.runtime_restart = True
+    if registry and ctx.stack.container_runtime == "podman":
+        # podman is daemonless: the next pull reads the drop-in, nothing restarts.
+        managed_file(
+            name="podman: pull through the site registry",
+            path=PODMAN_REGISTRY,
+            content=render(
+                "podman-registries.conf.j2",
+                registry=registry,
+                insecure=scheme == "http",
+                upstreams=REGISTRY_UPSTREAMS,
+            ),
+            digests=ctx.digests,
+        )
     if registry and ctx.stack.container_runtime == "containerd":
         dropin = render(
             "containerd-registry.toml.j2",

@@ -32,9 +32,9 @@ from gpuprov.inventory.model import Host
 from gpuprov.operations.files import managed_file
 from gpuprov.paths import IDENTITY_FILE
 from gpuprov.rendering import render
-from gpuprov.tables import SystemProfile, get_profile
+from gpuprov.tables import SystemProfile, get_profile, os_ids
 
-SUPPORTED_OS = ("debian12", "ubuntu2204", "ubuntu2404", "rhel9")
+SUPPORTED_OS = tuple(os_ids())  # every OS of gpuprov/data/packages.yaml
 CHECKS = PREFLIGHT_CHECKS  # the stable codes, most fundamental first (gpuprov.checks)
 MIN_FREE_GB = 10  # driver + CUDA toolkits + DKMS builds; host var gpuprov_min_free_gb
 

@@ -20,6 +20,7 @@ MIRROR_SOURCE = f"/etc/apt/sources.list.d/{MIRROR_SOURCE_NAME}.sources"
 MIRROR_KEYRING = f"/etc/apt/keyrings/{MIRROR_SOURCE_NAME}.gpg"
 CONTAINERD_REGISTRY = "/etc/containerd/conf.d/90-gpuprov-registry.toml"
 CONTAINERD_CERTS = "/etc/containerd/certs.d"
+PODMAN_REGISTRY = "/etc/containers/registries.conf.d/50-gpuprov-mirror.conf"
 REGISTRY_UPSTREAMS = ("docker.io", "nvcr.io", "ghcr.io")
 MANAGED_PATHS = (
     NOUVEAU_CONF,
@@ -30,6 +31,7 @@ MANAGED_PATHS = (
     MIRROR_SOURCE,
     MIRROR_KEYRING,
     CONTAINERD_REGISTRY,
+    PODMAN_REGISTRY,
     *(f"{CONTAINERD_CERTS}/{r}/hosts.toml" for r in REGISTRY_UPSTREAMS),
 )
 

@@ -243,3 +243,10 @@ def runtime_packages(os_id: str, runtime: str) -> tuple[str, ...]:
             f"no packages for container runtime {runtime!r} (known: {', '.join(runtimes)})"
         )
     return tuple(runtimes[runtime])
+
+
+def runtime_extra_packages(os_id: str, runtime: str) -> tuple[str, ...]:
+    """Packages installed with runtime `runtime` on `os_id` beside its own (Debian 13's
+    docker: docker-cli, split out of docker.io); empty for most."""
+    extras = _os(os_id)[0].get("runtime_extras") or {}
+    return tuple(extras.get(runtime, ()))

@@ -36,7 +36,13 @@ SUITE = "gpuprov"  # what deploys/mirror_client.py points hosts at
 COMPONENT = "main"
 VERIFY_IMAGE_VAR = "gpuprov_verify_image"
 # glibc of each target OS: which manylinux wheels its Python runs.
-GLIBC = {"debian12": (2, 36), "ubuntu2204": (2, 35), "ubuntu2404": (2, 39), "rhel9": (2, 34)}
+GLIBC = {
+    "debian12": (2, 36),
+    "debian13": (2, 41),
+    "ubuntu2204": (2, 35),
+    "ubuntu2404": (2, 39),
+    "rhel9": (2, 34),
+}
 
 Report = Callable[[str], None]
 

@@ -55,12 +55,17 @@ class VerifyProbe(FactBase[ProbeData]):
                 "if command -v nvidia-smi >/dev/null 2>&1; then nvidia-smi topo -m; else exit 127; fi",
             ),
         ]
-        if image and runtime in ("docker", "containerd"):
+        if image and runtime in ("docker", "podman", "containerd"):
             img = shlex.quote(image)
-            if runtime == "docker":
-                # docker reads the registry's scheme and CA from its own configuration
-                # (daemon.json, /etc/docker/certs.d), which mirror_client writes.
-                run = f"docker run --rm --device nvidia.com/gpu=all {img} nvidia-smi -L"
+            if runtime in ("docker", "podman"):
+                # docker and podman read the registry's scheme and CA from their own
+                # configuration (daemon.json, /etc/docker/certs.d; registries.conf.d),
+                # which mirror_client writes. No network: nvidia-smi needs none, and a
+                # bridge per run is slow on small hosts.
+                run = (
+                    f"{runtime} run --rm --network=none --device nvidia.com/gpu=all {img} "
+                    "nvidia-smi -L"
+                )
             else:
                 # ctr has no such configuration: plain HTTP only where the inventory says
                 # the registry is http, the site CA where it names one, TLS verified always

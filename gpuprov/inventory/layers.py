@@ -80,7 +80,7 @@ def read_stack(r: Reader, node: CommentedMap, where: str) -> Layer:
     default = r.string(node, "cuda_default", where)
     if default is not Missing:
         layer["cuda_default"] = (default, r.value_loc(node, "cuda_default"))
-    runtime = r.string(node, "container_runtime", where, ("docker", "containerd", "none"))
+    runtime = r.string(node, "container_runtime", where, ("docker", "podman", "containerd", "none"))
     if runtime is not Missing:
         layer["container_runtime"] = (runtime, r.value_loc(node, "container_runtime"))
     dcgm = r.boolean(node, "dcgm", where)

@@ -16,7 +16,7 @@ from gpuprov.errors import Location, Problem
 from gpuprov.inventory.bundle import BundleSpec
 
 ModuleFlavour = Literal["auto", "open", "proprietary"]
-ContainerRuntime = Literal["docker", "containerd", "none"]
+ContainerRuntime = Literal["docker", "podman", "containerd", "none"]
 HostRole = Literal["gpu", "mirror", "controller"]
 
 

@@ -16,9 +16,14 @@ class DaemonJsonError(ValueError):
     """daemon.json is not a JSON object; docker itself refuses to start with it."""
 
 
-def merge_daemon_json(current: str | None, lists: dict[str, list[str]]) -> str | None:
-    """`current` with each value of `lists` added to its list key (other keys, and entries
-    the user already has, stay as they are). None when nothing would change."""
+def merge_daemon_json(
+    current: str | None,
+    lists: dict[str, list[str]],
+    objects: dict[str, dict[str, object]] | None = None,
+) -> str | None:
+    """`current` with each value of `lists` added to its list key, and each key of
+    `objects` set inside its object key ({"features": {"cdi": True}}); other keys, and
+    entries the user already has, stay as they are. None when nothing would change."""
     doc: dict = {}
     if current is not None and current.strip():
         try:
@@ -38,20 +43,35 @@ def merge_daemon_json(current: str | None, lists: dict[str, list[str]]) -> str |
         if missing:
             doc[key] = have + missing
             changed = True
+    for key, wanted_keys in (objects or {}).items():
+        section = doc.get(key, {})
+        if not isinstance(section, dict):
+            raise DaemonJsonError(f"{DAEMON_JSON}: {key!r} must be an object")
+        for name, value in wanted_keys.items():
+            if section.get(name) != value:
+                section[name] = value
+                changed = True
+        doc[key] = section
     return json.dumps(doc, indent=4) + "\n" if changed else None
 
 
 @operation()
-def docker_daemon_lists(lists: dict[str, list[str]], current: str | None):
+def docker_daemon_lists(
+    lists: dict[str, list[str]],
+    current: str | None,
+    objects: dict[str, dict[str, object]] | None = None,
+):
     """
-    Add entries to list settings in /etc/docker/daemon.json (e.g. registry-mirrors),
-    written atomically; the user's other settings and entries stay.
+    Add entries to list settings in /etc/docker/daemon.json (e.g. registry-mirrors) and
+    keys to object settings (features.cdi), written atomically; the user's other settings
+    and entries stay.
 
     + lists: setting -> entries that must be in it
-    + current: the file's text now (None when absent)
+    + current: the file's text as this apply leaves it so far (None when absent)
+    + objects: setting -> keys and values it must have
     """
-    merged = merge_daemon_json(current, lists)
+    merged = merge_daemon_json(current, lists, objects)
     if merged is None:
-        host.noop(f"{DAEMON_JSON} has {', '.join(lists)} already")
+        host.noop(f"{DAEMON_JSON} has {', '.join([*lists, *(objects or {})])} already")
         return
     yield write_file_command(DAEMON_JSON, merged)

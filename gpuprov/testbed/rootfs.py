@@ -1,8 +1,10 @@
-"""TEST BED: the shared Debian 12 root filesystem every test host (light host or VM) runs.
+"""TEST BED: the shared Debian root filesystems test hosts run: Debian 12 (bookworm, every
+light host and VM by default) and Debian 13 (trixie, the VMs that need a newer container
+stack: docker with CDI, podman).
 
-Built once with debootstrap from the Debian mirror this machine's apt is configured with,
-then cached under `cache_dir()` keyed by a hash of the suite, the package list and the
-post-install script, so a change to any of them builds a new one. Builds go to a temporary
+Built once per suite with debootstrap from the Debian mirror this machine's apt is
+configured with, then cached under `cache_dir()` keyed by a hash of the suite, the package
+list and the post-install script, so a change to any of them builds a new one. Builds go to a temporary
 directory renamed into place, under an fcntl lock, so parallel test processes build once.
 
 Nothing here is used to provision real clusters: it only makes hosts for tests and the lab.
@@ -21,7 +23,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-SUITE = "bookworm"
+SUITE = "bookworm"  # the default test host
+SUITES = ("bookworm", "trixie")  # what the test bed can build (Debian 12, Debian 13)
 PACKAGES = (
     "linux-image-amd64",
     "systemd-sysv",
@@ -149,7 +152,9 @@ def debian_mirror(
     sources_list: Path = Path("/etc/apt/sources.list"),
     suite: str = SUITE,
 ) -> str:
-    """The first enabled `deb` URI this machine's apt uses for `suite` (deb822 or one-line)."""
+    """The first enabled `deb` URI this machine's apt uses for `suite` (deb822 or one-line).
+    A suite apt does not list (trixie on a Debian 12 machine) comes from the archive that
+    serves bookworm: one Debian archive carries every release."""
     candidates: list[str] = []
     for path in sorted(sources_dir.glob("*.sources")):
         for para in re.split(r"\n\s*\n", path.read_text()):
@@ -174,6 +179,8 @@ def debian_mirror(
             words = re.sub(r"\[[^\]]*\]", " ", line.split("#", 1)[0]).split()
             if len(words) >= 3 and words[0] == "deb" and words[2] == suite:
                 candidates.append(words[1])
+    if not candidates and suite != SUITE:
+        return debian_mirror(sources_dir, sources_list, SUITE)
     if not candidates:
         raise RuntimeError(
             f"no apt source for Debian {suite} found in {sources_dir} or {sources_list}"
@@ -181,8 +188,14 @@ def debian_mirror(
     return candidates[0]
 
 
-def _key() -> str:
-    digest = hashlib.sha256(f"{SUITE}\n{' '.join(PACKAGES)}\n{_CONFIGURE}".encode())
+def _check_suite(suite: str) -> None:
+    if suite not in SUITES:
+        raise ValueError(f"test bed suite {suite!r}: expected one of {', '.join(SUITES)}")
+
+
+def _key(suite: str = SUITE) -> str:
+    _check_suite(suite)
+    digest = hashlib.sha256(f"{suite}\n{' '.join(PACKAGES)}\n{_CONFIGURE}".encode())
     return digest.hexdigest()[:12]
 
 
@@ -196,19 +209,20 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def ensure_rootfs(*, log: Path | None = None) -> Path:
-    """The cached rootfs directory, building it first if needed (~90 s, ~900 MB)."""
+def ensure_rootfs(*, suite: str = SUITE, log: Path | None = None) -> Path:
+    """The cached rootfs directory of `suite`, building it first if needed (~90 s, ~900 MB)."""
     base = cache_dir()
-    final = base / f"rootfs-{SUITE}-{_key()}"
+    key = _key(suite)
+    final = base / f"rootfs-{suite}-{key}"
     if (final / ".gpuprov-complete").exists():
         return final
-    with _locked(base / f"rootfs-{_key()}.lock"):
+    with _locked(base / f"rootfs-{key}.lock"):
         if (final / ".gpuprov-complete").exists():
             return final
-        debs = base / "debs"
+        debs = base / ("debs" if suite == SUITE else f"debs-{suite}")
         debs.mkdir(exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".rootfs-{_key()}-", dir=base))
-        logf = open(log or base / f"rootfs-{_key()}.log", "w")  # noqa: SIM115 (closed below)
+        tmp = Path(tempfile.mkdtemp(prefix=f".rootfs-{key}-", dir=base))
+        logf = open(log or base / f"rootfs-{key}.log", "w")  # noqa: SIM115 (closed below)
         try:
             subprocess.run(
                 [
@@ -216,9 +230,9 @@ def ensure_rootfs(*, log: Path | None = None) -> Path:
                     "--variant=minbase",
                     f"--include={','.join(PACKAGES)}",
                     f"--cache-dir={debs}",
-                    SUITE,
+                    suite,
                     str(tmp),
-                    debian_mirror(),
+                    debian_mirror(suite=suite),
                 ],
                 check=True,
                 stdout=logf,
@@ -242,7 +256,7 @@ def ensure_rootfs(*, log: Path | None = None) -> Path:
                 stderr=subprocess.STDOUT,
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"},
             )
-            (tmp / ".gpuprov-complete").write_text(_key() + "\n")
+            (tmp / ".gpuprov-complete").write_text(key + "\n")
             os.chmod(tmp, 0o755)
             os.rename(tmp, final)
         except BaseException:
@@ -261,14 +275,15 @@ def kernel_and_initrd(rootfs: Path) -> tuple[Path, Path]:
     return kernels[-1], initrds[-1]
 
 
-def ensure_disk_image(*, size: str = DISK_SIZE) -> Path:
-    """A raw ext4 image of the rootfs (mke2fs -d: no loop devices), cached beside it."""
-    rootfs = ensure_rootfs()
+def ensure_disk_image(*, suite: str = SUITE, size: str = DISK_SIZE) -> Path:
+    """A raw ext4 image of the suite's rootfs (mke2fs -d: no loop devices), cached beside it."""
+    rootfs = ensure_rootfs(suite=suite)
     base = cache_dir()
-    final = base / f"disk-{SUITE}-{_key()}-{size}.raw"
+    key = _key(suite)
+    final = base / f"disk-{suite}-{key}-{size}.raw"
     if final.exists():
         return final
-    with _locked(base / f"disk-{_key()}.lock"):
+    with _locked(base / f"disk-{key}.lock"):
         if final.exists():
             return final
         fd, tmpname = tempfile.mkstemp(prefix=".disk-", suffix=".raw", dir=base)
@@ -300,5 +315,8 @@ def ensure_disk_image(*, size: str = DISK_SIZE) -> Path:
 
 
 if __name__ == "__main__":
-    print(ensure_rootfs())
-    print(ensure_disk_image())
+    import sys
+
+    for name in sys.argv[1:] or [SUITE]:
+        print(ensure_rootfs(suite=name))
+        print(ensure_disk_image(suite=name))

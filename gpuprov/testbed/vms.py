@@ -1,4 +1,4 @@
-"""TEST BED: qemu VMs running the shared Debian 12 image with systemd, under software
+"""TEST BED: qemu VMs running the shared Debian 12 (or, with suite="trixie", Debian 13) image with systemd, under software
 emulation (KVM does not work on these machines: never -enable-kvm).
 
 Each VM boots the rootfs's kernel and initrd directly, from a qcow2 copy-on-write overlay
@@ -31,6 +31,7 @@ from gpuprov.testbed.labbase import NetworkLab
 from gpuprov.testbed.lighthosts import _ids, _keypair
 from gpuprov.testbed.rootfs import (
     SEED_LABEL,
+    SUITE,
     TEST_USER,
     cache_dir,
     ensure_disk_image,
@@ -108,6 +109,8 @@ class VMLab(NetworkLab):
         subnet: int | None = None,
         keep: bool | None = None,
         log_dir: Path | None = None,
+        suite: str = SUITE,
+        disk_size: str | None = None,
     ) -> None:
         if names is not None and len(names) != count:
             raise ValueError(f"{len(names)} names given for {count} VMs")
@@ -115,6 +118,8 @@ class VMLab(NetworkLab):
         self.names = list(names) if names else [f"{name_prefix}{i + 1:02d}" for i in range(count)]
         self.memory_mb, self.cpus, self.boot_timeout = memory_mb, cpus, boot_timeout
         self.prefix = prefix
+        self.suite = suite  # the test bed's Debian release the VMs boot (rootfs.SUITES)
+        self.disk_size = disk_size  # None: rootfs.DISK_SIZE
         self._subnet_request = subnet
         self.keep = os.environ.get("GPUPROV_KEEP_VMS") == "1" if keep is None else keep
         self._log_parent = log_dir or cache_dir() / "vmlabs"
@@ -125,8 +130,11 @@ class VMLab(NetworkLab):
         self.slot: netalloc.Slot | None = None
 
     def start(self) -> None:
-        rootfs = ensure_rootfs()
-        base = ensure_disk_image()
+        rootfs = ensure_rootfs(suite=self.suite)
+        if self.disk_size:
+            base = ensure_disk_image(suite=self.suite, size=self.disk_size)
+        else:
+            base = ensure_disk_image(suite=self.suite)
         teardown.register(self)
         try:
             self.slot = slot = netalloc.allocate("vm", self._subnet_request)

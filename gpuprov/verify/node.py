@@ -20,6 +20,7 @@ from gpuprov.inventory.mirrors import MIRROR_CHOICE_KEY, MirrorChoice
 from gpuprov.inventory.model import Host
 from gpuprov.parsers import ParseError
 from gpuprov.parsers.dcgmi_diag import parse_dcgmi_diag
+from gpuprov.parsers.gpu_list import parse_gpu_list
 from gpuprov.parsers.topo import parse_topo_matrix
 from gpuprov.paths import CDI_SPEC
 from gpuprov.tables import SystemProfile, get_profile, packages_for
@@ -77,7 +78,7 @@ def node_verdict(me: Host, state: HostStateData, probe: ProbeData) -> NodeReport
         if probe.topology_rc is not None:  # read (the rollout gates may not read the probe)
             report.verdict.checks.append(_topology(probe, profile))
     report.verdict.checks.append(_cdi(probe, expected))
-    _container(report, me, probe)
+    _container(report, me, probe, profile)
     return report
 
 
@@ -144,7 +145,7 @@ def _cdi(probe: ProbeData, expected: str) -> Check:
     return Check("cdi-spec", True, f"{CDI_SPEC} is current (driver {expected})")
 
 
-def _container(report: NodeReport, me: Host, probe: ProbeData) -> None:
+def _container(report: NodeReport, me: Host, probe: ProbeData, profile: SystemProfile) -> None:
     assert me.stack is not None  # node_verdict checked it
     runtime = me.stack.container_runtime
     if runtime == "none":
@@ -157,18 +158,73 @@ def _container(report: NodeReport, me: Host, probe: ProbeData) -> None:
                 "started; only the CDI spec was checked",
             )
         )
-    elif probe.container_rc == 0 and "GPU " in probe.container_output:
-        n = sum(1 for line in probe.container_output.splitlines() if line.startswith("GPU "))
-        report.verdict.checks.append(Check("container", True, f"{n} GPUs visible in a container"))
     else:
-        first = (probe.container_output.strip().splitlines() or ["no output"])[-1]
-        report.verdict.checks.append(
-            Check(
-                "container",
-                False,
-                f"`{probe.container_how}` failed (exit {probe.container_rc}): {first[:200]}",
-            )
+        report.verdict.checks.append(container_check(runtime, probe, profile))
+
+
+# Why a GPU container did not start, from what docker/podman/ctr print; first match wins
+# (a daemon that does not answer also "cannot pull"). Each message was seen on a test-bed
+# VM (tests/fixtures/container/), gpuprov.verify.node's tests read them.
+CONTAINER_FAILURES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), reason)
+    for pattern, reason in (
+        (
+            r"Cannot connect to the Docker daemon|containerd\.sock.*connect|"
+            r"unable to connect to Podman",
+            "the {runtime} daemon is not running",
+        ),
+        (
+            r"unresolvable CDI devices|CDI device injection failed|failed to inject CDI",
+            "the CDI spec has no device nvidia.com/gpu=all (regenerate it: apply, or "
+            "nvidia-ctk cdi generate)",
+        ),
+        (
+            r"manifest unknown|not found: manifest|failed to resolve reference|"
+            r"pull access denied|initializing source|pinging container registry|"
+            r"error pulling image|Error response from daemon: Get \S+/v2/",
+            "the image cannot be pulled from the registry",
+        ),
+        (
+            r"error mounting|mount .* no such file or directory|"
+            r"(hostPath|host path)\S* .*does not exist",
+            "the CDI spec mounts driver files the host does not have (a spec left from "
+            "another driver: apply regenerates it)",
+        ),
+    )
+)
+
+
+def container_check(runtime: str, probe: ProbeData, profile: SystemProfile) -> Check:
+    """What a GPU container saw (`nvidia-smi -L` inside it) against the profile, or why it
+    did not start."""
+    try:
+        gpus = parse_gpu_list(probe.container_output)
+    except ParseError as exc:
+        return Check("container", False, f"`{probe.container_how}`: {exc}")
+    if probe.container_rc != 0 or not gpus:
+        lines = [ln for ln in probe.container_output.strip().splitlines() if ln.strip()]
+        last = lines[-1] if lines else "no output"
+        reason = next(
+            (why for rx, why in CONTAINER_FAILURES if rx.search(probe.container_output)),
+            "the container did not list any GPU",
         )
+        return Check(
+            "container",
+            False,
+            f"{reason.format(runtime=runtime)}: `{probe.container_how}` exited "
+            f"{probe.container_rc}: {last[:200]}",
+        )
+    names = sorted({g.name for g in gpus})
+    seen = f"{len(gpus)} × {', '.join(names)}"
+    wrong = [n for n in names if n not in profile.gpu_models]
+    if len(gpus) != profile.gpu_count or wrong:
+        return Check(
+            "container",
+            False,
+            f"a {runtime} container sees {seen}; profile {profile.name} has "
+            f"{profile.gpu_count} × {profile.gpu_model}",
+        )
+    return Check("container", True, f"{seen} in a {runtime} container (CDI nvidia.com/gpu=all)")
 
 
 # A registry reference: host[:port]/path[:tag][@sha256:digest] (what ctr and docker take).

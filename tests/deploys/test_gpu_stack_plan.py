@@ -265,11 +265,16 @@ def test_mirror_source_and_hf_endpoint(tmp_path: Path) -> None:
     assert any("/etc/containerd/certs.d/docker.io/hosts.toml" in c for c in commands(ops))
 
 
-@pytest.mark.parametrize("runtime", ["docker", "none"])
+@pytest.mark.parametrize("runtime", ["docker", "podman", "none"])
 def test_runtime_choice_keeps_the_op_sequence(runtime: str) -> None:
     a = plan(gpu_host(runtime="containerd"), host_state_output("debian12"))
     b = plan(gpu_host(runtime=runtime), host_state_output("debian12"))
-    assert len(a) == len(b)
+    # docker has one step more: the CDI feature in daemon.json.
+    assert len(a) + (runtime == "docker") == len(b)
+    if runtime == "podman":
+        assert any(c.endswith("install podman") for c in commands(b))
+        assert find(b, "nvidia runtime").noop == "podman reads CDI specs itself"
+        assert not any("nvidia-ctk runtime" in c for c in commands(b))
     if runtime == "docker":
         assert find(b, "Register the nvidia runtime").commands == [
             "nvidia-ctk runtime configure --runtime=docker"
@@ -350,8 +355,13 @@ def test_docker_registry_mirror_merged_into_the_users_daemon_json(tmp_path: Path
     # docker reads daemon.json at start only: the converged, running docker restarts.
     assert find(ops, "docker running").commands == ["systemctl restart docker.service"]
 
-    again = docker_mirror_plan(json.dumps(written), tmp_path)
+    (cdi,) = find(ops, "docker: inject GPUs through CDI").commands
+    final = json.loads(base64.b64decode(cdi.split("printf %s ")[1].split(" ")[0]))
+    assert final == {**written, "features": {"cdi": True}}
+
+    again = docker_mirror_plan(json.dumps(final), tmp_path)
     assert find(again, "docker: pull Docker Hub").commands == []
+    assert find(again, "docker: inject GPUs through CDI").commands == []
     assert find(again, "docker running").commands == []
 
 
@@ -360,3 +370,110 @@ def test_broken_daemon_json_refuses_the_host_naming_the_line(tmp_path: Path) -> 
 
     with pytest.raises(HostRefused, match=r"daemon.json line 2: not valid JSON"):
         docker_mirror_plan('{"a": 1,\n  oops}', tmp_path)
+
+
+USER_DAEMON = '{"data-root": "/srv/docker", "features": {"buildkit": true}, "log-driver": "local"}'
+SITE_MIRROR = {"apt_url": "http://10.0.0.5/apt", "suite": "gpuprov", "registry": "10.0.0.5:5000"}
+
+
+def debian13_state(**overrides) -> str:
+    values = dict(
+        packages=CONVERGED_PACKAGES,
+        held=tuple(n for n in CONVERGED_PACKAGES if n != "containerd"),
+        module="580.95.05",
+        services=ALL_RUNNING,
+        cuda_link="/usr/local/cuda-13.0",
+        kernel="6.12.48+deb13-amd64",
+    )
+    values.update(overrides)
+    return host_state_output("debian13", **values)
+
+
+def test_docker_daemon_json_gets_cdi_and_the_mirror_keeping_the_users_keys(tmp_path) -> None:
+    import base64
+    import json
+    import shlex
+
+    keyring = tmp_path / "site.gpg"
+    keyring.write_bytes(b"key")
+    mirror = {**SITE_MIRROR, "keyring": str(keyring)}
+    me = gpu_host(runtime="docker")
+    ops = plan(
+        me,
+        debian13_state(),
+        converged_extras(docker_daemon=USER_DAEMON),
+        gpuprov_mirror_client=mirror,
+    )
+    mirror_op = find(ops, "docker: pull Docker Hub images")
+    cdi_op = find(ops, "docker: inject GPUs through CDI")
+
+    def written(op) -> dict:
+        # write_file_command: the file's content travels base64-encoded in a shell word.
+        [command] = op.commands
+        words = shlex.split(command)
+        return json.loads(base64.b64decode(words[words.index("%s") + 1]))
+
+    first, second = written(mirror_op), written(cdi_op)
+    assert first["registry-mirrors"] == ["http://10.0.0.5:5000"] and "cdi" not in first["features"]
+    # The CDI step merges into what the mirror step wrote: neither undoes the other.
+    assert second == {
+        "data-root": "/srv/docker",
+        "features": {"buildkit": True, "cdi": True},
+        "log-driver": "local",
+        "registry-mirrors": ["http://10.0.0.5:5000"],
+        "insecure-registries": ["10.0.0.5:5000"],
+    }
+    # Installed by this apply, so already started by its postinst with other settings:
+    # restarted (a `start` would leave it running without CDI).
+    assert find(ops, "docker running").commands == [
+        "systemctl enable docker.service",
+        "systemctl restart docker.service",
+    ]
+    # Debian 13 split the CLI out of docker.io: installed with it (verify runs it).
+    assert any(c.endswith("install docker-cli docker.io") for c in commands(ops))
+    # Converged: the same file (plus nvidia-ctk's runtimes.nvidia) plans no change.
+    done = json.dumps({**second, "runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}})
+    again = plan(
+        me,
+        debian13_state(
+            packages={
+                **CONVERGED_PACKAGES,
+                "docker.io": "26.1.5+dfsg1-9+deb13u1+b1",
+                "docker-cli": "26.1.5+dfsg1-9+deb13u1+b1",
+            },
+            services={**ALL_RUNNING, "docker": RUNNING},
+        ),
+        converged_extras(docker_daemon=done, docker=True),
+        gpuprov_mirror_client=mirror,
+    )
+    container_ops = [o for o in changes(again) if "docker" in o.name or "CDI" in o.name]
+    assert container_ops == [], [(o.name, o.commands) for o in container_ops]
+
+
+def test_docker_daemon_json_that_is_not_an_object_refuses_the_host() -> None:
+    from gpuprov.engine.refusal import HostRefused
+
+    with pytest.raises(HostRefused, match="'features' must be an object"):
+        plan(
+            gpu_host(runtime="docker"),
+            debian13_state(),
+            converged_extras(docker_daemon='{"features": []}'),
+        )
+
+
+def test_podman_gets_a_registries_drop_in_and_no_daemon_restart(tmp_path) -> None:
+    keyring = tmp_path / "site.gpg"
+    keyring.write_bytes(b"key")
+    mirror = {**SITE_MIRROR, "keyring": str(keyring)}
+    ops = plan(
+        gpu_host(runtime="podman"),
+        debian13_state(),
+        converged_extras(),
+        gpuprov_mirror_client=mirror,
+    )
+    drop_in = find(ops, "podman: pull through the site registry")
+    text = " ".join(drop_in.commands)
+    assert "/etc/containers/registries.conf.d/50-gpuprov-mirror.conf" in text
+    assert not any("daemon.json" in c for c in commands(ops))
+    assert any(c.endswith("install podman") for c in commands(ops))
+    assert find(ops, "Restart the runtime").noop == "no daemon"

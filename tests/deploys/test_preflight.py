@@ -160,3 +160,12 @@ def test_profile_from_the_data_tables():
     assert review(state(), hgx).refusals == []
     [refusal] = review(state(), replace(host(), profile="hgx-b200-8")).refusals
     assert "profile hgx-b200-8 expects 8" in refusal.reason and refusal.code == "gpus"
+
+
+@pytest.mark.parametrize("os_id", ["debian12", "debian13"])
+def test_debian_releases_pass_the_os_check(os_id):
+    # The real /etc/os-release of each test bed rootfs.
+    text = (Path(__file__).parents[1] / "fixtures" / "os-release" / os_id).read_text()
+    release = parse_os_release(text)
+    assert release.os_key == os_id
+    assert not [r for r in review(state(os=release), host()).refusals if r.code == "os"]

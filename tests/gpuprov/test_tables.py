@@ -47,12 +47,12 @@ def test_profile_table_consistency():
         )
         assert p.nvswitch == (p.nvswitch_count > 0)
         assert p.open_modules in ("required", "recommended", "unsupported")
-        # every profile's minimum branch has package names on every OS
+        # every profile's minimum branch (or the OS's first, when it is newer: Debian 13
+        # starts at 580) has package names on every OS
         for os_id in tables.os_ids():
+            branch = max(p.min_driver_branch, tables.os_branches(os_id)[0])
             for modules in ("open", "proprietary"):
-                pk = tables.packages_for(
-                    os_id, str(p.min_driver_branch), f"{p.min_driver_branch}.1.1", modules
-                )
+                pk = tables.packages_for(os_id, str(branch), f"{branch}.1.1", modules)
                 assert pk.driver and pk.fabricmanager and pk.kernel_module
 
 
@@ -106,6 +106,8 @@ def test_every_cuda_maps_to_a_driver_of_a_known_branch():
         ),
         ("debian12", "open", "nvidia-driver-580-open", "nvidia-kernel-open-580", "580.95.05-1"),
         ("debian12", "proprietary", "cuda-drivers-580", "nvidia-kernel-580", "580.95.05-1"),
+        ("debian13", "open", "nvidia-driver-580-open", "nvidia-kernel-open-580", "580.95.05-1"),
+        ("debian13", "proprietary", "cuda-drivers-580", "nvidia-kernel-580", "580.95.05-1"),
     ],
 )
 def test_apt_package_names_contract(os_id, modules, driver, kmod, version):
@@ -164,3 +166,16 @@ def test_packages_for_refuses_what_does_not_exist():
         tables.packages_for("debian12", "580", "580.95.05", "auto")  # type: ignore[arg-type]
     with pytest.raises(TableError, match="CUDA major '10'"):
         tables.dcgm_package("debian12", "10")
+
+
+def test_debian13_starts_at_580_and_has_every_runtime():
+    assert tables.os_branches("debian13")[0] == 580
+    with pytest.raises(TableError, match="branch 570 has no packages for debian13"):
+        tables.packages_for("debian13", "570", "570.133.20", "open")
+    assert tables.runtime_packages("debian13", "docker") == ("docker.io", "docker-ce")
+    assert tables.runtime_packages("debian13", "podman") == ("podman",)
+    assert tables.runtime_packages("rhel9", "podman") == ("podman",)
+    assert tables.runtime_extra_packages("debian13", "docker") == ("docker-cli",)
+    assert tables.runtime_extra_packages("debian12", "docker") == ()
+    with pytest.raises(TableError, match="no packages for container runtime 'lxc'"):
+        tables.runtime_packages("debian13", "lxc")

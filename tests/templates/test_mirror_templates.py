@@ -113,3 +113,24 @@ def test_client_env():
     }
     text = render("hf-endpoint.env.j2", endpoint="http://10.0.0.5:8090", token=None, ca_file=None)
     assert "HF_ENDPOINT=http://10.0.0.5:8090\n" in text and "HF_TOKEN" not in text
+
+
+def test_podman_drop_in_is_the_registries_conf_podman_reads():
+    import tomllib
+
+    text = render(
+        "podman-registries.conf.j2",
+        registry="10.0.0.5:5000",
+        insecure=True,
+        upstreams=("docker.io", "nvcr.io"),
+    )
+    doc = tomllib.loads(text)
+    site, *upstreams = doc["registry"]
+    assert site == {"location": "10.0.0.5:5000", "insecure": True}
+    assert [(r["prefix"], r["mirror"]) for r in upstreams] == [
+        (u, [{"location": "10.0.0.5:5000", "insecure": True}]) for u in ("docker.io", "nvcr.io")
+    ]
+    tls = tomllib.loads(
+        render("podman-registries.conf.j2", registry="r:443", insecure=False, upstreams=())
+    )
+    assert tls == {"registry": [{"location": "r:443", "insecure": False}]}

@@ -22,6 +22,8 @@ MAINTAINER = "gpuprov test bed <testbed@gpuprov.invalid>"
 # Where the stand-ins keep their private Python helpers (one copy per package, so no two
 # packages own the same file).
 SIMLIB_DIR = "usr/lib/gpuprov-sim"
+# libnvidia-compute-<branch>'s libraries, each as <name>.<driver version>.
+COMPUTE_LIBS = ("libcuda.so", "libnvidia-ml.so", "libnvidia-ptxjitcompiler.so", "libnvidia-nvvm.so")
 # The "kernel module on disk": what a reboot (gpuprov-sim-load) would load.
 MODULE_FILE = "usr/lib/nvidia-sim/module/version"
 # The boot-time loader: the test bed runs it to simulate a reboot on hosts without systemd.
@@ -109,6 +111,14 @@ def _driver_packages(rel: dict) -> list[PackageSpec]:
             subst=tuple(subst.items()),
         )
     )
+    # Where the real package has its libraries: the CDI spec mounts them into containers
+    # (placeholders; nothing loads them, the stand-in programs read the version file above).
+    compute.files += [
+        FileSpec(
+            f"usr/lib/x86_64-linux-gnu/{lib}.{v}", "lib-version.txt", subst=tuple(subst.items())
+        )
+        for lib in COMPUTE_LIBS
+    ]
     pkgs.append(compute)
 
     for flavour, name in (
@@ -267,6 +277,7 @@ def _container_toolkit() -> list[PackageSpec]:
     )
     base.files += [
         _program(base.name, "usr/bin/nvidia-ctk", "nvidia_ctk.py", {"@VERSION@": v.split("-")[0]}),
+        _program(base.name, "usr/bin/nvidia-cdi-hook", "nvidia_cdi_hook.py"),
         _simlib(base.name),
     ]
     toolkit = PackageSpec(

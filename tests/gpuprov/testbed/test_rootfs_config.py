@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from gpuprov.testbed import rootfs
 from gpuprov.testbed.inventory import write_lab_inventory
 from gpuprov.testbed.rootfs import debian_mirror
 
@@ -33,6 +34,28 @@ def test_mirror_from_one_line_sources_list(tmp_path: Path) -> None:
 def test_no_mirror_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="no apt source for Debian bookworm"):
         debian_mirror(tmp_path, tmp_path / "none.list")
+
+
+def test_a_suite_apt_does_not_list_comes_from_the_bookworm_archive(tmp_path: Path) -> None:
+    (tmp_path / "a.sources").write_text(
+        "Types: deb\nURIs: http://sec.example/debian-security\nSuites: bookworm-security\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n"
+    )
+    none = tmp_path / "none.list"
+    assert debian_mirror(tmp_path, none, suite="trixie") == "http://mirror.example/debian"
+    (tmp_path / "b.sources").write_text(
+        "Types: deb\nURIs: http://trixie.example/debian\nSuites: trixie\n"
+    )
+    assert debian_mirror(tmp_path, none, suite="trixie") == "http://trixie.example/debian"
+
+
+def test_each_suite_has_its_own_cache_key() -> None:
+    # The bookworm key is what every engineer's cache holds: it must not move with trixie.
+    assert rootfs._key() == rootfs._key("bookworm") != rootfs._key("trixie")
+    with pytest.raises(ValueError, match="test bed suite 'sid': expected one of bookworm, trixie"):
+        rootfs._key("sid")
+    with pytest.raises(ValueError, match="expected one of"):
+        rootfs.ensure_rootfs(suite="../../etc")
 
 
 def test_this_machine_has_a_mirror() -> None:

@@ -82,13 +82,30 @@ def test_container_not_run_is_said_not_passed() -> None:
     r = node_verdict(gpu_host(), state(), ProbeData(cdi_spec=SPEC_580))
     assert "container" not in checks(r)
     assert r.not_checked[0][0] == "container" and "only the CDI spec" in r.not_checked[0][1]
+    eight = "".join(
+        f"GPU {i}: NVIDIA H100 80GB HBM3 (UUID: GPU-{i:08x}-0000-0000-0000-000000000000)\n"
+        for i in range(8)
+    )
     probe = ProbeData(
+        cdi_spec=SPEC_580, container_rc=0, container_how="docker run ...", container_output=eight
+    )
+    ok, detail = checks(node_verdict(gpu_host(runtime="docker"), state(), probe))["container"]
+    assert (
+        ok and detail == "8 × NVIDIA H100 80GB HBM3 in a docker container (CDI nvidia.com/gpu=all)"
+    )
+    # Fewer GPUs than the profile (a spec naming one GPU, a device gone): a failure.
+    one = ProbeData(
         cdi_spec=SPEC_580,
         container_rc=0,
         container_how="docker run ...",
-        container_output="GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1)\n",
+        container_output=eight.splitlines()[0],
     )
-    assert checks(node_verdict(gpu_host(runtime="docker"), state(), probe))["container"][0]
+    ok, detail = checks(node_verdict(gpu_host(runtime="docker"), state(), one))["container"]
+    assert not ok
+    assert detail == (
+        "a docker container sees 1 × NVIDIA H100 80GB HBM3; profile hgx-h100-8 has "
+        "8 × NVIDIA H100 80GB HBM3"
+    )
     probe = ProbeData(
         cdi_spec=SPEC_580,
         container_rc=125,
@@ -97,6 +114,7 @@ def test_container_not_run_is_said_not_passed() -> None:
     )
     ok, detail = checks(node_verdict(gpu_host(runtime="docker"), state(), probe))["container"]
     assert not ok and "unresolvable CDI devices" in detail
+    assert detail.startswith("the CDI spec has no device nvidia.com/gpu=all")
 
 
 def test_probe_parses_its_own_sections() -> None:

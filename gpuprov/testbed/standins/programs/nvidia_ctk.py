@@ -22,6 +22,7 @@ import simlib  # noqa: E402
 VERSION = "@VERSION@"
 LIB_VERSION_FILE = simlib.ROOT / "usr/lib/x86_64-linux-gnu/nvidia-sim/libnvidia-ml.version"
 CDI_DIRS = ("etc/cdi", "var/run/cdi")
+SIM_STATE = ("usr/lib/gpuprov-sim", "etc/gpuprov-sim", "run/nvidia-sim", "etc/machine-id")
 
 
 def info(msg: str) -> None:
@@ -201,6 +202,29 @@ def cdi_spec(version: str, prof: dict, strategy: str) -> str:
             "    - nodev",
             "    - bind",
         ]
+    # STAND-IN ONLY: the simulated driver is these files (the programs' shared code, the
+    # GPU profile, the loaded module, the machine id the GPU UUIDs derive from), so they
+    # travel into the container with the binaries, as a real driver's state travels in its
+    # device nodes. The image only needs what the programs run on (python3, libc).
+    for sim in SIM_STATE:
+        out += [
+            f"  - containerPath: /{sim}",
+            f"    hostPath: /{sim}",
+            "    options:",
+            "    - ro",
+            "    - nosuid",
+            "    - nodev",
+            "    - bind",
+        ]
+    # Like the real generator: what the host does not have is left out of the spec.
+    kept, i = [], out.index("  mounts:") + 1
+    kept = out[:i]
+    for j in range(i, len(out), 7):
+        entry = out[j : j + 7]
+        host_file = simlib.ROOT / entry[1].split("hostPath: /", 1)[1]
+        if host_file.exists():
+            kept += entry
+    out = kept
     out.append("devices:")
     names = []
     for g in gpus:

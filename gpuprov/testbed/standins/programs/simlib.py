@@ -83,7 +83,27 @@ def load_module() -> str | None:
     LOADED_FLAVOUR.write_text(mod[1] + "\n")
     if LOAD_ERROR.exists():
         LOAD_ERROR.unlink()
+    make_device_nodes(prof)
     return None
+
+
+# The real driver's character devices (major 195; nvidia-uvm gets a dynamic major, 510 here).
+_CONTROL_NODES = (("nvidiactl", 195, 255), ("nvidia-modeset", 195, 254))
+_UVM_NODES = (("nvidia-uvm", 510, 0), ("nvidia-uvm-tools", 510, 1))
+
+
+def make_device_nodes(prof: dict) -> None:
+    """/dev/nvidia* as the loaded driver creates them: container runtimes read them to pass
+    a GPU through CDI. Only on a real (simulated) host: a throwaway GPUPROV_SIM_ROOT has
+    no /dev to make nodes in, and nothing there reads them."""
+    if str(ROOT) != "/" or os.geteuid() != 0:
+        return
+    count = int(prof.get("gpu_count", 0))
+    nodes = [(f"nvidia{i}", 195, i) for i in range(count)] + [*_CONTROL_NODES, *_UVM_NODES]
+    for name, major, minor in nodes:
+        path = Path("/dev") / name
+        if not path.exists():
+            os.mknod(path, 0o20666, os.makedev(major, minor))  # S_IFCHR | rw for all
 
 
 def host_seed() -> str:

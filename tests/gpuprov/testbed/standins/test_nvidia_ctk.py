@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tomllib
 
 from ruamel.yaml import YAML
@@ -132,3 +135,41 @@ def test_cdi_generate_fails_on_mismatch(host):
     proc = host.run(CTK, "cdi", "generate", "--output=/etc/cdi/nvidia.yaml")
     assert proc.returncode == 1 and "Driver/library version mismatch" in proc.stderr
     assert not (host.root / "etc/cdi/nvidia.yaml").exists()
+
+
+def test_cdi_spec_mounts_what_the_host_has_and_the_simulated_driver(host):
+    ctk_host(host)
+    spec = YAML(typ="safe").load(host.run(CTK, "cdi", "generate").stdout)
+    mounts = {m["hostPath"] for m in spec["containerEdits"]["mounts"]}
+    # nvidia-smi came with nvidia-utils, not extracted here: left out, like the real tool does.
+    assert "/usr/bin/nvidia-smi" not in mounts
+    assert "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.580.95.05" in mounts
+    # The stand-in driver's state travels with it (profile, loaded module, GPU UUID seed).
+    assert {"/etc/gpuprov-sim", "/run/nvidia-sim", "/etc/machine-id"} <= mounts
+    host.extract("nvidia-utils-580", "580.95.05")
+    spec = YAML(typ="safe").load(host.run(CTK, "cdi", "generate").stdout)
+    assert "/usr/bin/nvidia-smi" in {m["hostPath"] for m in spec["containerEdits"]["mounts"]}
+    hooks = spec["containerEdits"]["hooks"]
+    assert {h["path"] for h in hooks} == {"/usr/bin/nvidia-cdi-hook"}
+    assert (host.root / "usr/bin/nvidia-cdi-hook").exists()
+
+
+def test_cdi_hook_links_in_the_container_root(host, tmp_path):
+    ctk_host(host)
+    bundle = tmp_path / "bundle"
+    (bundle / "rootfs").mkdir(parents=True)
+    (bundle / "config.json").write_text(json.dumps({"root": {"path": "rootfs"}}))
+    state = json.dumps({"ociVersion": "1.0.2", "id": "c1", "bundle": str(bundle)})
+    hook = str(host.root / "usr/bin/nvidia-cdi-hook")
+    link = "libcuda.so.1::/usr/lib/x86_64-linux-gnu/libcuda.so"
+    for argv in (["create-symlinks", "--link", link], ["update-ldcache", "--folder", "/usr/lib"]):
+        proc = subprocess.run(
+            [sys.executable, hook, *argv], input=state, capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr
+    made = bundle / "rootfs/usr/lib/x86_64-linux-gnu/libcuda.so"
+    assert made.is_symlink() and os.readlink(made) == "libcuda.so.1"
+    bad = subprocess.run(
+        [sys.executable, hook, "enable-cuda-compat"], input=state, capture_output=True, text=True
+    )
+    assert bad.returncode == 1 and "unsupported command 'enable-cuda-compat'" in bad.stderr
