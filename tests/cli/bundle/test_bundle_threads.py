@@ -12,7 +12,11 @@ import pytest
 PROBE = """
 import sys, threading
 sys.argv = ["gpuprov", *sys.argv[1:]]
+import gpuprov.cli
 from gpuprov.cli import main
+# Patched commands end by os._exit (no interpreter teardown): end normally here instead,
+# so the probe can report what the command ran under.
+gpuprov.cli._exit_now = sys.exit
 try:
     main()
 except SystemExit:
