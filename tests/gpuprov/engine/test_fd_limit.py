@@ -28,7 +28,9 @@ def test_cli_start_raises_the_soft_limit_to_the_hard_one() -> None:
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
         sys.argv = ["gpuprov", "--version"]
+        import gpuprov.cli
         from gpuprov.cli import main
+        gpuprov.cli._exit_now = sys.exit  # patched commands leave by os._exit: report first
         try:
             main()
         except SystemExit:
