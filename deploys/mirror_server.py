@@ -367,6 +367,11 @@ def mirror_server(security: ModelsSecurity | None = None, bind: str | None = Non
     me: Host | None = host.data.get(HOST_DATA_KEY)
     if me is None or me.role != "mirror":
         return
+    if host.data.get("gpuprov_root"):
+        # A scratch root (engine tests on this machine), as for the GPU stack: packages,
+        # users and services cannot be confined to a directory; preflight's identity
+        # file is all such a host gets.
+        return
     mirror: MirrorRef = host.data.get(MIRROR_REF_KEY) or MirrorRef(host=me.name)
     security = security or ModelsSecurity.from_vars(me.vars)
     address = bind or me.address
