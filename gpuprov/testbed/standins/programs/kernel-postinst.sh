@@ -27,6 +27,16 @@ PY
             echo "@VERSION@" > "$run/module-version"
             echo "@FLAVOUR@" > "$run/module-flavour"
             rm -f "$run/load-error"
+            # The loaded driver's /dev/nvidia* nodes, as the boot-time loader makes them
+            # (container runtimes stat them for CDI); the same code, from gpuprov-gpu-sim.
+            if [ -z "${DPKG_ROOT:-}" ] && [ -e /usr/lib/gpuprov-sim/gpuprov-gpu-sim/simlib.py ]; then
+                python3 - <<'PY' || true
+import json, sys
+sys.path.insert(0, "/usr/lib/gpuprov-sim/gpuprov-gpu-sim")
+import simlib
+simlib.make_device_nodes(json.load(open(simlib.PROFILE)))
+PY
+            fi
         fi
     fi
 fi
