@@ -257,4 +257,5 @@ def test_same_vm_switched_to_podman(node) -> None:
     assert report["ok"], report
     assert container_check(report) == (True, expected_seen("podman"))
     # podman, like docker, converged: nothing left to do.
-    assert apply(node)["summary"]["changed"] == 0
+    again = apply(node)
+    assert again["summary"]["changed"] == 0, json.dumps(again)[:6000]
