@@ -168,7 +168,8 @@ def _os(os_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     if os_id not in data["os"]:
         raise TableError(f"unknown OS {os_id!r} (known: {', '.join(data['os'])})")
     osd = data["os"][os_id]
-    return osd, data["families"][osd["family"]]
+    # An OS may rename some of its family's packages (Ubuntu's own driver packaging).
+    return osd, {**data["families"][osd["family"]], **(osd.get("names") or {})}
 
 
 def os_branches(os_id: str) -> list[int]:

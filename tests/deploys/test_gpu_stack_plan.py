@@ -213,8 +213,13 @@ def test_non_nvswitch_host_has_same_op_sequence_and_no_fabric_manager() -> None:
 def test_ubuntu2204_proprietary_names_and_versions() -> None:
     ops = plan(gpu_host("hgx-a100-8", modules="proprietary"), host_state_output("ubuntu2204"))
     install = next(c for c in find(ops, "NVIDIA driver 5").commands if " install " in c).split()
-    assert "cuda-drivers-580=580.95.05-0ubuntu1" in install
-    assert "nvidia-kernel-580=580.95.05-0ubuntu1" in install
+    # Ubuntu's packaging of the driver (NVIDIA's Ubuntu repositories): cuda-drivers-580
+    # is versioned -1 there, the proprietary modules are nvidia-dkms-580, the daemon is
+    # in nvidia-compute-utils-580 (tests/fixtures/ubuntu/SOURCES.md).
+    assert "nvidia-driver-580=580.95.05-0ubuntu1" in install
+    assert "nvidia-dkms-580=580.95.05-0ubuntu1" in install
+    assert "nvidia-compute-utils-580=580.95.05-0ubuntu1" in install
+    assert not any(a.startswith(("cuda-drivers-", "nvidia-kernel-580")) for a in install)
     assert "nvidia-fabricmanager=580.95.05-1" in install
 
 

@@ -97,11 +97,13 @@ def test_every_cuda_maps_to_a_driver_of_a_known_branch():
             "nvidia-kernel-open-580",
             "580.95.05-0ubuntu1",
         ),
+        # Ubuntu's packaging: cuda-drivers-<branch> is versioned -1 there and there is
+        # no nvidia-kernel-<branch> (tests/fixtures/ubuntu/: the recorded index).
         (
             "ubuntu2404",
             "proprietary",
-            "cuda-drivers-580",
-            "nvidia-kernel-580",
+            "nvidia-driver-580",
+            "nvidia-dkms-580",
             "580.95.05-0ubuntu1",
         ),
         ("debian12", "open", "nvidia-driver-580-open", "nvidia-kernel-open-580", "580.95.05-1"),
@@ -119,7 +121,9 @@ def test_apt_package_names_contract(os_id, modules, driver, kmod, version):
         version,
     )
     assert pk.driver_spec == f"{driver}={version}"
-    assert pk.persistenced == "nvidia-persistenced"
+    # Ubuntu ships the daemon in nvidia-compute-utils-<branch>.
+    ubuntu = os_id.startswith("ubuntu")
+    assert pk.persistenced == ("nvidia-compute-utils-580" if ubuntu else "nvidia-persistenced")
     assert pk.container_toolkit == "nvidia-container-toolkit"
     assert pk.dcgm("13") == "datacenter-gpu-manager-4-cuda13"
     assert pk.cuda_toolkit("12.8") == "cuda-toolkit-12-8"

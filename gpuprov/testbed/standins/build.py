@@ -31,15 +31,19 @@ def control_text(spec: PackageSpec, installed_size_kb: int) -> str:
     fields = [
         ("Package", spec.name),
         ("Version", spec.version),
-        ("Architecture", "amd64"),
+        ("Architecture", spec.architecture),
         ("Maintainer", MAINTAINER),
         ("Installed-Size", str(installed_size_kb)),
+        ("Essential", "yes" if spec.essential else ""),
+        ("Multi-Arch", spec.multi_arch),
+        ("Pre-Depends", ", ".join(spec.pre_depends)),
         ("Depends", ", ".join(spec.depends)),
+        ("Breaks", ", ".join(spec.breaks)),
         ("Conflicts", ", ".join(spec.conflicts)),
         ("Replaces", ", ".join(spec.replaces)),
         ("Provides", ", ".join(spec.provides)),
         ("Section", spec.section),
-        ("Priority", "optional"),
+        ("Priority", spec.priority),
         ("Homepage", "https://github.com/gpuprov/gpuprov (test fixture)"),
     ]
     lines = [f"{k}: {v}" for k, v in fields if v]

@@ -53,10 +53,18 @@ class PackageSpec:
     scripts: dict[str, str] = field(default_factory=dict)  # postinst -> programs/ source
     script_subst: tuple[tuple[str, str], ...] = ()
     conffiles: list[str] = field(default_factory=list)
+    # Control fields the NVIDIA stand-ins never set, needed to re-serve a recorded
+    # distribution index (tests/fixtures/ubuntu/): what apt's resolver reads.
+    architecture: str = "amd64"
+    priority: str = "optional"
+    essential: bool = False
+    multi_arch: str = ""
+    pre_depends: list[str] = field(default_factory=list)
+    breaks: list[str] = field(default_factory=list)
 
     @property
     def filename(self) -> str:
-        return f"{self.name}_{self.version.split(':')[-1]}_amd64.deb"
+        return f"{self.name}_{self.version.split(':')[-1]}_{self.architecture}.deb"
 
 
 @cache
