@@ -15,7 +15,10 @@ every full build does.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +26,7 @@ import pytest
 from gpuprov.aptrepo import generate_key, verify_repo
 from gpuprov.aptrepo.deb822 import parse_paragraphs
 from gpuprov.bundle import layout
-from gpuprov.bundle.aptroot import AptRoot, ResolveError
+from gpuprov.bundle.aptroot import AptRoot
 from gpuprov.bundle.build import BuildOptions, build_bundle
 from gpuprov.inventory.bundle import AptSourceSpec
 from gpuprov.inventory.loader import load_inventory
@@ -209,12 +212,18 @@ def test_apt_installs_the_driver_set_from_the_bundle_alone(bundle, upstream, tmp
 
 
 def test_package_missing_upstream_fails_the_build_naming_it(upstream, tmp_path):
-    """A CUDA toolkit the recorded CUDA repository lacks: the build stops on the
-    connected side, names the package, and writes no bundle."""
+    """A CUDA toolkit the recorded CUDA repository lacks: `gpuprov bundle build` stops on
+    the connected side, names the package, exits 1 without a traceback and writes no
+    bundle."""
     inv = write_inventory(upstream, tmp_path / "site.yaml", cuda='["12.4"]')
-    with pytest.raises(ResolveError) as info:
-        build(upstream, inv, tmp_path / "bundle")
-    message = str(info.value)
-    assert message.startswith("ubuntu2404: apt cannot resolve the bundle's packages")
-    assert "Unable to locate package cuda-toolkit-12-4" in message
-    assert not (tmp_path / "bundle").exists() and not list(tmp_path.glob(".bundle.building-*"))
+    out = tmp_path / "bundle"
+    done = subprocess.run(
+        [sys.executable, "-m", "gpuprov.cli", "bundle", "build", str(inv), "--to", str(out),
+         "--key-home", str(upstream["key"].home), "--cache", str(upstream["work"] / "cache")],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "250"},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "ubuntu2404: apt cannot resolve the bundle's packages" in done.stderr
+    assert "Unable to locate package cuda-toolkit-12-4" in done.stderr
+    assert not out.exists() and not list(tmp_path.glob(".bundle.building-*"))
