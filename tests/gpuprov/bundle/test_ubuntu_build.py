@@ -227,3 +227,30 @@ def test_package_missing_upstream_fails_the_build_naming_it(upstream, tmp_path):
     assert "ubuntu2404: apt cannot resolve the bundle's packages" in done.stderr
     assert "Unable to locate package cuda-toolkit-12-4" in done.stderr
     assert not out.exists() and not list(tmp_path.glob(".bundle.building-*"))
+
+
+def test_a_hosts_dpkg_status_as_base_gives_the_minimal_closure(upstream, tmp_path):
+    """`base: {dpkg_status: FILE}` with an Ubuntu host's status (the recorded debootstrap
+    of noble is what a fresh minimal host has): read_status_file takes Ubuntu's fields,
+    and apt resolves the same closure per host as on the `minimal` base it computes from
+    the indexes (dry run: the package step only, nothing downloaded)."""
+    from gpuprov.bundle.build import BuildResult, apt_target
+    from gpuprov.bundle.packages import wanted_packages
+
+    status = tmp_path / "gpu001.status"
+    status.write_text(_installed_status(NOBLE_MINBASE))
+    closures = {}
+    for base in ("{facts: facts.json}", "{facts: facts.json, dpkg_status: gpu001.status}"):
+        inv = write_inventory(upstream, tmp_path / "site.yaml")
+        inv.write_text(inv.read_text().replace("base: {facts: facts.json}", f"base: {base}"))
+        cluster = load_inventory(inv)
+        assert cluster.bundle is not None
+        pkgs = wanted_packages(cluster)["ubuntu2404"]
+        result = BuildResult(out=None)
+        opts = BuildOptions(out=tmp_path / "unused", cache=upstream["work"] / "cache", dry_run=True)
+        apt_target(
+            cluster.bundle.targets["ubuntu2404"], pkgs, opts, None, None, result, lambda _: None
+        )
+        closures[base] = result.packages["ubuntu2404"]
+    minimal, host = closures.values()
+    assert minimal == host and len(host) == 30, host  # both hosts' transactions
