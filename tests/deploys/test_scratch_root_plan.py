@@ -13,28 +13,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from plan_harness import changes, gpu_host, plan  # noqa: E402
+from plan_harness import changes, gpu_host, mirror_host, plan  # noqa: E402
 from test_gpu_stack_plan import converged_extras, converged_state  # noqa: E402
-
-from gpuprov.inventory.model import Host, SSHSettings  # noqa: E402
 
 ROOT = "/var/tmp/scratch"
 IDENTITY = "Record the host's identity in /etc/gpuprov/host.json"
-
-
-@pytest.fixture
-def sent(monkeypatch) -> list[str]:
-    from pyinfra.connectors.fake import FakeConnector
-
-    commands: list[str] = []
-    real = FakeConnector.run_shell_command
-
-    def counting(self, command, *args, **kwargs):
-        commands.append(str(getattr(command, "get_raw_value", lambda: command)()))
-        return real(self, command, *args, **kwargs)
-
-    monkeypatch.setattr(FakeConnector, "run_shell_command", counting)
-    return commands
 
 
 def gpu_node_plan(**data: object):
@@ -62,13 +45,11 @@ def test_mirror_host_on_a_scratch_root_gets_no_mirror_role(sent: list[str]) -> N
     from gpuprov.deploys.gpu_node import gpu_node
     from gpuprov.deploys.mirror_server import mirror_server
 
-    me = Host("mirror01", "10.0.0.5", "mirror", "mirror", SSHSettings(), None, None)
-
     def both() -> None:
         gpu_node()  # preflight, as `gpuprov apply` runs it before the mirror role
         mirror_server()
 
-    ops = plan(me, converged_state(), deploy=both, gpuprov_root=ROOT)
+    ops = plan(mirror_host(), converged_state(), deploy=both, gpuprov_root=ROOT)
     (identity,) = changes(ops)  # no refusal ("mirror state was not read"), no mirror op
     assert identity.name.endswith(IDENTITY)
     assert not any("Mirror host" in op.name for op in ops), [op.name for op in ops]
