@@ -32,6 +32,7 @@ from gpuprov.deploys.steps import ALL, StepSelection
 from pyinfra import host
 from pyinfra.api import deploy
 
+from gpuprov.facts.scratch_root import is_scratch_root
 from gpuprov.operations.system import skipped
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def stack_wanted() -> bool:
     me = host.data.get(HOST_DATA_KEY)
     if me is None or me.role != "gpu" or me.stack is None:
         return False
-    if host.data.get("gpuprov_root"):
+    if is_scratch_root(host):
         return False
     return host.data.get("gpuprov_stack", True) not in (False, "false", "no", 0)
 

@@ -39,6 +39,7 @@ from pyinfra.api import deploy, operation
 
 from gpuprov.errors import InputError, Location, Problem
 from gpuprov.facts.mirror_state import MirrorStateData
+from gpuprov.facts.scratch_root import is_scratch_root
 from gpuprov.inventory.model import Host, MirrorRef
 from gpuprov.operations.files import managed_file
 from gpuprov.operations.service import service_running
@@ -367,11 +368,8 @@ def mirror_server(security: ModelsSecurity | None = None, bind: str | None = Non
     me: Host | None = host.data.get(HOST_DATA_KEY)
     if me is None or me.role != "mirror":
         return
-    if host.data.get("gpuprov_root"):
-        # A scratch root (engine tests on this machine), as for the GPU stack: packages,
-        # users and services cannot be confined to a directory; preflight's identity
-        # file is all such a host gets.
-        return
+    if is_scratch_root(host):
+        return  # preflight's identity file is all such a host gets, as for the GPU stack
     mirror: MirrorRef = host.data.get(MIRROR_REF_KEY) or MirrorRef(host=me.name)
     security = security or ModelsSecurity.from_vars(me.vars)
     address = bind or me.address

@@ -28,6 +28,7 @@ from gpuprov.engine.refusal import HostRefused, Refusal, warn
 from gpuprov.facts.apt import HeadersCandidate
 from gpuprov.facts.host_state import HostStateData
 from gpuprov.facts.node_facts import read_node_facts
+from gpuprov.facts.scratch_root import root_prefix
 from gpuprov.inventory.model import Host
 from gpuprov.operations.files import managed_file
 from gpuprov.paths import IDENTITY_FILE
@@ -152,7 +153,7 @@ def preflight() -> None:
     if found.refusals:
         raise HostRefused.every(found.refusals)
 
-    root = str(host.data.get("gpuprov_root") or "").rstrip("/")
+    root = root_prefix(host)
     identity = identity_json(me, host.data.get(CLUSTER_DATA_KEY))
     managed_file(
         name="Record the host's identity in /etc/gpuprov/host.json",

@@ -32,8 +32,10 @@ def _import_pyinfra_cli_without_patching() -> None:
 
 _import_pyinfra_cli_without_patching()
 
-# Test support modules (tests/support/): nvidia_smi_text turns the public `nvidia-smi -q`
-# text captures (the only full H100/H800 ones) into reports for the verdict tests.
+# Test support modules (tests/support/), imported by name: nvidia_smi_text turns the public
+# `nvidia-smi -q` text captures (the only full H100/H800 ones) into reports for the verdict
+# tests; signed_bundles, mirror_lab, oci_images and gpu_vm are the setup several test
+# files share.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,6 +26,7 @@ from gpuprov.facts.host_state import (
     split_sections,
 )
 from gpuprov.facts.mirror_state import MirrorStateData
+from gpuprov.facts.scratch_root import root_prefix
 from gpuprov.paths import CDI_SPEC, IDENTITY_FILE, MANAGED_PATHS, MIRROR_MANAGED_PATHS
 
 
@@ -112,7 +113,7 @@ def read_node_facts() -> NodeFactsData:
     me = ctx_host.get()
     data = _read.get(me)
     if data is None:
-        root = str(host.data.get("gpuprov_root") or "").rstrip("/")
+        root = root_prefix(host)
         me_host = host.data.get(HOST_DATA_KEY)
         # The mirror host's state rides along (no second round trip); not on a scratch root.
         mirror = me_host is not None and me_host.role == "mirror" and not root

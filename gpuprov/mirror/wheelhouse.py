@@ -1,98 +1,33 @@
-"""The wheels that install the mirror's services on a host with no internet.
+"""gpuprov's own wheel, built from a clean copy of this checkout.
 
-The mirror host is air-gapped: nothing may be fetched there. So the control node (or the
-connected side of a bundle build) assembles a *wheelhouse*: a wheel of this checkout
-(`pip wheel --no-deps`), the wheel closure of what `gpuprov mirror serve` imports
-(aiohttp, click, rich, ruamel.yaml: not pyinfra, paramiko or gevent, which only the control
-node needs), built for the mirror host's Python, and pip's own wheel, which runs straight
-from the file (`python3 pip.whl/pip install …`). That last point is why the host needs no
-`python3-venv`/`python3-pip` package: Debian's `python3` has the venv module, and
-`python3 -m venv --without-pip` needs nothing else.
-
-`deploys/mirror_server.py` uploads the directory and installs from it with
-`pip install --no-index --find-links`.
+A bundle carries gpuprov as a wheel (gpuprov/bundle/wheels.py resolves its dependencies
+beside it), and the mirror host installs the mirror's services from that wheel with no
+internet. So the wheel must hold exactly the checkout's current files: a stale build/ left
+by an earlier in-tree build never rides along, and an unchanged checkout gives the same
+bytes (a differential bundle carries it only when it changed).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from gpuprov.errors import GpuprovError, InputError, Location, Problem
+from gpuprov.errors import GpuprovError
 
-# What `gpuprov mirror serve` imports at run time (kept in step with pyproject.toml).
-SERVER_REQUIREMENTS = (
-    "aiohttp>=3.10,<4",
-    "click>=8.1,<9",
-    "rich>=13,<16",
-    "ruamel.yaml>=0.18,<0.20",
-)
-REQUIREMENTS_FILE = "requirements.txt"
 SOURCE_DATE_EPOCH = "1735689600"  # 2025-01-01: an unchanged checkout gives the same wheel
-# glibc 2.36 on Debian 12; manylinux wheels up to that run there.
-DEFAULT_PLATFORMS = (
-    "manylinux_2_36_x86_64",
-    "manylinux_2_28_x86_64",
-    "manylinux_2_17_x86_64",
-    "manylinux2014_x86_64",
-)
 
 
 class WheelhouseError(GpuprovError):
-    """pip could not build or download a wheel."""
-
-
-@dataclass(frozen=True)
-class Wheelhouse:
-    path: Path
-    digest: str  # sha256 over the sorted (name, sha256) of every file: names a venv
-
-    @property
-    def gpuprov_wheel(self) -> Path:
-        wheels = sorted(self.path.glob("gpuprov-*.whl"))
-        if len(wheels) != 1:
-            raise InputError(
-                [
-                    Problem(
-                        Location(str(self.path)), f"expected one gpuprov wheel, found {len(wheels)}"
-                    )
-                ]
-            )
-        return wheels[0]
-
-    @property
-    def pip_wheel(self) -> Path:
-        wheels = sorted(self.path.glob("pip-*.whl"))
-        if not wheels:
-            raise InputError([Problem(Location(str(self.path)), "no pip wheel in the wheelhouse")])
-        return wheels[-1]
+    """pip could not build gpuprov's wheel (its last lines of output in the message)."""
 
 
 def repo_root() -> Path:
     """The checkout this gpuprov runs from (the directory holding pyproject.toml)."""
     return Path(__file__).resolve().parents[2]
-
-
-def directory_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(f"{f.relative_to(path)}\0{hashlib.sha256(f.read_bytes()).hexdigest()}\n".encode())
-    return h.hexdigest()
-
-
-def load_wheelhouse(path: Path) -> Wheelhouse:
-    path = Path(path)
-    if not (path / REQUIREMENTS_FILE).is_file():
-        raise InputError(
-            [Problem(Location(str(path)), f"not a wheelhouse: no {REQUIREMENTS_FILE}")]
-        )
-    return Wheelhouse(path, directory_digest(path))
 
 
 def _pip(args: list[str], what: str, env: dict[str, str] | None = None) -> None:
@@ -137,31 +72,3 @@ def build_gpuprov_wheel(dest: Path, source: Path | None = None) -> Path:
         for old in dest.glob("gpuprov-*.whl"):
             old.unlink()  # the version does not change between commits; the content does
         return Path(shutil.copy2(built[0], dest / built[0].name))
-
-
-def build_wheelhouse(
-    dest: Path,
-    *,
-    source: Path | None = None,
-    python_version: str = "3.11",
-    platforms: tuple[str, ...] = DEFAULT_PLATFORMS,
-    requirements: tuple[str, ...] = SERVER_REQUIREMENTS,
-) -> Wheelhouse:
-    """Fill `dest` with gpuprov's wheel, the server's dependency closure for CPython
-    `python_version` on `platforms`, and pip. Needs PyPI (or a configured index): run it on
-    the connected side. Existing wheels in `dest` are replaced by the same names."""
-    dest = Path(dest)
-    build_gpuprov_wheel(dest, source)
-    abi = f"cp{python_version.replace('.', '')}"
-    _pip(
-        [
-            "download", "-q", "--only-binary=:all:", "-d", str(dest),
-            "--python-version", python_version, "--implementation", "cp",
-            "--abi", abi, "--abi", "abi3", "--abi", "none",
-            *(arg for p in (*platforms, "any") for arg in ("--platform", p)),
-            *requirements, "pip",
-        ],
-        f"download the mirror server's wheels for Python {python_version}",
-    )  # fmt: skip
-    (dest / REQUIREMENTS_FILE).write_text("".join(f"{r}\n" for r in requirements))
-    return Wheelhouse(dest, directory_digest(dest))

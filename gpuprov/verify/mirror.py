@@ -21,9 +21,10 @@ import json
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from gpuprov.aptrepo.gpgv_status import GpgvUnavailable, judge, parse_status
 from gpuprov.aptrepo.gpgv_status import run as run_gpgv
@@ -32,7 +33,9 @@ from gpuprov.verify.node import NodeReport
 from gpuprov.verify.verdicts import Check, HostVerdict
 
 if TYPE_CHECKING:  # verify sits below bundle (bundle -> deploys -> verify): type only
-    from gpuprov.bundle.catalog import MirrorCatalog
+    from gpuprov.bundle.catalog import CatalogImage, MirrorCatalog
+
+T = TypeVar("T")  # what one fetched URL stands for: a repository, an image, a model
 
 TIMEOUT_S = 10.0  # per request: a mirror on the site network answers in milliseconds
 MAX_INRELEASE = 16 * 1024 * 1024
@@ -90,6 +93,28 @@ def _more(items: list[str]) -> str:
     return shown + (f" (+{len(items) - SHOWN} more)" if len(items) > SHOWN else "")
 
 
+def _fetch_each(
+    targets: Iterable[tuple[T, str]],
+    limit: int,
+    assess: Callable[[T, str, Response], str | None],
+    accept: str | None = None,
+) -> list[str]:
+    """GET each (item, url) of `targets` in turn and let `assess` say what is wrong with the
+    answer (None: nothing); the reasons, in order, including the requests that failed.
+    One unreachable item does not hide the others: every one is fetched."""
+    bad = []
+    for item, url in targets:
+        try:
+            response = fetch(url, limit, accept=accept)
+        except OSError as exc:
+            bad.append(str(exc))
+            continue
+        problem = assess(item, url, response)
+        if problem:
+            bad.append(problem)
+    return bad
+
+
 def check_serving(catalog: MirrorCatalog, serving: str | None) -> Check:
     """The services run on the bundle `gpuprov bundle import` made current (after an
     import they keep the previous one until `gpuprov apply` restarts them)."""
@@ -111,22 +136,19 @@ def check_apt(base: str, catalog: MirrorCatalog, keyring: Path | None) -> Check:
         )
     if not catalog.apt:
         return Check("apt", False, f"bundle {catalog.bundle_id[:12]} has no apt repository")
-    bad, good = [], []
-    for os_id, suite in catalog.apt:
-        url = f"{base}/{os_id}/dists/{suite}/InRelease"
-        try:
-            r = fetch(url, MAX_INRELEASE)
-        except OSError as exc:
-            bad.append(str(exc))
-            continue
+    good: list[str] = []
+
+    def signed(os_id: str, url: str, r: Response) -> str | None:
         if r.status != 200:
-            bad.append(f"{url}: HTTP {r.status}")
-            continue
+            return f"{url}: HTTP {r.status}"
         problem, signer = _signature(r.body, keyring)
         if problem:
-            bad.append(f"{os_id}: InRelease {problem}")
-        else:
-            good.append(f"{os_id} ({signer})")
+            return f"{os_id}: InRelease {problem}"
+        good.append(f"{os_id} ({signer})")
+        return None
+
+    targets = [(os_id, f"{base}/{os_id}/dists/{suite}/InRelease") for os_id, suite in catalog.apt]
+    bad = _fetch_each(targets, MAX_INRELEASE, signed)
     if bad:
         return Check("apt", False, _more(bad))
     return Check("apt", True, "InRelease served and signed by the bundle key: " + ", ".join(good))
@@ -158,23 +180,21 @@ def check_registry(base: str, catalog: MirrorCatalog) -> Check:
     if not catalog.images:
         why = "; ".join(catalog.problems) or "no image in the bundle's OCI index"
         return Check("registry", False, f"/v2/ answers, but nothing to check it serves: {why}")
-    bad = []
-    for image in catalog.images:
-        url = f"{base}/v2/{image.repository}/manifests/{image.reference}"
-        try:
-            m = fetch(url, MAX_MANIFEST, accept=MANIFEST_TYPES)
-        except OSError as exc:
-            bad.append(str(exc))
-            continue
+
+    def by_digest(image: CatalogImage, url: str, m: Response) -> str | None:
         if m.status != 200:
-            bad.append(f"{image.ref}: manifest not served ({url}: HTTP {m.status})")
-            continue
+            return f"{image.ref}: manifest not served ({url}: HTTP {m.status})"
         body = "sha256:" + hashlib.sha256(m.body).hexdigest()
         header = m.headers.get("docker-content-digest")
         if body != image.digest or (header is not None and header != image.digest):
-            bad.append(
-                f"{image.ref}: served manifest {header or body}, the bundle has {image.digest}"
-            )
+            return f"{image.ref}: served manifest {header or body}, the bundle has {image.digest}"
+        return None
+
+    targets = [
+        (image, f"{base}/v2/{image.repository}/manifests/{image.reference}")
+        for image in catalog.images
+    ]
+    bad = _fetch_each(targets, MAX_MANIFEST, by_digest, accept=MANIFEST_TYPES)
     bad += catalog.problems
     if bad:
         return Check("registry", False, _more(bad))
@@ -195,16 +215,15 @@ def check_models(base: str, catalog: MirrorCatalog) -> Check:
         return Check("models", False, str(exc))
     if r.status != 200 or _json(r.body).get("status") != "ok":
         return Check("models", False, f"{base}/healthz: HTTP {r.status}, not {{'status': 'ok'}}")
-    bad = []
-    for repo_type, repo in catalog.models:
-        url = f"{base}/api/{repo_type}s/{repo}"
-        try:
-            info = fetch(url, MAX_JSON)
-        except OSError as exc:
-            bad.append(str(exc))
-            continue
+
+    def served(model: tuple[str, str], url: str, info: Response) -> str | None:
+        repo_type, repo = model
         if info.status != 200 or _json(info.body).get("id") != repo:
-            bad.append(f"{repo_type} {repo}: not served ({url}: HTTP {info.status})")
+            return f"{repo_type} {repo}: not served ({url}: HTTP {info.status})"
+        return None
+
+    targets = [(model, f"{base}/api/{model[0]}s/{model[1]}") for model in catalog.models]
+    bad = _fetch_each(targets, MAX_JSON, served)
     if bad:
         return Check("models", False, _more(bad))
     return Check(

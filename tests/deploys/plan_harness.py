@@ -41,6 +41,11 @@ def gpu_host(
     return Host("gpu001", "10.0.1.1", "gpu", "hgx", SSHSettings(), stack, profile, vars=dict(vars))
 
 
+def mirror_host() -> Host:
+    """The site's mirror host (role `mirror`: no GPU stack)."""
+    return Host("mirror01", "10.0.0.5", "mirror", "mirror", SSHSettings(), None, None)
+
+
 def extras_output(
     digests: dict[str, str] | None = None,
     cdi_driver: str | None = None,

@@ -17,7 +17,6 @@ that the Debian 13 rootfs lacks (gpuprov.testbed.distdebs). The test image
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,52 +56,30 @@ def gpuprov(*args: str, check: bool = True, timeout: float = 2400) -> subprocess
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """Stand-ins (580) + docker/podman for Debian 13 in a signed repo; the GPU image."""
-    from gpuprov.aptrepo import generate_key, publish_repo
+    from gpu_vm import publish_site
+
     from gpuprov.testbed.distdebs import download_missing
     from gpuprov.testbed.gpuimage import ensure_gpu_image
     from gpuprov.testbed.standins import build_standins
 
-    work = tmp_path_factory.mktemp("site")
     debs = build_standins(CACHE / "standins", releases=(OLD_DRIVER, DRIVER))
-    sim = [d for d in debs if d.name.startswith("gpuprov-gpu-sim_")]
     runtime = sorted(download_missing("trixie", RUNTIME_PACKAGES).glob("*.deb"))
-    key = generate_key(work / "gnupg", "gpuprov test site", "site@gpuprov.test")
-    repo = work / "repo"
-    publish_repo([d for d in debs if d not in sim] + runtime, repo, suite="gpuprov", key=key)
-    hardware = work / "hardware"
-    hardware.mkdir()
-    shutil.copy(sim[0], hardware / "gpuprov-gpu-sim.deb")
-    return {
-        "repo": repo,
-        "keyring": key.export_public(work / "site.gpg"),
-        "hardware": hardware,
-        "work": work,
-        "image": ensure_gpu_image("trixie"),
-    }
+    site = publish_site(tmp_path_factory.mktemp("site"), debs, runtime)
+    return {**site, "image": ensure_gpu_image("trixie")}
 
 
 @pytest.fixture(scope="module")
 def node(site):
+    from gpu_vm import simulated_gpu_vm
+
     from gpuprov.testbed.gpuimage import Registry
-    from gpuprov.testbed.standins import install_sim_profile, render_profile
-    from gpuprov.testbed.vms import VMLab
 
     # Debian 13 boots slower than 12 under emulation: ~3 min at load average 20 here
     # (networking.service ~2 min), over 8 min at 49 (ssh.service alone 5.5 min).
-    with VMLab(1, memory_mb=2048, names=["gpu001"], suite="trixie", boot_timeout=900) as lab:
-        vm = lab.vms[0]
-        repo_url = lab.serve_http(site["repo"])
-        hw_url = lab.serve_http(site["hardware"])
+    with simulated_gpu_vm(site, PROFILE, memory_mb=2048, suite="trixie", boot_timeout=900) as gpu:
+        lab, vm, run, repo_url = gpu.lab, gpu.vm, gpu.run, gpu.repo_url
         with Registry(lab.bridge_address, site["work"] / "registry") as registry:
             image = registry.push(site["image"])
-
-            def run(cmd: str, timeout: float = 600) -> str:
-                out = vm.ssh(cmd, timeout=timeout)
-                assert out.returncode == 0, f"{cmd}: {out.stdout}{out.stderr}"
-                return out.stdout
-
-            run(f"curl -fsS -o /tmp/sim.deb {hw_url}gpuprov-gpu-sim.deb && dpkg -i /tmp/sim.deb")
-            install_sim_profile(run, render_profile(PROFILE))
             run(
                 "mkdir -p /etc/docker && cat > /etc/docker/daemon.json <<'EOF'\n"
                 + json.dumps(USER_DAEMON, indent=2)

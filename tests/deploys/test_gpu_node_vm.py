@@ -11,14 +11,12 @@ wrong branch's fabric manager is named by verify and repaired by apply.
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from gpu_vm import as_json, gpuprov, publish_site, set_group_vars, simulated_gpu_vm
 from ruamel.yaml import YAML
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.timeout(3000)]
@@ -46,26 +44,6 @@ WantedBy=multi-user.target
 """
 
 
-def gpuprov(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "gpuprov.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO_ROOT,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"gpuprov {' '.join(args)} exited {proc.returncode}\n"
-            f"stdout:\n{proc.stdout[-6000:]}\nstderr:\n{proc.stderr[-6000:]}"
-        )
-    return proc
-
-
-def as_json(proc: subprocess.CompletedProcess) -> dict:
-    return json.loads(proc.stdout)
-
-
 def runtime_debs(dest: Path) -> list[Path]:
     """containerd and runc from this machine's Debian mirror (the VM is air-gapped: the
     site mirror carries them, as it would on a real site)."""
@@ -80,46 +58,17 @@ def runtime_debs(dest: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """Stand-ins + containerd published in a signed repo; the keyring apt trusts."""
-    from gpuprov.aptrepo import generate_key, publish_repo
     from gpuprov.testbed.standins import build_standins
 
-    work = tmp_path_factory.mktemp("site")
     debs = build_standins(CACHE / "standins", releases=(OLD, NEW))
-    sim = [d for d in debs if d.name.startswith("gpuprov-gpu-sim_")]
-    key = generate_key(work / "gnupg", "gpuprov test site", "site@gpuprov.test")
-    repo = work / "repo"
-    publish_repo(
-        [d for d in debs if d not in sim] + runtime_debs(CACHE / "runtime"),
-        repo,
-        suite="gpuprov",
-        key=key,
-    )
-    keyring = key.export_public(work / "site.gpg")
-    hardware = work / "hardware"
-    hardware.mkdir()
-    shutil.copy(sim[0], hardware / "gpuprov-gpu-sim.deb")
-    return {"repo": repo, "keyring": keyring, "hardware": hardware, "work": work}
+    return publish_site(tmp_path_factory.mktemp("site"), debs, runtime_debs(CACHE / "runtime"))
 
 
 @pytest.fixture(scope="module")
 def node(site, tmp_path_factory):
     """One VM with simulated HGX H100 hardware and an inventory pointing at it."""
-    from gpuprov.testbed.standins import install_sim_profile, render_profile
-    from gpuprov.testbed.vms import VMLab
-
-    with VMLab(1, memory_mb=1536, names=["gpu001"]) as lab:
-        vm = lab.vms[0]
-        repo_url = lab.serve_http(site["repo"])
-        hw_url = lab.serve_http(site["hardware"])
-
-        def run(cmd: str) -> str:
-            out = vm.ssh(cmd, timeout=600)
-            assert out.returncode == 0, f"{cmd}: {out.stderr}"
-            return out.stdout
-
-        # The "hardware": simulated GPUs (lspci/mokutil shims, boot-time module load).
-        run(f"curl -fsS -o /tmp/sim.deb {hw_url}gpuprov-gpu-sim.deb && dpkg -i /tmp/sim.deb")
-        install_sim_profile(run, render_profile(PROFILE))
+    with simulated_gpu_vm(site, PROFILE, memory_mb=1536) as gpu:
+        lab, vm, run = gpu.lab, gpu.vm, gpu.run
         run(
             "cat > /etc/systemd/system/boot-log.service <<'EOF'\n" + BOOT_LOG_UNIT + "EOF\n"
             "systemctl enable --now boot-log.service"
@@ -138,11 +87,11 @@ def node(site, tmp_path_factory):
             container_runtime="containerd",
             dcgm=True,
         )
-        set_vars(
+        set_group_vars(
             inventory,
             {
                 "gpuprov_mirror_client": {
-                    "apt_url": repo_url.rstrip("/"),
+                    "apt_url": gpu.repo_url.rstrip("/"),
                     "suite": "gpuprov",
                     "keyring": str(site["keyring"]),
                 },
@@ -152,14 +101,6 @@ def node(site, tmp_path_factory):
             },
         )
         yield {"vm": vm, "lab": lab, "inventory": inventory, "run": run, "site": site}
-
-
-def set_vars(inventory: Path, values: dict) -> None:
-    yaml = YAML()
-    doc = yaml.load(inventory.read_text())
-    doc["groups"]["gpu"].setdefault("vars", {}).update(values)
-    with inventory.open("w") as fh:
-        yaml.dump(doc, fh)
 
 
 def set_driver(inventory: Path, branch: str, version: str, cuda: list[str]) -> None:

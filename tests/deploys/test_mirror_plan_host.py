@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
+from mirror_lab import mirror_site, mirror_site_inventory
+from signed_bundles import exported, write_signed_bundle
 
 pytestmark = pytest.mark.host
 
@@ -23,41 +24,23 @@ GPUPROV = [sys.executable, "-c", "from gpuprov.cli import main; main()"]
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[object]:
-    if os.geteuid() != 0:
-        pytest.skip("light hosts need root")
-    from gpuprov.testbed.lighthosts import LightHostLab
-
-    with LightHostLab(2, prefix="mpl", names=["mirror01", "gpu01"]) as lab:
+    with mirror_site("mpl") as lab:
         yield lab
 
 
 @pytest.fixture(scope="module")
 def inventory(lab, tmp_path_factory) -> Path:
-    from gpuprov.engine import known_hosts
-    from gpuprov.inventory.loader import load_inventory
-    from gpuprov.testbed.inventory import write_lab_inventory
-
-    tmp = tmp_path_factory.mktemp("inv")
-    path = write_lab_inventory(
-        tmp / "site.yaml",
-        hosts=[(h.name, h.address) for h in lab.hosts],
-        key=lab.key_path,
-        known_hosts=tmp / "known_hosts",
-        mirror=True,
+    return mirror_site_inventory(
+        lab,
+        tmp_path_factory.mktemp("inv") / "site.yaml",
+        {
+            "mirror": {"gpuprov_min_free_gb": 0.01},
+            "gpu": {
+                "gpuprov_stack": False,
+                "gpuprov_preflight_ignore": ["gpus", "headers", "disk"],
+            },
+        },
     )
-    yaml = YAML()
-    doc = yaml.load(path.read_text())
-    doc["groups"]["mirror"]["vars"] = {"gpuprov_min_free_gb": 0.01}
-    doc["groups"]["gpu"]["vars"] = {
-        "gpuprov_stack": False,
-        "gpuprov_preflight_ignore": ["gpus", "headers", "disk"],
-    }
-    with path.open("w") as fh:
-        yaml.dump(doc, fh)
-    cluster = load_inventory(path)
-    hosts = list(cluster.hosts.values())
-    known_hosts.record(cluster.known_hosts_path, known_hosts.scan(hosts, cluster.known_hosts_path))
-    return path
 
 
 def plan(inventory: Path) -> subprocess.CompletedProcess[str]:
@@ -94,8 +77,6 @@ def test_after_an_import_the_plan_lists_the_mirror_hosts_operations(
     lab, inventory, tmp_path_factory
 ):
     from gpuprov.aptrepo import generate_key
-    from gpuprov.bundle import layout
-    from gpuprov.bundle.export import export_bundle
     from gpuprov.bundle.importer import import_bundle
     from gpuprov.bundle.remote import Remote
     from gpuprov.inventory.loader import load_inventory
@@ -103,16 +84,8 @@ def test_after_an_import_the_plan_lists_the_mirror_hosts_operations(
     work = tmp_path_factory.mktemp("bundle")
     key = generate_key(work / "gnupg", "Site bundles", "bundle@gpuprov.invalid")
     keyring = key.export_public(work / "bundle.gpg")
-    root = work / "b"
-    for rel, data in bundle_files().items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-    layout.export_public_key(root, key.home)
-    layout.write_manifest(root, layout.scan_tree(root), None)
-    layout.sign_manifest(root, key.home)
-    media = root.parent / "media"
-    media.mkdir()
-    export_bundle(root, media)
+    root = write_signed_bundle(work / "b", bundle_files(), key.home)
+    media = exported(root, work / "media")
     result = import_bundle(media, Remote.mirror_of(load_inventory(inventory)), keyring)
     done = plan(inventory)
     text = done.stdout + done.stderr

@@ -15,7 +15,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from hoststate import host_state_output, section  # noqa: E402
-from plan_harness import changes, extras_output, node_facts_output, plan  # noqa: E402
+from plan_harness import (  # noqa: E402
+    changes,
+    extras_output,
+    mirror_host,
+    node_facts_output,
+    plan,
+)
 
 from gpuprov.engine.refusal import HostRefused  # noqa: E402
 from gpuprov.facts.mirror_state import parse  # noqa: E402
@@ -27,10 +33,6 @@ BUNDLE = "b" * 64
 NEW_BUNDLE = "c" * 64
 WHEELS = "d" * 64
 MIRROR = MirrorRef(host="mirror01", apt_port=8081, registry_port=5001, models_port=8091)
-
-
-def mirror_host() -> Host:
-    return Host("mirror01", "10.0.0.5", "mirror", "mirror", SSHSettings(), None, None)
 
 
 def mirror_section(
@@ -90,21 +92,6 @@ def converged_digests(bundle: str = BUNDLE) -> dict[str, str]:
         MIRROR_SERVING: bundle + "\n",
     }
     return {path: sha256(text) for path, text in texts.items()}
-
-
-@pytest.fixture
-def sent(monkeypatch) -> list[str]:
-    from pyinfra.connectors.fake import FakeConnector
-
-    commands: list[str] = []
-    real = FakeConnector.run_shell_command
-
-    def counting(self, command, *args, **kwargs):
-        commands.append(str(getattr(command, "get_raw_value", lambda: command)()))
-        return real(self, command, *args, **kwargs)
-
-    monkeypatch.setattr(FakeConnector, "run_shell_command", counting)
-    return commands
 
 
 def plan_mirror(mirror: str, digests: dict[str, str] | None = None):

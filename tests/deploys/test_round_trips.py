@@ -8,27 +8,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).parent))
 
 from plan_harness import changes, gpu_host, plan  # noqa: E402
 from test_gpu_stack_plan import converged_extras, converged_state  # noqa: E402
-
-
-@pytest.fixture
-def sent(monkeypatch) -> list[str]:
-    from pyinfra.connectors.fake import FakeConnector
-
-    commands: list[str] = []
-    real = FakeConnector.run_shell_command
-
-    def counting(self, command, *args, **kwargs):
-        commands.append(str(getattr(command, "get_raw_value", lambda: command)()))
-        return real(self, command, *args, **kwargs)
-
-    monkeypatch.setattr(FakeConnector, "run_shell_command", counting)
-    return commands
 
 
 def converged_identity(me) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from signed_bundles import write_signed_bundle
 
 from gpuprov.aptrepo import SigningKey, generate_key
 from gpuprov.bundle import layout
@@ -70,22 +71,8 @@ def make_bundle(tmp_path, site_key) -> MakeBundle:
         keys: Keys | None = None,
         base: layout.Manifest | None = None,
     ) -> Path:
-        keys = keys or site_key
-        root = tmp_path / name
-        for rel, data in (files if files is not None else sample_files()).items():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_bytes(data)
-        layout.export_public_key(root, keys.key.home)
-        entries = layout.scan_tree(root)
-        layout.write_manifest(root, entries, base.id if base else None)
-        if base is not None:  # a differential directory holds only what the base lacks
-            manifest = layout.load_manifest(root)
-            keep = {f.path for f in layout.carried_files(manifest, base)}
-            for entry in manifest.files:
-                if entry.path not in keep:
-                    (root / entry.path).unlink()
-        layout.sign_manifest(root, keys.key.home)
-        return root
+        files = files if files is not None else sample_files()
+        return write_signed_bundle(tmp_path / name, files, (keys or site_key).key.home, base)
 
     return make
 

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from oci_images import tiny_image_layout
 
 from gpuprov.aptrepo import generate_key, publish_repo
 from gpuprov.bundle import layout
@@ -107,14 +108,7 @@ def site(tmp_path_factory):
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.1)
-        img = work / "img"
-        (work / "hello.txt").write_text("hello from a bundle\n")
-        for args in (
-            ["init", "--layout", str(img)],
-            ["new", "--image", f"{img}:latest"],
-            ["insert", "--image", f"{img}:latest", str(work / "hello.txt"), "/hello.txt"],
-        ):
-            subprocess.run(["umoci", *args], check=True, capture_output=True, timeout=60)
+        img = tiny_image_layout(work, "hello from a bundle\n")
         image = f"127.0.0.1:{port}/test/tiny:1.0"
         subprocess.run(
             ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{img}:latest", f"docker://{image}"],

@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mirror_lab import mirror_site, mirror_site_inventory
+from signed_bundles import exported
 
 from gpuprov.bundle import layout
-from gpuprov.bundle.export import export_bundle
 from gpuprov.bundle.importer import BundleRefused, current_manifest, import_bundle, rollback
 from gpuprov.bundle.remote import Remote, RemoteError
 
@@ -30,32 +31,13 @@ CHUNK = 64 * 1024
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[object]:
-    if os.geteuid() != 0:
-        pytest.skip("light hosts need root")
-    from gpuprov.testbed.lighthosts import LightHostLab
-
-    with LightHostLab(2, prefix="bndl", names=["mirror01", "gpu01"]) as lab:
+    with mirror_site("bndl") as lab:
         yield lab
 
 
 @pytest.fixture(scope="module")
 def inventory(lab, tmp_path_factory) -> Path:
-    from gpuprov.engine import known_hosts
-    from gpuprov.inventory.loader import load_inventory
-    from gpuprov.testbed.inventory import write_lab_inventory
-
-    tmp = tmp_path_factory.mktemp("inv")
-    path = write_lab_inventory(
-        tmp / "site.yaml",
-        hosts=[(h.name, h.address) for h in lab.hosts],
-        key=lab.key_path,
-        known_hosts=tmp / "known_hosts",
-        mirror=True,
-    )
-    cluster = load_inventory(path)
-    known_hosts.record(cluster.known_hosts_path, known_hosts.scan([cluster.mirror_host()],
-                                                                   cluster.known_hosts_path))  # fmt: skip
-    return path
+    return mirror_site_inventory(lab, tmp_path_factory.mktemp("inv") / "site.yaml")
 
 
 @pytest.fixture
@@ -67,10 +49,7 @@ def remote(inventory) -> Remote:
 
 def _media(make_bundle, tmp_path: Path, files, name: str, base=None) -> Path:
     root = make_bundle(files, name=name, base=base)
-    media = tmp_path / f"{name}-media"
-    media.mkdir()
-    export_bundle(root, media, chunk_size=CHUNK)
-    return media
+    return exported(root, tmp_path / f"{name}-media", chunk_size=CHUNK)
 
 
 def _tree(lab, root: str) -> dict[str, str]:
@@ -118,9 +97,7 @@ def test_damaged_and_untrusted_bundles_are_refused(lab, remote, make_bundle, tmp
         import_bundle(damaged, remote, site_key.keyring, root=root)
     assert [f.name for f in exc.value.findings] == ["wheels/gpuprov-0.1-py3-none-any.whl"]
     foreign_root = make_bundle(sample_files(), name="foreign", keys=other_key)
-    foreign = tmp_path / "foreign-media"
-    foreign.mkdir()
-    export_bundle(foreign_root, foreign)
+    foreign = exported(foreign_root, tmp_path / "foreign-media")
     with pytest.raises(BundleRefused) as exc:
         import_bundle(foreign, remote, site_key.keyring, root=root)
     assert "not in the keyring" in str(exc.value.findings[0])

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from oci_images import tiny_image_layout
+
 from gpuprov.aptrepo import SigningKey, generate_key, publish_repo
 from gpuprov.bundle.layout import scan_tree, write_manifest
 from gpuprov.mirror.sample import build_tiny_dataset
@@ -82,14 +84,7 @@ def build_bundle(work: Path) -> Bundle:
     bundle = work / "bundle"
     deb = build_deb(work, "gpuprov-mirror-test")
     publish_repo([deb], bundle / "apt" / "debian12", suite="gpuprov", key=key)
-    img = work / "img"
-    (work / "hello.txt").write_text("hello from the mirror\n")
-    for args in (
-        ["init", "--layout", str(img)],
-        ["new", "--image", f"{img}:latest"],
-        ["insert", "--image", f"{img}:latest", str(work / "hello.txt"), "/hello.txt"],
-    ):
-        subprocess.run(["umoci", *args], check=True, capture_output=True, timeout=60)
+    img = tiny_image_layout(work, "hello from the mirror\n")
     subprocess.run(
         ["skopeo", "copy", "--quiet", f"oci:{img}:latest", f"oci:{bundle / 'oci'}:{IMAGE_REF}"],
         check=True, capture_output=True, timeout=120,
