@@ -252,5 +252,7 @@ def test_a_rhel_source_has_no_suites(tmp_path):
     with pytest.raises(InputError) as info:
         load_inventory(path)
     [problem] = info.value.problems
-    assert "targets.rhel9.sources[0].suites: a dnf (RHEL) repository has no suites" in problem.message
+    assert (
+        "targets.rhel9.sources[0].suites: a dnf (RHEL) repository has no suites" in problem.message
+    )
     assert problem.location.line is not None
