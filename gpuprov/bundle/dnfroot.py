@@ -118,7 +118,8 @@ def dnf_reasons(output: str) -> list[str]:
     signature failures, a repository whose metadata cannot be read."""
     keep = (
         "No match for argument", "Error:", "Problem", "  - ", " - nothing provides",
-        "Unable to find a match", "All matches were filtered out", "GPG", "Public key",
+        "Unable to find a match", "All matches were filtered out", "GPG check", "GPG Keys",
+        "signature", "Public key",
         "Failing package", "Curl error", "Cannot download", "Failed to download",
         "repomd.xml", "is not installed", "conflicting requests", "Modular dependency",
     )  # fmt: skip

@@ -305,3 +305,33 @@ def test_upstream_signed_by_another_key_is_refused(site, tmp_path):
     message = str(info.value)
     assert "repomd.xml GPG signature verification error" in message, message
     assert not (tmp_path / "bundle").exists()
+
+
+def test_package_signed_by_another_key_fails_the_build_naming_it(site, tmp_path):
+    """Signed metadata is not enough: an RPM in it signed by a key the inventory does not
+    trust (re-signed after the fact, metadata re-signed by the vendor) fails dnf's
+    gpgcheck, and the build names the package; nothing is published."""
+    from gpuprov.testbed.standin_rpms import sign_rpms
+
+    bad = site["work"] / "upstream" / "cuda-tampered"
+    if not bad.exists():
+        shutil.copytree(site["repos"]["cuda"], bad)
+        other = generate_key(tmp_path / "other-gnupg", "Someone else", "x@gpuprov.invalid")
+        victim = bad / "Packages" / f"nvidia-persistenced-{DRIVER}-1.el9.x86_64.rpm"
+        sign_rpms([victim], other.home, other.fingerprint)
+        subprocess.run(["createrepo_c", "--quiet", "--update", str(bad)], check=True, timeout=120)
+        modules = next((site["repos"]["cuda"] / "repodata").glob("*modules.yaml.gz"))
+        subprocess.run(["modifyrepo_c", "--mdtype=modules", str(modules), str(bad / "repodata")],
+                       check=True, capture_output=True, timeout=120)  # fmt: skip
+        vendor_home = site["work"] / "vendor-gnupg"
+        subprocess.run(["gpg", "--homedir", str(vendor_home), "--batch", "--yes", "--armor",
+                        "--detach-sign", str(bad / "repodata/repomd.xml")],
+                       check=True, capture_output=True, timeout=60)  # fmt: skip
+    inv = write_inventory(site, tmp_path / "site.yaml")
+    inv.write_text(inv.read_text().replace('/cuda"', '/cuda-tampered"'))
+    with pytest.raises(DnfError) as info:
+        build(site, inv, tmp_path / "bundle", cache=tmp_path / "cache")
+    message = str(info.value)
+    assert f"nvidia-persistenced-3:{DRIVER}-1.el9.x86_64" in message, message
+    assert "GPG check FAILED" in message
+    assert not (tmp_path / "bundle").exists()
