@@ -212,11 +212,12 @@ def _targets(r: Reader, node: CommentedMap, base: Path) -> dict[str, BundleTarge
         sources = [
             _source(r, s, f"{where}.sources[{i}]", base, dnf=dnf) for i, s in enumerate(snode)
         ]
+        base_set = _base(r, tnode, where, base)
+        if dnf and base_set.dpkg_status is not None:
+            r.error(base_set.location, f"{where}.base.dpkg_status: a RHEL target has no dpkg status; "
+                    "its whole closure is carried (only `facts` applies)")  # fmt: skip
         out[os_id] = BundleTarget(
-            os_id,
-            tuple(s for s in sources if s is not None),
-            _base(r, tnode, where, base),
-            r.key_loc(t, os_id),
+            os_id, tuple(s for s in sources if s is not None), base_set, r.key_loc(t, os_id)
         )
     return out
 

@@ -256,3 +256,12 @@ def test_a_rhel_source_has_no_suites(tmp_path):
         "targets.rhel9.sources[0].suites: a dnf (RHEL) repository has no suites" in problem.message
     )
     assert problem.location.line is not None
+
+
+def test_a_rhel_target_takes_no_dpkg_status(tmp_path):
+    (tmp_path / "status").write_text("")
+    path = inventory(tmp_path, targets=("debian12", "rhel9"), base="{dpkg_status: status}")
+    with pytest.raises(InputError) as info:
+        load_inventory(path)
+    [problem] = info.value.problems
+    assert "targets.rhel9.base.dpkg_status: a RHEL target has no dpkg status" in problem.message
