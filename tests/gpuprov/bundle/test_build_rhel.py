@@ -335,3 +335,10 @@ def test_package_signed_by_another_key_fails_the_build_naming_it(site, tmp_path)
     assert f"nvidia-persistenced-3:{DRIVER}-1.el9.x86_64" in message, message
     assert "GPG check FAILED" in message
     assert not (tmp_path / "bundle").exists()
+
+
+def test_far_side_verify_accepts_the_rpm_repository(full, site):
+    """`gpuprov bundle verify` knows the rpm kind: the RHEL bundle verifies clean."""
+    done = gpuprov("bundle", "verify", full["out"], "--keyring", site["keyring"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "is intact" in done.stdout + done.stderr
