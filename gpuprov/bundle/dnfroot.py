@@ -30,6 +30,7 @@ bundle key (repomd.xml.asc, for repo_gpgcheck).
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import io
 import lzma
@@ -325,14 +326,23 @@ def module_profiles(pkgs: OsPackages, txn: list[str]) -> dict[str, str]:
 
 
 def _read_bounded(path: Path) -> str:
-    opener: Any = (
-        gzip.open if path.name.endswith(".gz") else lzma.open if path.name.endswith(".xz") else open
-    )
-    if path.name.endswith((".zst", ".bz2")):
-        raise DnfError(f"{path.name}: compressed module metadata of this kind is not supported")
-    with opener(path, "rb") as fh:
-        data = fh.read(MAX_MODULES_BYTES + 1)
-    if len(data) > MAX_MODULES_BYTES:
+    """A repository's modules.yaml as dnf cached it (gz, xz, bz2, zst or plain), read
+    up to MAX_MODULES_BYTES: it came from a signed repomd.xml, but its size is bounded all
+    the same."""
+    limit = MAX_MODULES_BYTES + 1
+    if path.name.endswith(".zst"):
+        if shutil.which("zstd") is None:
+            raise DnfError(f"{path.name}: zstd is needed to read it (Debian package zstd)")
+        with subprocess.Popen(["zstd", "-dc", str(path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL) as proc:  # fmt: skip
+            assert proc.stdout is not None
+            data = proc.stdout.read(limit)
+            proc.kill()
+    else:
+        opener: Any = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}.get(path.suffix, open)
+        with opener(path, "rb") as fh:
+            data = fh.read(limit)
+    if len(data) >= limit:
         raise DnfError(f"{path.name}: module metadata larger than {MAX_MODULES_BYTES} bytes")
     return data.decode("utf-8")
 

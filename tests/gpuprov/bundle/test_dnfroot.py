@@ -3,9 +3,20 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
-from gpuprov.bundle.dnfroot import RpmRef, dnf_reasons, module_profiles, transaction_rows
+import pytest
+
+from gpuprov.bundle.dnfroot import (
+    DnfError,
+    RpmRef,
+    _read_bounded,
+    dnf_reasons,
+    module_profiles,
+    transaction_rows,
+)
 from gpuprov.bundle.packages import OsPackages
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "dnf"
@@ -61,3 +72,32 @@ def test_fabric_manager_selects_the_fm_profile():
     [t570, t580] = sorted(pkgs.transactions())
     assert module_profiles(pkgs, t580) == {"nvidia-driver:580-open": "fm"}
     assert module_profiles(pkgs, t570) == {"nvidia-driver:570-open": "default"}
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz", ".xz", ".bz2", ".zst"])
+def test_module_metadata_is_read_in_every_compression_dnf_caches(tmp_path, suffix):
+    """Repositories publish modules.yaml compressed as they like (NVIDIA's: gz; newer
+    createrepo_c: zst); each is read with its size bounded."""
+    if suffix == ".zst" and shutil.which("zstd") is None:
+        pytest.skip("zstd not installed")
+    text = "document: modulemd\\nversion: 2\\n"
+    plain = tmp_path / "modules.yaml"
+    plain.write_text(text)
+    tool = {
+        ".gz": ["gzip", "-k"],
+        ".xz": ["xz", "-k"],
+        ".bz2": ["bzip2", "-k"],
+        ".zst": ["zstd", "-q"],
+    }
+    if suffix:
+        subprocess.run([*tool[suffix], str(plain)], check=True, timeout=60)
+    assert _read_bounded(tmp_path / f"modules.yaml{suffix}") == text
+
+
+def test_oversized_module_metadata_is_refused(tmp_path, monkeypatch):
+    import gpuprov.bundle.dnfroot as dnfroot
+
+    monkeypatch.setattr(dnfroot, "MAX_MODULES_BYTES", 10)
+    (tmp_path / "modules.yaml").write_text("x" * 11)
+    with pytest.raises(DnfError, match="larger than 10 bytes"):
+        _read_bounded(tmp_path / "modules.yaml")
