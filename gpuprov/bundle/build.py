@@ -1,6 +1,7 @@
 """`gpuprov bundle build`: everything a rollout needs, assembled on the connected machine.
 
     for each target OS   apt closure (aptroot.py) -> DIR/apt/<os>/ signed with the bundle key
+                         (RHEL: dnf closure (dnfroot.py) -> DIR/rpm/<os>/, repomd.xml signed)
     images               skopeo -> DIR/oci/ (one layout, blobs deduplicated)
     models               the model store -> DIR/models/ (upstream revision kept)
     wheels               gpuprov + dependencies per Python version -> DIR/wheels/

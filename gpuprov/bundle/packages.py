@@ -9,7 +9,9 @@ deploys' own functions and the data tables (never listed by hand):
   package name, nvidia-container-toolkit and DCGM for the stack's CUDA major;
 - the mirror host: its own services' packages (gpuprov/data/bundle.yaml).
 
-The closure of these names is apt's business (gpuprov/bundle/aptroot.py).
+The closure of these names is apt's business (gpuprov/bundle/aptroot.py), or dnf's on
+RHEL (gpuprov/bundle/dnfroot.py: the driver is a module stream there, its main package
+pinned beside it).
 """
 
 from __future__ import annotations
