@@ -39,6 +39,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -347,8 +348,14 @@ def _read_bounded(path: Path) -> str:
     return data.decode("utf-8")
 
 
-def publish_rpm_repo(rpms: list[Path], out: Path, key: Any, *, modules_yaml: str = "",
-                     upstream_keys: list[Path] = ()) -> None:  # type: ignore[assignment]  # fmt: skip
+def publish_rpm_repo(
+    rpms: list[Path],
+    out: Path,
+    key: Any,
+    *,
+    modules_yaml: str = "",
+    upstream_keys: Sequence[Path] = (),
+) -> None:
     """RPMs -> out/Packages + repodata (createrepo_c) [+ modules] + keys/upstream.asc,
     repomd.xml signed detached and armored (repomd.xml.asc) with the bundle key."""
     missing = [t for t in ("createrepo_c", "modifyrepo_c") if shutil.which(t) is None]
