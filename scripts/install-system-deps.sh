@@ -30,6 +30,9 @@ PACKAGES=(
   dosfstools           # mkfs.vfat: the bundle tests' FAT32 "USB stick" image
   fusefat              # mounts that image where the kernel has no vfat driver (docs/bundles.md)
   gpgv                 # checks bundle manifest and apt repository signatures
+  dnf                  # gpuprov bundle build for RHEL targets: dnf resolves in an installroot
+  createrepo-c         # createrepo_c/modifyrepo_c: the bundle's RPM repository (and the stand-ins')
+  rpm                  # rpmbuild/rpmsign: the RHEL stand-in packages of the bundle tests
 )
 
 PACKAGES+=("$@")

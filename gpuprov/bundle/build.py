@@ -1,6 +1,7 @@
 """`gpuprov bundle build`: everything a rollout needs, assembled on the connected machine.
 
     for each target OS   apt closure (aptroot.py) -> DIR/apt/<os>/ signed with the bundle key
+                         (RHEL: dnf closure (dnfroot.py) -> DIR/rpm/<os>/, repomd.xml signed)
     images               skopeo -> DIR/oci/ (one layout, blobs deduplicated)
     models               the model store -> DIR/models/ (upstream revision kept)
     wheels               gpuprov + dependencies per Python version -> DIR/wheels/
@@ -62,7 +63,7 @@ class BuildOptions:
 class Fetch:
     """One thing a build would fetch (dry run) or did fetch."""
 
-    kind: str  # apt | oci | model | wheel
+    kind: str  # apt | rpm | oci | model | wheel
     name: str
     size: int | None  # bytes; None when the source does not say
 
@@ -174,23 +175,38 @@ def dnf_target(
     target: BundleTarget, pkgs: OsPackages, opts: BuildOptions, staging: Path | None, key,
     result: BuildResult, report: Report,
 ) -> None:  # fmt: skip
+    """Resolve, fetch and publish one dnf target OS (RHEL): DIR/rpm/<os>/."""
     from gpuprov.bundle.dnfroot import DnfRoot, publish_rpm_repo
 
     cache = opts.cache / "dnf" / f"{target.os_id}-{_sources_key(target)}"
     root = DnfRoot(cache, os_data(target.os_id)["arch"], target.sources)
     root.prepare()
-    report(f"{target.os_id}: resolving {len(pkgs.specs())} packages with dnf")
-    rpms = root.download(target.os_id, pkgs, dry_run=opts.dry_run)
-    result.packages[target.os_id] = [p.name for p in rpms]
-    result.fetches += [
-        Fetch("apt", f"{target.os_id}/{p.name}", p.stat().st_size)
-        for p in rpms
-        if opts.dry_run is False
-    ]
+    for specs in pkgs.transactions():
+        report(f"{target.os_id}: resolving with dnf: {' '.join(specs)}")
+    have = set(root.cached())
+    rpms, refs = root.resolve(target.os_id, pkgs, dry_run=opts.dry_run)
+    result.packages[target.os_id] = [r.filename for r in refs]
+    new = [r for r in refs if r.filename not in have]
     if opts.dry_run:
+        sizes = root.sizes(target.os_id, new)
+        result.fetches += [
+            Fetch("rpm", f"{target.os_id}/{r.filename}", sizes.get(r.filename)) for r in new
+        ]
         return
+    result.fetches += [
+        Fetch("rpm", f"{target.os_id}/{p.name}", p.stat().st_size)
+        for p in rpms
+        if p.name not in have
+    ]
     assert staging is not None
-    publish_rpm_repo(rpms, staging / layout.APT_DIR / target.os_id, key)
+    report(f"{target.os_id}: publishing {len(rpms)} packages as a signed RPM repository")
+    publish_rpm_repo(
+        rpms,
+        staging / layout.RPM_DIR / target.os_id,
+        key,
+        modules_yaml=root.module_documents(root.enabled_streams(pkgs)),
+        upstream_keys=sorted(root.root.glob("keys/source*.asc")),
+    )
 
 
 # ---- images, models, wheels ----------------------------------------------------------

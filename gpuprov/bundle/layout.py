@@ -38,9 +38,10 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.asc"
 PUBLIC_KEY = "keys/bundle.asc"
 APT_DIR, OCI_DIR, MODELS_DIR, WHEELS_DIR, KEYS_DIR = "apt", "oci", "models", "wheels", "keys"
+RPM_DIR = "rpm"  # RHEL targets: a signed RPM repository per OS (gpuprov/bundle/dnfroot.py)
 # Top-level directory -> kind. A file anywhere else has no kind and is refused.
-KIND_BY_TOP = {APT_DIR: "apt", OCI_DIR: "oci", MODELS_DIR: "model", WHEELS_DIR: "wheel",
-               KEYS_DIR: "key"}  # fmt: skip
+KIND_BY_TOP = {APT_DIR: "apt", RPM_DIR: "rpm", OCI_DIR: "oci", MODELS_DIR: "model",
+               WHEELS_DIR: "wheel", KEYS_DIR: "key"}  # fmt: skip
 KINDS = frozenset(KIND_BY_TOP.values())
 # Not listed in `files`: they are the manifest and its signature.
 UNLISTED = frozenset({MANIFEST, SIGNATURE})

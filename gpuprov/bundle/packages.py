@@ -9,7 +9,9 @@ deploys' own functions and the data tables (never listed by hand):
   package name, nvidia-container-toolkit and DCGM for the stack's CUDA major;
 - the mirror host: its own services' packages (gpuprov/data/bundle.yaml).
 
-The closure of these names is apt's business (gpuprov/bundle/aptroot.py).
+The closure of these names is apt's business (gpuprov/bundle/aptroot.py), or dnf's on
+RHEL (gpuprov/bundle/dnfroot.py: the driver is a module stream there, its main package
+pinned beside it).
 """
 
 from __future__ import annotations
@@ -148,8 +150,14 @@ def _gpu_host(pkgs: OsPackages, host: Host) -> None:
     ps = tables.packages_for(pkgs.os_id, stack.driver.branch, stack.driver.version, modules)
     nvswitch = bool(profile and profile.nvswitch)
     for name, version in driver_packages(ps, nvswitch).items():
-        # dnf: the driver is a module stream, resolved as such (aptroot/dnfroot).
-        pkgs.add(host.name, name, version if pkgs.manager == "apt" or name != ps.driver else None)
+        # dnf: the driver is a module stream, resolved as such (dnfroot.py), whose
+        # profile brings the driver's packages; its main package (named as the module,
+        # NVIDIA's convention) is pinned beside it, so the stream's newer releases stay out.
+        if pkgs.manager == "dnf" and name == ps.driver:
+            pkgs.add(host.name, name, None)
+            pkgs.add(host.name, name.split(":")[0], version)
+        else:
+            pkgs.add(host.name, name, version)
     for cuda in stack.cuda:
         pkgs.add(host.name, ps.cuda_toolkit(cuda), None)
     if stack.container_runtime != "none":

@@ -111,17 +111,31 @@ def _file(r: Reader, node: Any, key: Any, where: str, base: Path, *, directory: 
     return path
 
 
-def _source(r: Reader, node: Any, where: str, base: Path) -> AptSourceSpec | None:
+def _source(r: Reader, node: Any, where: str, base: Path, *, dnf: bool = False) -> AptSourceSpec | None:  # fmt: skip
+    """One upstream. apt: url, suites, components, keyring. dnf (RHEL): url is the
+    repository's baseurl (the directory holding repodata/) and keyring its signing key."""
     if not isinstance(node, CommentedMap):
-        r.error(r.node_loc(node), f"{where}: expected a mapping with url, suites, keyring")
+        r.error(r.node_loc(node), f"{where}: expected a mapping with url, {'' if dnf else 'suites, '}keyring")  # fmt: skip
         return None
-    r.check_keys(node, SOURCE_KEYS, where)
+    r.check_keys(node, ("url", "keyring") if dnf else SOURCE_KEYS, where,
+                 also_ok=("suites", "components") if dnf else ())  # fmt: skip
+    for k in ("suites", "components") if dnf else ():
+        if k in node:
+            r.error(r.key_loc(node, k), f"{where}.{k}: a dnf (RHEL) repository has no {k}; "
+                    "`url` is its baseurl, the directory that holds repodata/")  # fmt: skip
     url = r.string(node, "url", where)
     if url is Missing:
         r.error(r.node_loc(node), f"{where}: missing `url`")
     elif not URL_RE.fullmatch(url):
         r.error(r.value_loc(node, "url"), f"{where}.url: expected an http(s):// or file:// URL, got {url!r}")  # fmt: skip
         url = Missing
+    if dnf:
+        keyring = _file(r, node, "keyring", f"{where}.keyring", base) if "keyring" in node else None
+        if "keyring" not in node:
+            r.error(r.node_loc(node), f"{where}: missing `keyring` (the repository's signing key; never unsigned)")  # fmt: skip
+        if url is Missing or keyring is None:
+            return None
+        return AptSourceSpec(url, (), (), keyring, r.node_loc(node))
     suites = r.string_list(node, "suites", where)
     if suites is Missing or not suites:
         r.error(r.node_loc(node), f"{where}: missing `suites` (e.g. [bookworm, bookworm-updates])")
@@ -173,7 +187,7 @@ def _base(r: Reader, node: CommentedMap, where: str, base: Path) -> BaseSet:
 
 
 def _targets(r: Reader, node: CommentedMap, base: Path) -> dict[str, BundleTarget]:
-    from gpuprov.tables import os_ids
+    from gpuprov.tables import os_ids, package_manager
 
     known = os_ids()
     t = r.mapping(node, "targets", "cluster.bundle", required=True)
@@ -194,12 +208,16 @@ def _targets(r: Reader, node: CommentedMap, base: Path) -> dict[str, BundleTarge
         if not isinstance(snode, list) or not snode:
             r.error(r.key_loc(t, os_id), f"{where}: `sources` must list the upstream repositories")
             continue
-        sources = [_source(r, s, f"{where}.sources[{i}]", base) for i, s in enumerate(snode)]
+        dnf = package_manager(str(os_id)) == "dnf"
+        sources = [
+            _source(r, s, f"{where}.sources[{i}]", base, dnf=dnf) for i, s in enumerate(snode)
+        ]
+        base_set = _base(r, tnode, where, base)
+        if dnf and base_set.dpkg_status is not None:
+            r.error(base_set.location, f"{where}.base.dpkg_status: a RHEL target has no dpkg status; "
+                    "its whole closure is carried (only `facts` applies)")  # fmt: skip
         out[os_id] = BundleTarget(
-            os_id,
-            tuple(s for s in sources if s is not None),
-            _base(r, tnode, where, base),
-            r.key_loc(t, os_id),
+            os_id, tuple(s for s in sources if s is not None), base_set, r.key_loc(t, os_id)
         )
     return out
 

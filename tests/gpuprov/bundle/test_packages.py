@@ -18,8 +18,9 @@ def inventory(tmp_path: Path, *, stack: str = "", groups: str = "", base: str = 
               targets: tuple[str, ...] = ("debian12",), mirror_os: str = "") -> Path:  # fmt: skip
     (tmp_path / "k.gpg").write_text("x")
     target_text = "".join(
-        f"      {t}:\n        sources:\n          - {{url: http://x.invalid/{t}, suites: [s], "
-        f"components: [main], keyring: k.gpg}}\n        base: {base}\n"
+        f"      {t}:\n        sources:\n          - {{url: http://x.invalid/{t}, "
+        f"{'' if t.startswith('rhel') else 'suites: [s], components: [main], '}keyring: k.gpg}}\n"
+        f"        base: {base}\n"
         for t in targets
     )
     text = f"""\
@@ -181,6 +182,8 @@ def test_each_os_gets_its_own_names(tmp_path):
     rhel = wanted["rhel9"]
     assert rhel.manager == "dnf"
     assert rhel.wanted["nvidia-driver:580-open"] is None  # a module stream, not pinned
+    assert rhel.wanted["nvidia-driver"] == "580.95.05-1.el9"  # its main package is
+    assert rhel.wanted["kmod-nvidia-open-dkms"] == "580.95.05-1.el9"
     assert rhel.wanted["nvidia-fabric-manager"] == "580.95.05-1"
     assert {"kernel-devel", "nginx"} <= set(rhel.wanted) and "docker-registry" not in rhel.wanted
     assert "nginx" not in wanted["debian12"].wanted  # the mirror host is RHEL here
@@ -240,3 +243,25 @@ def test_images_are_every_hosts_verify_image_and_the_bundle_list(tmp_path):
         InputError, match="gpu011.vars.gpuprov_verify_image: expected an image reference"
     ):
         image_refs(load_inventory(path))
+
+
+def test_a_rhel_source_has_no_suites(tmp_path):
+    """A dnf repository is its baseurl: suites/components there are refused by name."""
+    path = inventory(tmp_path, targets=("debian12", "rhel9"))
+    path.write_text(path.read_text().replace("x.invalid/rhel9, ", "x.invalid/rhel9, suites: [s], "))
+    with pytest.raises(InputError) as info:
+        load_inventory(path)
+    [problem] = info.value.problems
+    assert (
+        "targets.rhel9.sources[0].suites: a dnf (RHEL) repository has no suites" in problem.message
+    )
+    assert problem.location.line is not None
+
+
+def test_a_rhel_target_takes_no_dpkg_status(tmp_path):
+    (tmp_path / "status").write_text("")
+    path = inventory(tmp_path, targets=("debian12", "rhel9"), base="{dpkg_status: status}")
+    with pytest.raises(InputError) as info:
+        load_inventory(path)
+    [problem] = info.value.problems
+    assert "targets.rhel9.base.dpkg_status: a RHEL target has no dpkg status" in problem.message
