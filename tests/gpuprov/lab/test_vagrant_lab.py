@@ -263,12 +263,15 @@ def verify_json(inventory: Path, *limit: str) -> tuple[int, dict[str, dict[str, 
 
 
 def unit_pid(demo, unit: str) -> tuple[str, int]:
-    """(ActiveState, MainPID) of a unit on mirror01."""
+    """(ActiveState, MainPID) of a unit on mirror01. As root: the box has no D-Bus, and a
+    user's systemctl reaches systemd only through it. Key=value lines: systemctl prints
+    properties in its own order, not the order of the -p options."""
     out = demo.on_host(
-        "mirror01", f"systemctl show -p ActiveState -p MainPID --value {unit}", timeout=120
+        "mirror01", f"sudo -n systemctl show -p ActiveState -p MainPID {unit}", timeout=120
     )
-    state, pid = out.stdout.split()
-    return state, int(pid)
+    props = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    assert set(props) == {"ActiveState", "MainPID"}, out.stdout + out.stderr
+    return props["ActiveState"], int(props["MainPID"])
 
 
 def test_a_stopped_service_fails_verify_then_systemd_restarts_it(demo, inventory: Path) -> None:
