@@ -36,7 +36,13 @@ from pyinfra.operations import server
 
 from gpuprov.inventory.mirrors import MIRROR_CHOICE_KEY
 from gpuprov.operations.apt import deb822_source
-from gpuprov.operations.docker import DaemonJsonError, docker_daemon_lists, merge_daemon_json
+from gpuprov.operations.docker import (
+    DaemonJsonError,
+    docker_daemon_lists,
+    merge_daemon_json,
+    missing_entries,
+    parse_mirror_record,
+)
 from gpuprov.operations.envfile import environment_vars
 from gpuprov.operations.files import managed_file, sha256
 from gpuprov.operations.system import skipped
@@ -127,24 +133,8 @@ def mirror_client(ctx: NodeContext) -> None:
         hf_environment(ctx, hf)
     registry = mirror.get("registry")
     scheme = mirror.get("registry_scheme", "http")
-    if registry and ctx.stack.container_runtime == "docker":
-        lists = {"registry-mirrors": [f"{scheme}://{registry}"]}
-        if scheme == "http":
-            lists["insecure-registries"] = [registry]
-        try:
-            merged = merge_daemon_json(ctx.docker_daemon, lists)
-        except DaemonJsonError as exc:
-            from gpuprov.engine.refusal import HostRefused
-
-            raise HostRefused(str(exc), "fix the file on the host (docker cannot start)") from None
-        docker_daemon_lists(
-            name="docker: pull Docker Hub images through the site registry",
-            lists=lists,
-            current=ctx.docker_daemon,
-        )
-        if merged is not None:
-            ctx.docker_daemon = merged
-            ctx.runtime_restart = True
+    if ctx.stack.container_runtime == "docker":
+        docker_mirror(ctx, registry, scheme)
     if registry and ctx.stack.container_runtime == "podman":
         # podman is daemonless: the next pull reads the drop-in, nothing restarts.
         managed_file(
@@ -225,3 +215,45 @@ def hf_environment(ctx: NodeContext, hf: str) -> None:
             name="systemd: read the new DefaultEnvironment (daemon-reload)",
             commands=["if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi"],
         )
+
+
+def docker_mirror(ctx: NodeContext, registry: str | None, scheme: str) -> None:
+    """The site registry in daemon.json's registry-mirrors (and insecure-registries for
+    plain http). What gpuprov adds is recorded on the host (DOCKER_MIRROR_RECORD), so when
+    the host's mirror changes (another mirror host, port or scheme, or none) the old entries
+    are taken out again; the user's own entries, recorded never, always stay."""
+    lists: dict[str, list[str]] = {}
+    if registry:
+        lists["registry-mirrors"] = [f"{scheme}://{registry}"]
+        if scheme == "http":
+            lists["insecure-registries"] = [registry]
+    try:
+        before = parse_mirror_record(ctx.extras.get("docker_mirror"))
+        added = missing_entries(ctx.docker_daemon, lists)
+        stale = {k: [e for e in v if e not in lists.get(k, [])] for k, v in before.items()}
+        stale = {k: v for k, v in stale.items() if v}
+        merged = merge_daemon_json(ctx.docker_daemon, lists, remove=stale)
+    except DaemonJsonError as exc:
+        from gpuprov.engine.refusal import HostRefused
+
+        raise HostRefused(str(exc), "fix the file on the host (docker cannot start)") from None
+    if not lists and not stale:
+        return  # no registry now, nothing of ours in daemon.json
+    keys = dict.fromkeys([*before, *lists])
+    record = {  # ours and still wanted, plus what this merge adds (once each)
+        k: list(dict.fromkeys([*(e for e in before.get(k, []) if e in lists.get(k, [])),
+                               *added.get(k, [])]))
+        for k in keys
+    }  # fmt: skip
+    docker_daemon_lists(
+        name="docker: pull Docker Hub images through the site registry"
+        if registry
+        else "docker: the former site registry taken out of daemon.json",
+        lists=lists,
+        current=ctx.docker_daemon,
+        remove=stale,
+        record=record,
+    )
+    if merged is not None:
+        ctx.docker_daemon = merged
+        ctx.runtime_restart = True

@@ -21,6 +21,9 @@ MIRROR_KEYRING = f"/etc/apt/keyrings/{MIRROR_SOURCE_NAME}.gpg"
 CONTAINERD_REGISTRY = "/etc/containerd/conf.d/90-gpuprov-registry.toml"
 CONTAINERD_CERTS = "/etc/containerd/certs.d"
 PODMAN_REGISTRY = "/etc/containers/registries.conf.d/50-gpuprov-mirror.conf"
+# The daemon.json list entries gpuprov added (the user's own are never listed): when the
+# host's mirror changes, these and only these are taken out again.
+DOCKER_MIRROR_RECORD = "/etc/gpuprov/docker-mirror.json"
 REGISTRY_UPSTREAMS = ("docker.io", "nvcr.io", "ghcr.io")
 MANAGED_PATHS = (
     NOUVEAU_CONF,

@@ -13,6 +13,8 @@ from typing import TypedDict
 
 from pyinfra.api import FactBase
 
+from gpuprov.paths import DOCKER_MIRROR_RECORD
+
 
 class FileDigests(FactBase[dict[str, str | None]]):
     """sha256 of each file in `paths` (None when absent), in one command."""
@@ -69,6 +71,7 @@ class DeployExtras(FactBase[dict]):
     ) -> str:
         quoted = " ".join(shlex.quote(p) for p in paths)
         spec = shlex.quote(cdi_spec)
+        record = shlex.quote(DOCKER_MIRROR_RECORD)
         return (
             f'for f in {quoted}; do if [ -f "$f" ]; then '
             'printf "file %s %s\\n" "$(sha256sum < "$f" | cut -d" " -f1)" "$f"; '
@@ -82,6 +85,9 @@ class DeployExtras(FactBase[dict]):
             # docker's settings, whole: the mirror client merges into them.
             "if [ -f /etc/docker/daemon.json ]; then "
             "printf 'docker-daemon %s\\n' \"$(base64 -w0 < /etc/docker/daemon.json)\"; fi; "
+            # What the mirror client added to it (bounded: it is ours, but read from the host).
+            f"if [ -f {record} ]; then printf 'docker-mirror %s\\n' "
+            f'"$(head -c 65536 {record} | base64 -w0)"; fi; '
             # pam_env's file, whole (bounded): the mirror client sets HF_ENDPOINT in it.
             "if [ -f /etc/environment ]; then "
             "printf 'environment %s\\n' \"$(head -c 65536 /etc/environment | base64 -w0)\"; fi; "
@@ -97,6 +103,7 @@ class DeployExtras(FactBase[dict]):
             "docker_nvidia": False,
             "containerd_nvidia": False,
             "docker_daemon": None,
+            "docker_mirror": None,
             "environment": None,
         }
         for line in output:
@@ -110,6 +117,11 @@ class DeployExtras(FactBase[dict]):
                 out["docker_nvidia"] = True
             elif kind == "docker-daemon":
                 out["docker_daemon"] = base64.b64decode(rest.strip()).decode(errors="replace")
+            elif kind == "docker-mirror":
+                try:  # a damaged record is refused by the mirror client, naming the file
+                    out["docker_mirror"] = base64.b64decode(rest.strip()).decode(errors="replace")
+                except ValueError:
+                    out["docker_mirror"] = ""
             elif kind == "environment":
                 out["environment"] = base64.b64decode(rest.strip()).decode(errors="replace")
             elif kind == "containerd-nvidia":

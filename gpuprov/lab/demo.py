@@ -110,7 +110,7 @@ class Demo:
 
         with self.step("inventory from `vagrant ssh-config`, host keys by ssh-keyscan"):
             airgap.bundle_key(self.s.dir)  # the mirror's keyring, for `gpuprov verify`
-            path, hosts = write_inventory(self.s, self.inventory, mirror_keyring=self.keyring)
+            path, hosts = write_inventory(self.s, self.inventory)
             for h in hosts:
                 self.out(f"    {h.name}: {h.lab_address} key {h.host_key[:30]}...")
             self.out(f"    wrote {path}")
@@ -124,10 +124,12 @@ class Demo:
         with self.step("connected side: gpuprov bundle build (Debian archive + stand-in repo)"):
             return build_lab_bundle(self)
 
-    def carry(self, bundle: str) -> None:
-        """Export onto the stick, then (far side) verify it and import it onto mirror01."""
+    def carry(self, bundle: str, directory: Path | None = None) -> None:
+        """Export onto the stick, then (far side) verify it and import it onto mirror01.
+        `directory`: the bundle's directory (default the lab's first bundle, lab/bundle)."""
+        directory = directory or self.bundle
         with self.step(f"USB stick: FAT32 image {self.usb_image}"):
-            made = airgap.usb_image(self.usb_image, airgap.tree_size(self.bundle))
+            made = airgap.usb_image(self.usb_image, airgap.tree_size(directory))
             self.out(f"    {'formatted (mkfs.vfat -F 32)' if made else 'kept'} {self.usb_image}")
         with airgap.mounted(self.usb_image, self.usb) as driver:
             self.out(f"    mounted at {self.usb} by {driver}")
@@ -139,7 +141,7 @@ class Demo:
                     if on_stick is not None:  # a whole other bundle: a fresh stick for this one
                         _empty(self.usb)
                     # A half export of this bundle (interrupted run) resumes: good chunks stay.
-                    export = ("bundle", "export", str(self.bundle), "--to", str(self.usb),
+                    export = ("bundle", "export", str(directory), "--to", str(self.usb),
                               "--chunk-size", str(CHUNK))  # fmt: skip
                     first = self.gpuprov(*export, check=False)
                     if first.returncode != 0:

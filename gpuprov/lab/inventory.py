@@ -25,15 +25,35 @@ APT_PORT, REGISTRY_PORT, MODELS_PORT = 8080, 5000, 8090
 BUNDLE_SUITE = "gpuprov"
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
-# The stack the stand-in packages provide (gpuprov/testbed/standins/catalog.json).
+# The stack the stand-in packages provide (gpuprov/testbed/standins/catalog.json). The lab
+# starts on the catalog's oldest driver release, so there is a next one to upgrade to
+# (gpuprov.lab.upgrade); its CUDA toolkit runs on every later driver too.
 STACK = """\
   stack:
     os: {os}
-    driver: {{branch: "580", version: "580.95.05", modules: auto}}
-    cuda: ["12.8", "13.0"]
+    driver: {{branch: "{branch}", version: "{version}", modules: auto}}
+    cuda: ["{cuda}"]
     container_runtime: containerd
     dcgm: true
 """
+
+
+def first_driver() -> str:
+    """The driver version a lab is first provisioned with: the catalog's oldest release."""
+    from gpuprov.testbed.standins.catalog import driver_releases
+
+    return driver_releases()[0]
+
+
+def stack_text(os_name: str, driver: str) -> str:
+    from gpuprov.testbed.standins.catalog import branch_of, catalog
+
+    releases = catalog()["driver_releases"]
+    if driver not in [r["version"] for r in releases]:
+        raise ValueError(f"driver {driver!r} is not a stand-in release")
+    return STACK.format(
+        os=os_name, branch=branch_of(driver), version=driver, cuda=releases[0]["cuda_version"]
+    )
 
 
 def _rel(path: Path, start: Path) -> str:
@@ -44,10 +64,15 @@ def mirror_address(settings: LabSettings) -> str:
     return f"{settings.net}.{MIRROR_OCTET}"
 
 
+def keyring_path(settings: LabSettings) -> Path:
+    """The lab's bundle public keyring (gpuprov.lab.airgap.bundle_key writes it)."""
+    return settings.dir / "bundle.gpg"
+
+
 def mirror_client(settings: LabSettings, os_name: str) -> str:
     """The GPU hosts' only sources: mirror01's apt repository (the imported bundle's, signed
     by the lab's bundle key), its registry and its model registry."""
-    keyring = (settings.dir / "bundle.gpg").resolve()
+    keyring = keyring_path(settings).resolve()
     # The deploys read the keyring on the control node relative to the working directory:
     # relative to the repository root (where `make demo` runs) when it lies under it.
     if keyring.is_relative_to(repo_root()):
@@ -100,7 +125,7 @@ def render(
     known_hosts: Path,
     *,
     bundle: bool = False,
-    mirror_keyring: Path | None = None,
+    driver: str | None = None,
 ) -> str:
     base = inventory.parent
     os_name = "debian12" if "debian12" in settings.box else "ubuntu2204"
@@ -114,15 +139,16 @@ def render(
         f"{profile}.",
         "cluster:",
         "  name: vagrant-lab",
-        STACK.format(os=os_name).rstrip("\n"),
+        stack_text(os_name, driver or first_driver()).rstrip("\n"),
     ]
     if bundle:
         out += bundle_section(settings, inventory, os_name)
     if mirrors:
-        # The bundle keyring, once the lab has one: `gpuprov verify` judges the mirror's
-        # apt repository by it (the checked-in default lab has none: no lab files yet).
-        key = f", keyring: {_rel(mirror_keyring, base)}" if mirror_keyring else ""
-        out.append(f"  mirror: {{host: {mirrors[0].name}{key}}}")
+        # The lab's bundle keyring (always the same path: the checked-in default lab's file
+        # is byte for byte what the demo writes): `gpuprov verify` judges the mirror's apt
+        # repository by it. The loader wants the file: write_inventory makes it first.
+        key = _rel(keyring_path(settings), base)
+        out.append(f"  mirror: {{host: {mirrors[0].name}, keyring: {key}}}")
     out += [
         "  ssh:",
         f"    user: {hosts[0].user}",
@@ -168,25 +194,37 @@ def write_inventory(
     settings: LabSettings,
     inventory: Path,
     known_hosts: Path | None = None,
-    mirror_keyring: Path | None = None,
+    driver: str | None = None,
 ) -> tuple[Path, list[LabHost]]:
-    """Probe the running VMs, record their host keys, write and validate the inventory."""
-    from gpuprov.inventory.loader import load_inventory
+    """Probe the running VMs, record their host keys, write and validate the inventory
+    (the lab's bundle key is made first when there is none: the inventory names it)."""
+    from gpuprov.lab.airgap import bundle_key
 
     known_hosts = known_hosts or settings.dir / "known_hosts"
     hosts = discover(settings)
     record_host_keys(hosts, known_hosts)
-    inventory.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".inventory-", suffix=".yaml", dir=inventory.parent)
+    if not keyring_path(settings).is_file():
+        bundle_key(settings.dir)
+    text = render(hosts, settings, inventory, known_hosts, driver=driver)
+    _replace_validated(inventory, text)
+    return inventory, hosts
+
+
+def _replace_validated(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically, once the real loader accepted it (a located
+    InputError otherwise, and nothing replaced)."""
+    from gpuprov.inventory.loader import load_inventory
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".yaml", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            fh.write(render(hosts, settings, inventory, known_hosts, mirror_keyring=mirror_keyring))
-        load_inventory(Path(tmp))  # raises a located InputError: nothing replaced
-        os.replace(tmp, inventory)
+            fh.write(text)
+        load_inventory(Path(tmp))
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return inventory, hosts
 
 
 def planned_hosts(settings: LabSettings) -> list[LabHost]:
@@ -202,21 +240,13 @@ def planned_hosts(settings: LabSettings) -> list[LabHost]:
     ]  # fmt: skip
 
 
-def write_bundle_inventory(settings: LabSettings) -> Path:
+def write_bundle_inventory(
+    settings: LabSettings, driver: str | None = None, path: Path | None = None
+) -> Path:
     """The connected side's copy of the lab inventory, with its `bundle:` section, at
     <lab>/bundle-inventory.yaml (validated by the real loader before it replaces anything)."""
-    from gpuprov.inventory.loader import load_inventory
-
-    path = settings.dir / "bundle-inventory.yaml"
+    path = path or settings.dir / "bundle-inventory.yaml"
     text = render(planned_hosts(settings), settings, path, settings.dir / "known_hosts",
-                  bundle=True)  # fmt: skip
-    fd, tmp = tempfile.mkstemp(prefix=".bundle-inventory-", suffix=".yaml", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        load_inventory(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+                  bundle=True, driver=driver)  # fmt: skip
+    _replace_validated(path, text)
     return path

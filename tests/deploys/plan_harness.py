@@ -53,6 +53,7 @@ def extras_output(
     containerd: bool = False,
     docker_daemon: str | None = None,
     environment: str | None = None,
+    docker_mirror: str | None = None,
 ) -> str:
     lines = [f"file {d} {p}" for p, d in (digests or {}).items()]
     if cdi_driver:
@@ -65,6 +66,8 @@ def extras_output(
         lines.append("docker-daemon " + base64.b64encode(docker_daemon.encode()).decode())
     if environment is not None:
         lines.append("environment " + base64.b64encode(environment.encode()).decode())
+    if docker_mirror is not None:
+        lines.append("docker-mirror " + base64.b64encode(docker_mirror.encode()).decode())
     return "\n".join(lines)
 
 

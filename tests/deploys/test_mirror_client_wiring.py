@@ -7,6 +7,7 @@ systemd service; converged, nothing changes."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 import sys
 from pathlib import Path
@@ -261,3 +262,128 @@ def test_plan_shows_each_hosts_mirror_even_when_hosts_are_down(tmp_path: Path) -
     assert "gpu002: mirror mirror02 (same rack r02)" in out
     assert "gpu003: mirror mirror02 (same row B)" in out
     assert "gpu004: mirror mirror01 (no shared failure domain: the first mirror)" in out
+
+
+# ---- docker: the old site registry leaves daemon.json when the mirror changes -------------
+USER_DAEMON = json.dumps({
+    "log-driver": "local",
+    "registry-mirrors": ["https://user.example"],
+    "insecure-registries": ["user.example:5000"],
+})  # fmt: skip
+
+
+def docker_plan(tmp_path: Path, registry: str | None, daemon: str | None, record: str | None):
+    """The GPU stack's plan for a converged docker host whose mirror client names
+    `registry` (None: none), with daemon.json and gpuprov's record as the facts say."""
+    from hoststate import host_state_output  # noqa: F401 - the harness's own import path
+    from plan_harness import gpu_host
+    from plan_harness import plan as plan_stack
+    from test_gpu_stack_plan import ALL_RUNNING, CONVERGED_PACKAGES, RUNNING, converged_extras
+
+    keyring = tmp_path / "mirror.gpg"
+    keyring.write_bytes(b"\x99\x01binary-keyring")
+    mirror = {"apt_url": "http://10.0.0.5/apt", "keyring": str(keyring)}
+    if registry:
+        mirror["registry"] = registry
+    pkgs = {k: v for k, v in CONVERGED_PACKAGES.items() if k != "containerd"}
+    pkgs["docker.io"] = "20.10.24+dfsg1-1+b3"
+    state = converged_state(
+        packages=pkgs, held=tuple(pkgs), services={**ALL_RUNNING, "docker": RUNNING}
+    )
+    extras = converged_extras(containerd=False, docker=True, docker_daemon=daemon,
+                              docker_mirror=record)  # fmt: skip
+    return plan_stack(gpu_host(runtime="docker"), state, extras, gpuprov_mirror_client=mirror)
+
+
+def written_files(op) -> dict[str, str]:
+    """path -> content of each write_file_command in the op's one shell command."""
+    import shlex
+
+    [command] = op.commands
+    words = shlex.split(command)
+    out = {}
+    for i, word in enumerate(words):
+        if word == "%s":
+            target = words[words.index("mv", i) + 3]
+            out[target] = base64.b64decode(words[i + 1]).decode()
+    return out
+
+
+def test_docker_mirror_change_takes_the_old_entries_out_keeping_the_users(tmp_path: Path) -> None:
+    from test_gpu_stack_plan import find
+
+    # First wiring: the site registry added, and recorded as gpuprov's.
+    first = written_files(find(docker_plan(tmp_path, "10.0.1.5:5000", USER_DAEMON, None),
+                               "docker: pull Docker Hub"))  # fmt: skip
+    daemon = json.loads(first["/etc/docker/daemon.json"])
+    assert daemon["registry-mirrors"] == ["https://user.example", "http://10.0.1.5:5000"]
+    assert daemon["insecure-registries"] == ["user.example:5000", "10.0.1.5:5000"]
+    record = first["/etc/gpuprov/docker-mirror.json"]
+    assert json.loads(record) == {
+        "registry-mirrors": ["http://10.0.1.5:5000"], "insecure-registries": ["10.0.1.5:5000"]
+    }  # fmt: skip
+    # The host's mirror moves (another mirror host): the old entries go, the user's stay.
+    ops = docker_plan(tmp_path, "10.0.2.5:5000", first["/etc/docker/daemon.json"], record)
+    moved = written_files(find(ops, "docker: pull Docker Hub"))
+    daemon = json.loads(moved["/etc/docker/daemon.json"])
+    assert daemon == {
+        "log-driver": "local",
+        "registry-mirrors": ["https://user.example", "http://10.0.2.5:5000"],
+        "insecure-registries": ["user.example:5000", "10.0.2.5:5000"],
+    }
+    assert json.loads(moved["/etc/gpuprov/docker-mirror.json"]) == {
+        "registry-mirrors": ["http://10.0.2.5:5000"], "insecure-registries": ["10.0.2.5:5000"]
+    }  # fmt: skip
+    assert find(ops, "docker running").commands == ["systemctl restart docker.service"]
+    # Converged on the new mirror (daemon.json as the apply left it: the container step
+    # merged features.cdi after the mirror step): nothing written, nothing restarted.
+    final = written_files(find(ops, "docker: inject GPUs through CDI"))["/etc/docker/daemon.json"]
+    assert json.loads(final)["features"] == {"cdi": True}
+    again = docker_plan(tmp_path, "10.0.2.5:5000", final,
+                        moved["/etc/gpuprov/docker-mirror.json"])  # fmt: skip
+    assert find(again, "docker: pull Docker Hub").commands == []
+    assert find(again, "docker running").commands == []
+    # No registry any more: gpuprov's entries leave; a key left empty goes.
+    ops = docker_plan(tmp_path, None, final, moved["/etc/gpuprov/docker-mirror.json"])
+    gone = written_files(find(ops, "former site registry"))
+    assert json.loads(gone["/etc/docker/daemon.json"]) == {
+        **json.loads(USER_DAEMON), "features": {"cdi": True}
+    }  # fmt: skip
+    assert json.loads(gone["/etc/gpuprov/docker-mirror.json"]) == {}
+
+
+def test_docker_entries_the_user_had_are_never_taken_out(tmp_path: Path) -> None:
+    from test_gpu_stack_plan import find
+
+    # The user listed the site registry by hand before gpuprov: nothing added, nothing recorded.
+    user = json.dumps({"registry-mirrors": ["http://10.0.1.5:5000"],
+                       "insecure-registries": ["10.0.1.5:5000"]})  # fmt: skip
+    ops = docker_plan(tmp_path, "10.0.1.5:5000", user, None)
+    assert find(ops, "docker: pull Docker Hub").commands == []
+    # The mirror moves: the new one is added (and recorded), the user's entry stays.
+    moved = written_files(find(docker_plan(tmp_path, "10.0.2.5:5000", user, None),
+                               "docker: pull Docker Hub"))  # fmt: skip
+    daemon = json.loads(moved["/etc/docker/daemon.json"])
+    assert daemon["registry-mirrors"] == ["http://10.0.1.5:5000", "http://10.0.2.5:5000"]
+    assert json.loads(moved["/etc/gpuprov/docker-mirror.json"])["registry-mirrors"] == [
+        "http://10.0.2.5:5000"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("record", "why"),
+    [
+        ("{oops", "line 1: not valid JSON"),
+        ('["http://a:5000"]', "expected an object with keys registry-mirrors, insecure-registries"),
+        (
+            '{"registry-mirrors": ["http://a:5000; rm -rf /"]}',
+            "must be a list of registry addresses",
+        ),
+        ('{"runtimes": []}', "expected an object with keys"),
+    ],
+)
+def test_a_damaged_docker_mirror_record_refuses_the_host_naming_it(tmp_path, record, why) -> None:
+    from gpuprov.engine.refusal import HostRefused
+
+    with pytest.raises(HostRefused, match=r"/etc/gpuprov/docker-mirror.json .*" + re.escape(why)):
+        docker_plan(tmp_path, "10.0.2.5:5000", USER_DAEMON, record)

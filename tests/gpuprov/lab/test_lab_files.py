@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from gpuprov.errors import InputError
 from gpuprov.inventory.loader import load_inventory
 from gpuprov.lab import repo_root
 from gpuprov.lab.demo import write_hardware
 from gpuprov.lab.inventory import render
 from gpuprov.lab.snapshot import Snapshot
+from gpuprov.lab.upgrade import inventory_driver, move_driver, next_driver
 from gpuprov.lab.vagrant import LabHost, LabSettings, known_hosts_name, parse_ssh_config
 
 # `vagrant ssh-config mirror01 gpu01` of a libvirt lab (format as printed by Vagrant 2.3.4).
@@ -62,11 +66,18 @@ def _hosts(tmp: Path, gpus: int) -> list[LabHost]:
     ]  # fmt: skip
 
 
+def _settings(tmp: Path) -> LabSettings:
+    """Lab settings with the lab dir under tmp and the bundle keyring the inventory names."""
+    (tmp / "lab").mkdir(exist_ok=True)
+    (tmp / "lab/bundle.gpg").write_bytes(b"keyring")
+    return LabSettings(dir=tmp / "lab")
+
+
 def test_rendered_inventory_loads(tmp_path: Path) -> None:
     inv = tmp_path / "inventories" / "vagrant.yaml"
     inv.parent.mkdir()
-    (tmp_path / "lab").mkdir()
-    inv.write_text(render(_hosts(tmp_path, 3), LabSettings(), inv, tmp_path / "lab/known_hosts"))
+    settings = _settings(tmp_path)
+    inv.write_text(render(_hosts(tmp_path, 3), settings, inv, tmp_path / "lab/known_hosts"))
     cluster = load_inventory(inv)
     assert list(cluster.hosts) == ["mirror01", "gpu01", "gpu02", "gpu03"]
     assert cluster.mirror_host().address == "192.168.56.10"
@@ -75,7 +86,7 @@ def test_rendered_inventory_loads(tmp_path: Path) -> None:
     assert gpu.ssh.user == "vagrant" and gpu.ssh.sudo
     assert gpu.ssh.key == tmp_path / ".vagrant/machines/gpu02/libvirt/private_key"
     assert gpu.ssh.known_hosts == tmp_path / "lab/known_hosts"
-    assert gpu.stack.driver.version == "580.95.05"
+    assert gpu.stack.driver.version == "570.133.20"  # the oldest release: there is a next one
     assert {h.domains["rack"] for h in cluster.gpu_hosts()} == {"r1", "r2"}
 
 
@@ -87,7 +98,16 @@ def test_checked_in_inventory_is_the_default_lab(tmp_path: Path) -> None:
         h.key = repo_root() / ".vagrant/machines" / h.name / "libvirt/private_key"
     expected = render(hosts, LabSettings(), inv, repo_root() / "lab/known_hosts")
     assert inv.read_text() == expected
-    cluster = load_inventory(inv)
+    # The demo's inventory step writes exactly this for the default lab, keyring included
+    # (it left the tracked file modified when the keyring line was only in its copy).
+    assert "  mirror: {host: mirror01, keyring: ../lab/bundle.gpg}\n" in expected
+    # Loaded as the demo leaves it: with the lab's bundle keyring beside it.
+    copy = tmp_path / "inventories" / "vagrant.yaml"
+    copy.parent.mkdir()
+    copy.write_text(expected)
+    _settings(tmp_path)
+    cluster = load_inventory(copy)
+    assert cluster.mirror.keyring.resolve() == tmp_path / "lab/bundle.gpg"
     assert [h.address for h in cluster.hosts.values()] == [
         "192.168.56.10", "192.168.56.11", "192.168.56.12"
     ]  # fmt: skip
@@ -126,7 +146,7 @@ def test_known_hosts_names() -> None:
 def test_gpu_hosts_use_mirror01_only(tmp_path: Path) -> None:
     """Every source a GPU host gets in the lab inventory is mirror01's (NET.10)."""
     inv = tmp_path / "vagrant.yaml"
-    inv.write_text(render(_hosts(tmp_path, 2), LabSettings(), inv, tmp_path / "known_hosts"))
+    inv.write_text(render(_hosts(tmp_path, 2), _settings(tmp_path), inv, tmp_path / "known_hosts"))
     client = load_inventory(inv).hosts["gpu01"].vars["gpuprov_mirror_client"]
     assert client["apt_url"] == "http://192.168.56.10:8080/debian12"
     assert client["suite"] == "gpuprov" and client["keyring"].endswith("bundle.gpg")
@@ -144,6 +164,7 @@ def test_bundle_inventory_loads_with_its_sources(tmp_path: Path) -> None:
     (s.dir / "repo-keyring.gpg").write_bytes(b"keyring")
     (s.dir / "dpkg-status").write_text("Package: base-files\nStatus: install ok installed\n")
     (s.dir / "model").mkdir()
+    (s.dir / "bundle.gpg").write_bytes(b"keyring")
     assert [h.name for h in planned_hosts(s)] == ["mirror01", "gpu01", "gpu02"]
     cluster = load_inventory(write_bundle_inventory(s))
     spec = cluster.bundle
@@ -154,6 +175,10 @@ def test_bundle_inventory_loads_with_its_sources(tmp_path: Path) -> None:
     assert spec.images == ("127.0.0.1:18357/gpuprov-lab/hello:1.0",)
     assert [m.repo for m in spec.models] == ["gpuprov-lab/tiny"]
     assert cluster.hosts["gpu02"].address == "192.168.57.12"
+    # The next bundle's copy (gpuprov.lab.upgrade): another file, the next driver.
+    nxt = load_inventory(write_bundle_inventory(s, driver="580.95.05", path=s.dir / "next.yaml"))
+    assert {h.stack.driver.version for h in nxt.gpu_hosts()} == {"580.95.05"}
+    assert cluster.hosts["gpu01"].stack.driver.version == "570.133.20"
 
 
 def test_firewall_ruleset_takes_ipv4_addresses_only() -> None:
@@ -191,11 +216,50 @@ def test_probes_captured_on_a_cut_lab_vm_all_hold() -> None:
 
 
 def test_mirror_keyring_goes_into_cluster_mirror(tmp_path: Path) -> None:
-    """With the lab's bundle keyring, `gpuprov verify` can judge mirror01's apt repository
+    """The lab's bundle keyring: `gpuprov verify` judges mirror01's apt repository by it
     (the first lab run's verify failed: "no trusted keyring: set cluster.mirror.keyring")."""
     inv = tmp_path / "vagrant.yaml"
-    (tmp_path / "bundle.gpg").write_bytes(b"keyring")
-    text = render(_hosts(tmp_path, 1), LabSettings(), inv, tmp_path / "known_hosts",
-                  mirror_keyring=tmp_path / "bundle.gpg")  # fmt: skip
-    inv.write_text(text)
-    assert load_inventory(inv).mirror.keyring == tmp_path / "bundle.gpg"
+    settings = _settings(tmp_path)
+    inv.write_text(render(_hosts(tmp_path, 1), settings, inv, tmp_path / "known_hosts"))
+    assert load_inventory(inv).mirror.keyring.resolve() == tmp_path / "lab/bundle.gpg"
+    (tmp_path / "lab/bundle.gpg").unlink()
+    with pytest.raises(InputError, match=r"cluster.mirror.keyring: file not found"):
+        load_inventory(inv)
+
+
+def test_move_driver_changes_the_driver_line_only(tmp_path: Path) -> None:
+    inv = tmp_path / "vagrant.yaml"
+    settings = _settings(tmp_path)
+    before = render(_hosts(tmp_path, 2), settings, inv, tmp_path / "known_hosts")
+    inv.write_text(before)
+    assert inventory_driver(inv) == "570.133.20"
+    new = next_driver("570.133.20")
+    assert new == "580.95.05"
+    assert move_driver(inv, new) == "570.133.20"
+    after = inv.read_text()
+    changed = [
+        (a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b
+    ]
+    assert changed == [(
+        '    driver: {branch: "570", version: "570.133.20", modules: auto}',
+        '    driver: {branch: "580", version: "580.95.05", modules: auto}',
+    )]  # fmt: skip
+    assert {h.stack.driver.version for h in load_inventory(inv).gpu_hosts()} == {"580.95.05"}
+    # It is the same text the generator writes for that driver.
+    assert after == render(_hosts(tmp_path, 2), settings, inv, tmp_path / "known_hosts",
+                           driver="580.95.05")  # fmt: skip
+
+
+def test_move_driver_and_next_driver_refuse(tmp_path: Path) -> None:
+    from gpuprov.lab.box import LabError
+
+    with pytest.raises(LabError, match="580.95.05 is the newest stand-in release"):
+        next_driver("580.95.05")
+    with pytest.raises(LabError, match="'999.1' is not a stand-in release"):
+        next_driver("999.1")
+    inv = tmp_path / "vagrant.yaml"
+    text = render(_hosts(tmp_path, 1), _settings(tmp_path), inv, tmp_path / "known_hosts")
+    inv.write_text(text.replace("modules: auto}", "modules: auto}  # edited by hand"))
+    with pytest.raises(LabError, match="expected one generated `driver:` line, found 0"):
+        move_driver(inv, "580.95.05")
+    assert "edited by hand" in inv.read_text()  # left as it was

@@ -84,12 +84,8 @@ def inventory(lab: LabSettings) -> Path:
     from gpuprov.lab.inventory import write_inventory
 
     start = time.monotonic()
-    from gpuprov.lab.airgap import bundle_key
-
-    bundle_key(lab.dir)  # cluster.mirror.keyring: verify judges mirror01's apt repository by it
-    path, hosts = write_inventory(
-        lab, lab.dir / "inventory.yaml", mirror_keyring=lab.dir / "bundle.gpg"
-    )
+    # cluster.mirror.keyring (lab/bundle.gpg, made here): verify judges mirror01's apt by it
+    path, hosts = write_inventory(lab, lab.dir / "inventory.yaml")
     TIMES["inventory + keyscan"] = time.monotonic() - start
     assert [h.name for h in hosts] == ["mirror01", "gpu01"]
     return path
@@ -252,6 +248,169 @@ def test_gpu_host_uses_the_mirror_only(demo) -> None:
         s.startswith(f"http://{mirror_address(demo.s)}:{APT_PORT}/") for s in sources
     ), lines
     assert any(ln.startswith("model: HF_ENDPOINT=http://") for ln in lines), lines
+
+
+def verify_json(inventory: Path, *limit: str) -> tuple[int, dict[str, dict[str, dict]]]:
+    """`gpuprov verify -o json`: (exit code, {host: {check name: check}})."""
+    proc = gpuprov("verify", str(inventory), *limit, "-o", "json", timeout=900)
+    try:
+        doc = json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError(f"verify wrote no JSON (exit {proc.returncode}): "
+                             f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}") from None  # fmt: skip
+    hosts = {h["host"]: {c["name"]: c for c in h["checks"]} for h in doc.get("hosts", [])}
+    return proc.returncode, hosts
+
+
+def unit_pid(demo, unit: str) -> tuple[str, int]:
+    """(ActiveState, MainPID) of a unit on mirror01. As root: the box has no D-Bus, and a
+    user's systemctl reaches systemd only through it. Key=value lines: systemctl prints
+    properties in its own order, not the order of the -p options."""
+    out = demo.on_host(
+        "mirror01", f"sudo -n systemctl show -p ActiveState -p MainPID {unit}", timeout=120
+    )
+    props = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    assert set(props) == {"ActiveState", "MainPID"}, out.stdout + out.stderr
+    return props["ActiveState"], int(props["MainPID"])
+
+
+def test_a_stopped_service_fails_verify_then_systemd_restarts_it(demo, inventory: Path) -> None:
+    """The registry frozen (SIGSTOP: the unit stays "active", its port accepts and never
+    answers, so nothing can race): verify names the registry as failing with the reason
+    and judges apt and models on their own. Then SIGKILL: systemd restarts it (new PID)
+    and verify passes again."""
+    unit = "gpuprov-registry.service"
+    state, pid = unit_pid(demo, unit)
+    assert state == "active" and pid > 0
+    start = time.monotonic()
+    demo.on_host("mirror01", f"sudo -n systemctl kill -s STOP {unit}", timeout=120)
+    try:
+        code, hosts = verify_json(inventory, "-l", "mirror01")
+        assert unit_pid(demo, unit) == ("active", pid)  # frozen, not restarted
+        checks = hosts["mirror01"]
+        assert code == 1 and not checks["registry"]["ok"], checks
+        assert "192.168.57.10:5000/v2/: timed out" in checks["registry"]["detail"], checks
+        assert checks["apt"]["ok"] and checks["models"]["ok"] and checks["bundle"]["ok"], checks
+    finally:
+        demo.on_host("mirror01", f"sudo -n systemctl kill -s KILL {unit}", timeout=120)
+    deadline = time.monotonic() + 120
+    while (now := unit_pid(demo, unit)) == ("active", pid) or now[0] != "active":
+        assert time.monotonic() < deadline, f"no restart after SIGKILL: {now}"
+        time.sleep(2)
+    assert now[1] not in (0, pid)
+    deadline = time.monotonic() + 120
+    while (verified := verify_json(inventory, "-l", "mirror01"))[0] != 0:
+        assert time.monotonic() < deadline, verified  # the restarted registry's first seconds
+        time.sleep(5)
+    TIMES["registry frozen, verify, killed, restarted, verify"] = time.monotonic() - start
+
+
+@pytest.fixture(scope="module")
+def upgrade(demo, inventory: Path) -> dict[str, str]:
+    """The next bundle: the inventory moved to the next driver release, a differential
+    bundle built against the first one, carried on the stick and imported onto mirror01."""
+    from gpuprov.lab import airgap
+    from gpuprov.lab.upgrade import build_next_bundle, inventory_driver, move_driver, next_driver
+
+    first = airgap.bundle_id(demo.bundle)
+    assert first is not None
+    start = time.monotonic()
+    new = next_driver(inventory_driver(inventory))
+    assert new == "580.95.05"  # the lab started on 570.133.20, the catalog's oldest
+    assert move_driver(inventory, new) == "570.133.20"
+    bundle, directory = build_next_bundle(demo, new)
+    TIMES["next bundle: build --since"] = time.monotonic() - start
+    start = time.monotonic()
+    demo.carry(bundle, directory)
+    TIMES["next bundle: stick export + verify + import"] = time.monotonic() - start
+    return {"first": first, "next": bundle, "dir": str(directory)}
+
+
+def test_next_bundle_is_differential_and_import_checks_its_base(demo, upgrade, inventory) -> None:
+    from gpuprov.lab.upgrade import manifest_base
+
+    directory = Path(upgrade["dir"])
+    assert manifest_base(directory) == upgrade["first"]
+    manifest = json.loads((directory / "manifest.json").read_text())
+    carried = {str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()}
+    listed = {f["path"] for f in manifest["files"]}
+    assert carried - {"manifest.json", "manifest.json.asc"} < listed  # fewer: unchanged stay
+    assert any("nvidia-driver-580-open" in p for p in carried), sorted(carried)[:40]
+    assert not any("nvidia-driver-570-open" in p for p in listed)
+    current = demo.on_host("mirror01", "sudo -n readlink /srv/gpuprov/current")
+    previous = demo.on_host("mirror01", "sudo -n readlink /srv/gpuprov/previous")
+    assert current.stdout.strip().endswith(f"/{upgrade['next']}"), current.stdout
+    assert previous.stdout.strip().endswith(f"/{upgrade['first']}"), previous.stdout
+    # The mirror serves the new bundle now: the same differential is on the wrong base.
+    again = gpuprov("bundle", "import", str(directory), str(inventory),
+                    "--keyring", str(demo.keyring))  # fmt: skip
+    out = again.stdout + again.stderr
+    assert again.returncode == 1, out
+    assert f"differential on base {upgrade['first'][:12]}" in out, out
+    assert f"serves {upgrade['next'][:12]}: import its base first" in out, out
+
+
+def test_driver_upgrade_rolled_out_through_the_mirror(demo, upgrade, inventory: Path) -> None:
+    """apply: mirror01 switches to the new bundle, then gpu01 (no route but mirror01)
+    upgrades 570 -> 580; verify passes with driver and fabric manager at 580.95.05."""
+    from gpuprov.lab.upgrade import served_release
+
+    plan = gpuprov("plan", str(inventory))
+    assert "NVIDIA driver 580.95.05" in plan.stdout + plan.stderr, plan.stdout + plan.stderr
+    start = time.monotonic()
+    applied = gpuprov("apply", str(inventory), "--yes", timeout=2400)
+    TIMES["next bundle: apply (mirror switch + driver upgrade)"] = time.monotonic() - start
+    assert applied.returncode == 0, applied.stdout[-4000:] + applied.stderr[-4000:]
+    serving = demo.on_host("mirror01", "sudo -n cat /etc/gpuprov/mirror/serving").stdout.strip()
+    assert serving == upgrade["next"]
+    assert (
+        served_release(demo)
+        == (Path(upgrade["dir"]) / "apt/debian12/dists/gpuprov/InRelease").read_bytes()
+    )
+    code, hosts = verify_json(inventory)
+    assert code == 0, hosts
+    gpu = hosts["gpu01"]
+    assert "580.95.05" in gpu["driver-version"]["detail"], gpu["driver-version"]
+    assert "580.95.05" in gpu["fabricmanager-version"]["detail"], gpu["fabricmanager-version"]
+    listed = demo.on_host(
+        "gpu01", "dpkg-query -W -f='${Package} ${Version} ${db:Status-Status}\\n' 'nvidia-*'"
+    ).stdout
+    installed = [ln.rsplit(" ", 1)[0] for ln in listed.splitlines() if ln.endswith(" installed")]
+    assert "nvidia-driver-580-open 580.95.05-1" in installed, listed
+    assert "nvidia-fabricmanager 580.95.05-1" in installed, listed
+    assert not [ln for ln in installed if "-570" in ln.split()[0]], listed
+
+
+def test_rollback_switches_what_the_mirror_serves(demo, upgrade, inventory: Path) -> None:
+    """`gpuprov bundle rollback` points current back at the first bundle; verify says the
+    services still run the new one until apply switches them; after apply nginx serves
+    the first bundle's InRelease again (byte for byte), and verify passes."""
+    from gpuprov.lab.upgrade import served_release
+
+    first_release = (demo.bundle / "apt/debian12/dists/gpuprov/InRelease").read_bytes()
+    next_release = (Path(upgrade["dir"]) / "apt/debian12/dists/gpuprov/InRelease").read_bytes()
+    assert first_release != next_release
+    start = time.monotonic()
+    rolled = gpuprov("bundle", "rollback", str(inventory))
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    current = demo.on_host("mirror01", "sudo -n readlink /srv/gpuprov/current")
+    assert current.stdout.strip().endswith(f"/{upgrade['first']}"), current.stdout
+    code, hosts = verify_json(inventory, "-l", "mirror01")
+    assert code == 1 and hosts["mirror01"]["bundle"]["detail"] == (
+        f"services run on bundle {upgrade['next'][:12]}, the imported one is "
+        f"{upgrade['first'][:12]}: run `gpuprov apply` to switch them"
+    ), hosts
+    assert served_release(demo) == next_release  # not switched behind the clients' backs
+    applied = gpuprov("apply", str(inventory), "-l", "mirror01", "--yes", timeout=1800)
+    assert applied.returncode == 0, applied.stdout[-4000:] + applied.stderr[-4000:]
+    assert served_release(demo) == first_release
+    # apply returns once systemd started the units; the model service (a Python process)
+    # needs seconds more to listen on a loaded VM (seen: "Connection refused" right after).
+    deadline = time.monotonic() + 120
+    while (verified := verify_json(inventory, "-l", "mirror01"))[0] != 0:
+        assert time.monotonic() < deadline, verified
+        time.sleep(5)
+    TIMES["rollback + mirror apply + verify"] = time.monotonic() - start
 
 
 @pytest.fixture(scope="module", autouse=True)
