@@ -70,6 +70,7 @@ def serve(
     import logging
     import sys
 
+    from gpuprov.mirror.sd_notify import notify_ready
     from gpuprov.mirror.server import ServerConfig
     from gpuprov.mirror.server import serve as run_server
 
@@ -87,6 +88,7 @@ def serve(
         print(
             json.dumps({"event": "listening", "url": running.url, "port": running.port}), flush=True
         )
+        notify_ready()  # Type=notify: `systemctl restart` returns once this listens
 
     config = ServerConfig(
         store=store,

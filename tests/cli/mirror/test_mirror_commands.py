@@ -217,3 +217,24 @@ def test_serve_refuses_an_unsafe_public_url(store):
         "mirror", "serve", "--store", str(path), "--port", "0", "--public-url", "http://m/$(id)"
     )
     assert proc.returncode == 2 and "--public-url" in proc.stderr, proc.stderr
+
+
+def test_serve_tells_systemd_it_is_ready_once_it_listens(store, tmp_path):
+    """Type=notify: systemd's restart returns on READY=1, so READY=1 must come only when
+    the port already answers (an apply followed by verify raced the start before)."""
+    import socket
+
+    path, _, _ = store
+    notify = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(notify))
+        sock.settimeout(60)
+        server = Served("--store", str(path), env={**os.environ, "NOTIFY_SOCKET": str(notify)})
+        try:
+            message = sock.recv(64)
+            with socket.create_connection(("127.0.0.1", server.ready["port"]), timeout=5):
+                pass
+        finally:
+            code, _, err = server.stop()
+    assert message == b"READY=1"
+    assert code == 0, err
