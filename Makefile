@@ -37,16 +37,18 @@ test-hosts: system-deps $(STAMP)
 test-vm: system-deps $(STAMP)
 	$(PY) -m pytest -m "vm and not slow"
 
-## End-to-end on VMs, run by CI after `make test` (about 30-40 min here): the GPU node
-## install -> verify -> idempotence -> 570->580 upgrade -> faults, and the Vagrant lab
-## across the air gap (mirror01 + gpu01: the cut proven, bundle -> FAT32 image -> verify ->
-## import, dry run changes nothing, apply mirror first, verify, image pull and model fetch
-## from the GPU VM through the mirror only, destroy).
+## End-to-end on VMs, run by CI after `make test`: the GPU node install -> verify ->
+## idempotence -> 570->580 upgrade -> faults; the Debian 13 container path on one VM (docker
+## with CDI -> verify runs a GPU container -> idempotence -> faults -> podman on the same VM);
+## and the Vagrant lab across the air gap (mirror01 + gpu01: the cut proven, bundle -> FAT32
+## image -> verify -> import, dry run changes nothing, apply mirror first, verify, image pull
+## and model fetch from the GPU VM through the mirror only, destroy). Times in docs/testing.md.
+E2E_TESTS := tests/deploys/test_gpu_node_vm.py tests/deploys/test_container_vm.py \
+	tests/gpuprov/lab/test_vagrant_lab.py
 test-e2e: system-deps lab-deps $(STAMP)
-	$(PY) -m pytest -m slow tests/deploys/test_gpu_node_vm.py tests/gpuprov/lab/test_vagrant_lab.py
+	$(PY) -m pytest -m slow $(E2E_TESTS)
 
-## Every long end-to-end VM scenario: the two above plus the mirror host VM and the Debian 13
-## container path (tests/deploys/test_container_vm.py, not in CI until it passes end to end).
+## Every long end-to-end VM scenario: the three above plus the mirror host VM.
 test-slow: system-deps lab-deps $(STAMP)
 	$(PY) -m pytest -m slow
 

@@ -50,16 +50,18 @@ if [ -d /proc/driver/nvidia-nvswitch/devices ]; then ls -1 /proc/driver/nvidia-n
 else end nvswitch 127; fi
 
 # Only the packages the deploys reason about (globs; dpkg-query exits 1 when one matches
-# nothing, which is not an error here).
+# nothing, which is not an error here). Every package of packages.yaml must match one
+# (tests/gpuprov/facts/test_host_state.py): one that does not reads as absent, and each
+# apply installs it again.
 begin packages
 if have dpkg-query; then
     dpkg-query -W -f='${Package}\t${Version}\t${Status}\n' 'nvidia*' 'libnvidia*' 'cuda*' \
-        'libcuda*' 'datacenter-gpu-manager*' 'docker*' 'containerd*' 'linux-headers*' \
-        'linux-image*' 'linux-modules-nvidia*' 'dkms' 'mokutil' 2>/dev/null
+        'libcuda*' 'datacenter-gpu-manager*' 'docker*' 'containerd*' 'podman' \
+        'linux-headers*' 'linux-image*' 'linux-modules-nvidia*' 'dkms' 'mokutil' 2>/dev/null
     end packages 0
 elif have rpm; then
     rpm -qa --qf '%{NAME}\t%{VERSION}-%{RELEASE}\tinstall ok installed\n' 'nvidia*' \
-        'libnvidia*' 'cuda*' 'datacenter-gpu-manager*' 'docker*' 'containerd*' \
+        'libnvidia*' 'cuda*' 'datacenter-gpu-manager*' 'docker*' 'containerd*' 'podman' \
         'kernel-devel*' 'kernel-headers*' 'kmod-nvidia*' 'dkms' 2>/dev/null
     end packages 0
 else end packages 127; fi

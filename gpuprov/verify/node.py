@@ -163,8 +163,10 @@ def _container(report: NodeReport, me: Host, probe: ProbeData, profile: SystemPr
 
 
 # Why a GPU container did not start, from what docker/podman/ctr print; first match wins
-# (a daemon that does not answer also "cannot pull"). Each message was seen on a test-bed
-# VM (tests/fixtures/container/), gpuprov.verify.node's tests read them.
+# (a daemon that does not answer also "cannot pull"). A reason may name what the pattern's
+# named groups caught. docker's and podman's messages were captured on the Debian 13
+# test-bed VM (tests/fixtures/container/), read by tests/gpuprov/verify/
+# test_container_failures.py; ctr's are not captured (no CDI-capable ctr on the test bed).
 CONTAINER_FAILURES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, re.IGNORECASE), reason)
     for pattern, reason in (
@@ -172,6 +174,13 @@ CONTAINER_FAILURES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"Cannot connect to the Docker daemon|containerd\.sock.*connect|"
             r"unable to connect to Podman",
             "the {runtime} daemon is not running",
+        ),
+        (
+            # Before the next: docker wraps this in "failed to inject CDI devices". The
+            # node exists while the driver's modules are loaded (nvidia-modprobe makes it).
+            r'failed to stat CDI host device "?(?P<node>/dev/[^"\s:]{1,64})',
+            "the CDI spec names a device node the host lacks ({node}): check the driver's "
+            "modules are loaded, then regenerate the spec (nvidia-ctk cdi generate)",
         ),
         (
             r"unresolvable CDI devices|CDI device injection failed|failed to inject CDI",
@@ -204,14 +213,17 @@ def container_check(runtime: str, probe: ProbeData, profile: SystemProfile) -> C
     if probe.container_rc != 0 or not gpus:
         lines = [ln for ln in probe.container_output.strip().splitlines() if ln.strip()]
         last = lines[-1] if lines else "no output"
-        reason = next(
-            (why for rx, why in CONTAINER_FAILURES if rx.search(probe.container_output)),
-            "the container did not list any GPU",
+        found = (
+            (why, m)
+            for rx, why in CONTAINER_FAILURES
+            if (m := rx.search(probe.container_output)) is not None
         )
+        reason, m = next(found, ("the container did not list any GPU", None))
+        fields = m.groupdict() if m is not None else {}
         return Check(
             "container",
             False,
-            f"{reason.format(runtime=runtime)}: `{probe.container_how}` exited "
+            f"{reason.format(runtime=runtime, **fields)}: `{probe.container_how}` exited "
             f"{probe.container_rc}: {last[:200]}",
         )
     names = sorted({g.name for g in gpus})

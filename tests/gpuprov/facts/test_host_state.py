@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gpuprov import tables
 from gpuprov.facts.host_state import (
     SCRIPT,
     HostState,
@@ -239,3 +240,29 @@ def test_services_per_unit_where_show_fails(tmp_path):
     assert d.services["docker"] == ServiceState("inactive", "masked")
     assert d.services["containerd"] == ServiceState("inactive", None)
     assert len(d.services) == 5
+
+
+def _query_patterns(tool: str) -> list[str]:
+    """The package globs the script's `dpkg-query -W` / `rpm -qa` asks for."""
+    import re
+
+    m = re.search(rf"{tool} [^\n]*?-f(?:=)?'[^']*'|{tool} [^\n]*?--qf '[^']*'", SCRIPT)
+    assert m, f"no {tool} query in the script"
+    rest = SCRIPT[m.end() : SCRIPT.index("2>/dev/null", m.end())]
+    return re.findall(r"'([^']+)'", rest)
+
+
+@pytest.mark.parametrize("os_id", tables.os_ids())
+def test_every_runtime_package_is_in_the_package_query(os_id: str) -> None:
+    """A package the deploys install but HostState does not ask for reads as absent, and
+    every apply installs it again (podman did: the second apply was never a no-op)."""
+    from fnmatch import fnmatchcase
+
+    manager = tables.package_manager(os_id)
+    patterns = _query_patterns("dpkg-query" if manager == "apt" else "rpm")
+    names = {tables.packages_for(os_id, "580", "580.95.05", "open").container_toolkit}
+    for runtime in ("docker", "containerd", "podman"):
+        names.update(tables.runtime_packages(os_id, runtime))
+        names.update(tables.runtime_extra_packages(os_id, runtime))
+    unmatched = sorted(n for n in names if not any(fnmatchcase(n, p) for p in patterns))
+    assert not unmatched, f"{os_id}: HostState does not read {unmatched} (patterns {patterns})"
