@@ -47,7 +47,7 @@ def inventory_driver(inventory: Path) -> str:
     """The driver version the lab inventory's GPU hosts are on (one for the whole lab)."""
     from gpuprov.inventory.loader import load_inventory
 
-    versions = {h.stack.driver.version for h in load_inventory(inventory).gpu_hosts()}
+    versions = {h.stack.driver.version for h in load_inventory(inventory).gpu_hosts() if h.stack}
     if len(versions) != 1:
         raise LabError(f"{inventory}: expected one driver version for the lab, got {versions}")
     return versions.pop()
@@ -132,10 +132,10 @@ def served_release(demo: Demo, os_id: str = "debian12") -> bytes:
     from gpuprov.inventory.loader import load_inventory
     from gpuprov.lab.inventory import APT_PORT, BUNDLE_SUITE
 
-    cluster = load_inventory(demo.inventory)
-    url = (
-        f"http://{cluster.mirror_host().address}:{APT_PORT}/{os_id}/dists/{BUNDLE_SUITE}/InRelease"
-    )
+    mirror = load_inventory(demo.inventory).mirror_host()
+    if mirror is None:
+        raise LabError(f"{demo.inventory}: no mirror host")
+    url = f"http://{mirror.address}:{APT_PORT}/{os_id}/dists/{BUNDLE_SUITE}/InRelease"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(url, timeout=30) as r:
