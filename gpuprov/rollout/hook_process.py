@@ -132,11 +132,15 @@ def _run_gevent(argv: list[str], timeout: float) -> Outcome:
     from gevent import get_hub
     from gevent.event import Event
 
+    loop = get_hub().loop
+    # libev reaps children (waitpid(-1)) when SIGCHLD arrives, and hands each status to
+    # the watcher of its pid: its handler must be in place before the child can exit (a
+    # SIGCHLD at the default disposition is discarded, and the hook stays a zombie that
+    # nobody reports), and the watcher must exist before anything yields.
+    loop.install_sigchld()
     pid, out_r, err_r = _spawn(argv)
-    # Before anything yields: libev reaps every child (waitpid(-1)) on SIGCHLD and hands
-    # the status only to a watcher that exists by then.
     exited = Event()
-    watcher = get_hub().loop.child(pid, False)
+    watcher = loop.child(pid, False)
     watcher.start(exited.set)
     pipes = _Pipes(out_r, err_r)
     lost = False
@@ -150,12 +154,12 @@ def _run_gevent(argv: list[str], timeout: float) -> Outcome:
         if not exited.wait(KILL_GRACE if timed_out else max(timeout, 0.0)):
             timed_out = True
             _kill_group(pid)
-        if not exited.wait(KILL_GRACE):
-            # It left its group (setsid) and outlived the group's SIGKILL: kill it alone.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            exited.wait()
-        returncode = os.waitstatus_to_exitcode(watcher.rstatus)  # libev reaped it
+            if not exited.wait(KILL_GRACE):
+                # It left its group (setsid) and outlived the group's SIGKILL.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                exited.wait(KILL_GRACE)
+        status = watcher.rstatus if exited.is_set() else _reap(pid)
     finally:
         watcher.stop()
         watcher.close()
@@ -163,7 +167,19 @@ def _run_gevent(argv: list[str], timeout: float) -> Outcome:
         os.close(err_r)
     if lost:
         return None, "(output lost: a process outside the hook's group held it)"
-    return (None if timed_out else returncode), _text(*pipes.tails)
+    if status is None:
+        return None, _text(*pipes.tails) + f"\n(no exit status reported for process {pid})"
+    return (None if timed_out else os.waitstatus_to_exitcode(status)), _text(*pipes.tails)
+
+
+def _reap(pid: int) -> int | None:
+    """The wait status of `pid` if it has exited and libev did not report it; never
+    blocks (every wait is bounded)."""
+    try:
+        got, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # reaped by someone else: its status is gone
+        return None
+    return status if got else None
 
 
 class _Pipes:

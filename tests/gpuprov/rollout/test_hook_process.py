@@ -65,3 +65,14 @@ def test_hooks_never_fork_the_control_process(tmp_path: Path, flags: tuple[str, 
 
     time.sleep(2.5)
     assert not (tmp_path / "marker").exists(), "the timed-out hook's grandchild outlived it"
+
+
+@pytest.mark.parametrize("flags", [("--gevent",), ()], ids=["gevent", "plain"])
+def test_the_first_hooks_exit_is_seen(tmp_path: Path, flags: tuple[str, ...]):
+    """gevent: libev's SIGCHLD handler must be installed before the spawn. Without it the
+    first hook's exit went unseen (the signal discarded, the hook a zombie) and the
+    rollout waited on its canary's drain hook forever."""
+    started = time.monotonic()
+    result = probe(tmp_path, "--alone", *flags)
+    assert (result["ok"], result["returncode"], result["output"]) == (True, 0, "")
+    assert time.monotonic() - started < 4
