@@ -165,6 +165,9 @@ def write_inventory(path: Path, labs: Sequence[Any]) -> Path:
     yaml = YAML()
     doc = yaml.load(path.read_text())
     doc["cluster"]["rollout"] = POLICY
+    # 500 light hosts' sshd on this machine's cores, beside other work: at load average
+    # 30 some did not accept a connection within the default 10 s (as the lab's VMs).
+    doc["cluster"]["ssh"]["connect_timeout"] = 30
     doc["groups"]["gpu"]["vars"] = {
         "gpuprov_stack": False,  # preflight only: no systemd in a light host
         "gpuprov_preflight_ignore": ["gpus", "headers", "disk", "secure_boot"],
