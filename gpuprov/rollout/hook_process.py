@@ -183,8 +183,9 @@ def _reap(pid: int) -> int | None:
 
 
 class _Pipes:
-    """A hook's stdout and stderr, read cooperatively (gevent's select: the other
-    greenlets, SSH sessions and other hooks, run meanwhile); each keeps its last
+    """A hook's stdout and stderr, read cooperatively (gevent's poll: the other
+    greenlets, SSH sessions and other hooks, run meanwhile; not select, which refuses an
+    fd above 1023, and a rollout holds an SSH socket per host); each keeps its last
     OUTPUT_LIMIT bytes."""
 
     def __init__(self, *fds: int):
@@ -194,17 +195,22 @@ class _Pipes:
 
     def read_until(self, deadline: float) -> bool:
         """True when every pipe reached end of file, False when `deadline` came first."""
-        from gevent.select import select
+        import select as stdlib_select
 
+        from gevent.select import poll
+
+        waiting = poll()
+        for fd in self.open:
+            waiting.register(fd, stdlib_select.POLLIN)
         while self.open:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            ready, _, _ = select(self.open, [], [], left)
-            for fd in ready:
-                data = os.read(fd, 65536)  # readable: returns at once
+            for fd, _event in waiting.poll(left * 1000):
+                data = os.read(fd, 65536)  # readable or hung up: returns at once
                 if not data:
                     self.open.remove(fd)
+                    waiting.unregister(fd)
                     continue
                 buf = self.bufs[fd]
                 buf += data

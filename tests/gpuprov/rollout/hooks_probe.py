@@ -11,6 +11,7 @@ if "--gevent" in sys.argv:
 
 import json  # noqa: E402
 import os  # noqa: E402
+import resource  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
@@ -48,6 +49,12 @@ def main() -> None:
     if "--alone" in sys.argv:
         return alone()
     marker = sys.argv[1]
+    # A rollout holds an SSH socket per host: the hooks' pipes get fds above 1023, which
+    # select() refuses. Hold 1100 open, as a site-sized rollout does.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    assert held[-1] > 1023
     os.dup2(os.open(os.devnull, os.O_RDONLY), 77, inheritable=True)  # as a job system's fd
     runner, short = LocalHookRunner(timeout=20), LocalHookRunner(timeout=1)
     jobs = {f"drain{i}": (runner, "true drain {host}", i) for i in range(40)}

@@ -72,7 +72,6 @@ def test_the_first_hooks_exit_is_seen(tmp_path: Path, flags: tuple[str, ...]):
     """gevent: libev's SIGCHLD handler must be installed before the spawn. Without it the
     first hook's exit went unseen (the signal discarded, the hook a zombie) and the
     rollout waited on its canary's drain hook forever."""
-    started = time.monotonic()
     result = probe(tmp_path, "--alone", *flags)
+    # Unseen, the exit ends as a timeout: not ok, no code, "(no exit status reported)"
     assert (result["ok"], result["returncode"], result["output"]) == (True, 0, "")
-    assert time.monotonic() - started < 4
