@@ -7,14 +7,14 @@ child. A fork copies the page tables of every page the process maps and marks th
 copy-on-write, so the parent then takes a page fault on each page it writes next; the
 cost grows with the process, which grows with the hosts it holds. A staged rollout runs
 two hooks per host: per-hook cost growing with the host count made the rollout's
-control-node CPU grow with the square of it (docs/scale.md). The standard library's
-`Popen` spawns with `vfork()` (no page tables copied, no at-fork handlers), so under
-gevent the hook is started with the original, unpatched `Popen` and only the waiting is
-done the gevent way: the pipes through gevent's `select`, the exit through a libev child
-watcher started before anything yields, so no other greenlet can reap it first.
+control-node CPU grow with the square of it (docs/scale.md). So under gevent the hook
+is started with `posix_spawn` (vfork: no page tables copied, no at-fork handlers) and
+only the waiting is done the gevent way: the pipes through gevent's `poll`, the exit
+through a libev child watcher, with libev's SIGCHLD handler installed before the spawn
+and the watcher started before anything yields, so the exit is never missed.
 
-Without gevent (the engine's tests, any caller that never patched) the plain `Popen`
-is used: it is already the unpatched one.
+Without gevent (the engine's tests, any caller that never patched) the standard
+library's `Popen` is used: it already spawns with vfork.
 """
 
 from __future__ import annotations
