@@ -15,8 +15,8 @@ gpuprov.testbed), in interleaved runs so the load on this shared machine hits bo
 
 The first run of each converges (gpuprov writes its identity file, the play its managed
 files and opens its SSH control masters); then ROUNDS rounds, each timing every size on
-both sides. Settings (environment): GPUPROV_BENCH_SIZES (default 1,5,20,100),
-GPUPROV_BENCH_ROUNDS (default 3). Needs root (light hosts) and ansible-core (the `bench`
+both sides. Settings (environment): GPUPROV_BENCH_SIZES (default: the quick set 1,5;
+`full`: 1,5,20,100; or a list, benchmarks/sizes.py), GPUPROV_BENCH_ROUNDS (default 3). Needs root (light hosts) and ansible-core (the `bench`
 extra). Prints the medians per size, then the ratios last; exits 1 when a run fails.
 """
 
@@ -36,6 +36,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from benchmarks.ansible.setup import PLAYBOOK, write_config
+from benchmarks.sizes import bench_sizes
 
 _RECAP = re.compile(r"^\S+\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
@@ -85,6 +86,11 @@ def check_ansible(out: str, hosts: int) -> None:
         raise RuntimeError(f"ansible-playbook was not a no-op on {hosts} hosts:\n{out[-2000:]}")
 
 
+QUICK_SIZES = (1, 5)
+FULL_SIZES = (1, 5, 20, 100)
+LAB_MAX = 240  # one light-host lab
+
+
 def main() -> int:
     from gpuprov.testbed.lighthosts import LightHostLab
 
@@ -93,7 +99,7 @@ def main() -> int:
         print("ansible-playbook not found: pip install -e '.[bench]'")
         return 1
     ansible = str(playbook_bin if playbook_bin.exists() else shutil.which("ansible-playbook"))
-    sizes = [int(s) for s in os.environ.get("GPUPROV_BENCH_SIZES", "1,5,20,100").split(",")]
+    sizes = bench_sizes(QUICK_SIZES, FULL_SIZES, LAB_MAX)
     rounds = int(os.environ.get("GPUPROV_BENCH_ROUNDS", "3"))
     gpuprov = [sys.executable, "-m", "gpuprov.cli"]
     times: dict[tuple[str, int], list[float]] = {}

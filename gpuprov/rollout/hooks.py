@@ -10,10 +10,6 @@ host keys, the same known_hosts file the rest of gpuprov uses.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +19,9 @@ from gpuprov.engine.ssh_config import cluster_ssh_config
 from gpuprov.errors import InputError, Problem
 from gpuprov.inventory.hook_template import argv_if_plain, render_with, template_problem
 from gpuprov.inventory.model import Host, RolloutPolicy
+from gpuprov.rollout.hook_process import run_in_own_group
 
 OUTPUT_EXCERPT = 2000
-KILL_GRACE = 5.0  # seconds to collect output once a timed-out hook's group is killed
 
 
 @dataclass(frozen=True)
@@ -56,9 +52,8 @@ def render(template: str, host: Host) -> str:
 class LocalHookRunner:
     """Runs the rendered command with /bin/sh on this machine."""
 
-    def __init__(self, timeout: float = 600.0, cwd: Path | None = None):
+    def __init__(self, timeout: float = 600.0):
         self.timeout = timeout
-        self.cwd = cwd
 
     def argv(self, command: str) -> list[str]:
         # A plain command (`scontrol update nodename=... state=drain`) runs as an argv:
@@ -68,7 +63,7 @@ class LocalHookRunner:
     def run(self, template: str, host: Host) -> HookResult:
         command = render(template, host)
         try:
-            returncode, output = run_in_own_group(self.argv(command), self.timeout, self.cwd)
+            returncode, output = run_in_own_group(self.argv(command), self.timeout)
         except OSError as exc:
             return HookResult(False, command, None, str(exc))
         if returncode is None:
@@ -76,45 +71,6 @@ class LocalHookRunner:
                 False, command, None, f"{output}\ntimed out after {self.timeout:.0f}s"
             )
         return HookResult(returncode == 0, command, returncode, output.strip())
-
-
-def run_in_own_group(
-    argv: list[str], timeout: float, cwd: Path | None = None
-) -> tuple[int | None, str]:
-    """(exit code or None on timeout, stdout+stderr) of argv run in its own session.
-
-    Own session: a Ctrl-C on the terminal must not kill a half-done `kubectl drain`; the
-    runner stops after the hooks in flight finish. On timeout the whole process group is
-    killed, not only /bin/sh: a hook's children (a `kubectl` the shell started, anything
-    they forked) would otherwise go on draining or undraining after we reported failure,
-    and would hold the output pipes open, so we could not even return.
-    """
-    proc = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        cwd=cwd,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc.pid)
-        try:
-            out, err = proc.communicate(timeout=KILL_GRACE)
-        except subprocess.TimeoutExpired:
-            # Something left the group (setsid) and holds our pipes: stop reading.
-            proc.kill()
-            out, err = b"", b"(output lost: a process outside the hook's group held it)"
-        text = (out or b"").decode(errors="replace") + (err or b"").decode(errors="replace")
-        return None, text
-    return proc.returncode, out.decode(errors="replace") + err.decode(errors="replace")
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):  # the whole group has exited already
-        os.killpg(pgid, signal.SIGKILL)
 
 
 class SSHHookRunner(LocalHookRunner):

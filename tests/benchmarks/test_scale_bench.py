@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from benchmarks.scale_bench import LAB_MAX, Run, _failed, lab_sizes, parse_sizes, report
+from benchmarks.scale_bench import LAB_MAX, Run, _failed, lab_sizes, report
 
 
 def test_sizes_above_one_lab_split_evenly_into_labs() -> None:
@@ -16,13 +14,6 @@ def test_sizes_above_one_lab_split_evenly_into_labs() -> None:
     assert all(
         len(lab_sizes(n)) == -(-n // LAB_MAX) and sum(lab_sizes(n)) == n for n in range(1, 961)
     )
-
-
-def test_sizes_are_checked() -> None:
-    assert parse_sizes("500, 50,100") == [50, 100, 500]
-    for bad in ("", "50,x", "0", "-5", "100000"):
-        with pytest.raises(SystemExit, match="--sizes"):
-            parse_sizes(bad)
 
 
 def test_failures_are_read_from_each_commands_json() -> None:

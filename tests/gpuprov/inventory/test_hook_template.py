@@ -62,9 +62,12 @@ def host(name: str, address: str) -> Host:
     return Host(name, address, "gpu", "gpu", SSHSettings(), None, None)
 
 
-def test_a_value_never_runs_even_if_the_loader_were_bypassed(tmp_path: Path):
+def test_a_value_never_runs_even_if_the_loader_were_bypassed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """Before: `echo "{address}"` with this address touched MARK on the control node."""
-    runner = LocalHookRunner(timeout=10, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)  # hooks run in gpuprov's working directory
+    runner = LocalHookRunner(timeout=10)
     for template in ("echo {address} {host}", "echo {address} | cat", "true && echo x{host}y"):
         result = runner.run(template, host(PAYLOAD, PAYLOAD))
         assert result.ok and PAYLOAD in result.output, result
