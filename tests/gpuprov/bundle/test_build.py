@@ -28,9 +28,9 @@ from oci_images import tiny_image_layout
 from gpuprov.aptrepo import generate_key, publish_repo
 from gpuprov.bundle import layout
 from gpuprov.bundle.aptroot import ResolveError
-from gpuprov.bundle.build import BuildOptions, build_bundle
-from gpuprov.inventory.loader import load_inventory
 from gpuprov.testbed.rootfs import cache_dir, debian_mirror
+
+from .builds import assert_refused_cleanly, build, packages_index
 
 pytestmark = pytest.mark.debian_archive
 
@@ -194,13 +194,6 @@ groups:
     return path
 
 
-def build(site: dict, inventory: Path, out: Path | None, **kw):
-    opts = BuildOptions(
-        out=out or Path("."), cache=kw.pop("cache", site["cache"]), key_home=site["key"].home, **kw
-    )
-    return build_bundle(load_inventory(inventory), opts)
-
-
 @pytest.fixture(scope="module")
 def full(site):
     """One full bundle (and its build result) shared by the tests below."""
@@ -208,17 +201,6 @@ def full(site):
     out = site["work"] / "bundle-1"
     result = build(site, inv, out)
     return {"inventory": inv, "out": out, "result": result}
-
-
-def packages_index(repo: Path) -> dict[str, set[str]]:
-    """name -> versions in the published Packages index."""
-    from gpuprov.aptrepo.deb822 import parse_paragraphs
-
-    text = (repo / "dists/gpuprov/main/binary-amd64/Packages").read_text()
-    out: dict[str, set[str]] = {}
-    for p in parse_paragraphs(text):
-        out.setdefault(p["Package"], set()).add(p["Version"])
-    return out
 
 
 def test_full_bundle_is_signed_and_holds_every_kind(full, site):
@@ -402,10 +384,9 @@ def test_unresolvable_package_fails_the_build_naming_it(site, tmp_path):
         "--cache",
         site["cache"],
     )
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr
-    assert "Version '580.65.06-1' for 'nvidia-driver-580-open' was not found" in done.stderr
-    assert not out.exists() and not list(tmp_path.glob(".bundle.building-*"))
+    assert_refused_cleanly(
+        done, out, tmp_path, "Version '580.65.06-1' for 'nvidia-driver-580-open' was not found"
+    )
 
 
 @pytest.mark.host

@@ -24,14 +24,14 @@ from pathlib import Path
 import pytest
 
 from gpuprov.aptrepo import generate_key, verify_repo
-from gpuprov.aptrepo.deb822 import parse_paragraphs
 from gpuprov.bundle import layout
 from gpuprov.bundle.aptroot import AptRoot
-from gpuprov.bundle.build import BuildOptions, build_bundle
+from gpuprov.bundle.build import BuildOptions
 from gpuprov.inventory.bundle import AptSourceSpec
 from gpuprov.inventory.loader import load_inventory
 from gpuprov.testbed.rootfs import cache_dir
 
+from .builds import assert_refused_cleanly, build, packages_index
 from .recorded_index import (
     NOBLE_HEADERS,
     NOBLE_MINBASE,
@@ -74,6 +74,7 @@ def upstream(tmp_path_factory):
     with serve(work / "ubuntu") as ubuntu_url, serve(work / "cuda") as cuda_url:
         yield {
             "work": work,
+            "cache": work / "cache",
             "ubuntu_url": ubuntu_url,
             "ubuntu_keyring": ubuntu_key.export_public(work / "ubuntu.gpg"),
             "cuda_url": f"{cuda_url}/ubuntu2404/x86_64",
@@ -126,24 +127,11 @@ groups:
     return path
 
 
-def build(up: dict, inventory: Path, out: Path, **kw):
-    opts = BuildOptions(out=out, cache=up["work"] / "cache", key_home=up["key"].home, **kw)
-    return build_bundle(load_inventory(inventory), opts)
-
-
 @pytest.fixture(scope="module")
 def bundle(upstream):
     inv = write_inventory(upstream, upstream["work"] / "site" / "site.yaml")
     out = upstream["work"] / "bundle"
     return {"out": out, "result": build(upstream, inv, out)}
-
-
-def packages_index(repo: Path) -> dict[str, set[str]]:
-    text = (repo / "dists/gpuprov/main/binary-amd64/Packages").read_text()
-    out: dict[str, set[str]] = {}
-    for p in parse_paragraphs(text):
-        out.setdefault(p["Package"], set()).add(p["Version"])
-    return out
 
 
 def test_bundle_carries_the_ubuntu_closure_signed(bundle, upstream):
@@ -219,14 +207,14 @@ def test_package_missing_upstream_fails_the_build_naming_it(upstream, tmp_path):
     out = tmp_path / "bundle"
     done = subprocess.run(
         [sys.executable, "-m", "gpuprov.cli", "bundle", "build", str(inv), "--to", str(out),
-         "--key-home", str(upstream["key"].home), "--cache", str(upstream["work"] / "cache")],
+         "--key-home", str(upstream["key"].home), "--cache", str(upstream["cache"])],
         capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "250"},
     )  # fmt: skip
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr
-    assert "ubuntu2404: apt cannot resolve the bundle's packages" in done.stderr
-    assert "Unable to locate package cuda-toolkit-12-4" in done.stderr
-    assert not out.exists() and not list(tmp_path.glob(".bundle.building-*"))
+    assert_refused_cleanly(
+        done, out, tmp_path,
+        "ubuntu2404: apt cannot resolve the bundle's packages",
+        "Unable to locate package cuda-toolkit-12-4",
+    )  # fmt: skip
 
 
 def test_a_hosts_dpkg_status_as_base_gives_the_minimal_closure(upstream, tmp_path):
@@ -247,7 +235,7 @@ def test_a_hosts_dpkg_status_as_base_gives_the_minimal_closure(upstream, tmp_pat
         assert cluster.bundle is not None
         pkgs = wanted_packages(cluster)["ubuntu2404"]
         result = BuildResult(out=None)
-        opts = BuildOptions(out=tmp_path / "unused", cache=upstream["work"] / "cache", dry_run=True)
+        opts = BuildOptions(out=tmp_path / "unused", cache=upstream["cache"], dry_run=True)
         apt_target(
             cluster.bundle.targets["ubuntu2404"], pkgs, opts, None, None, result, lambda _: None
         )
