@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -39,19 +38,10 @@ MISSING_DIGEST = "sha256:" + "0" * 64
 
 
 def gpuprov(*args: str, check: bool = True, timeout: float = 2400) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "gpuprov.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO_ROOT,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"gpuprov {' '.join(args)} exited {proc.returncode}\n"
-            f"stdout:\n{proc.stdout[-6000:]}\nstderr:\n{proc.stderr[-6000:]}"
-        )
-    return proc
+    """The shared CLI runner, with room for a first docker apply under emulation."""
+    from gpu_vm import gpuprov as run
+
+    return run(*args, check=check, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
