@@ -11,11 +11,11 @@ import json
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from gpuprov.deploys.mirror_server import BundlePaths, ModelsSecurity, registry_conf
+from registries import docker_registry
 
 from gpuprov.inventory.model import MirrorRef
 from gpuprov.mirror.registry_storage import write_storage
@@ -91,23 +91,9 @@ def tls_registry(tmp_path_factory: pytest.TempPathFactory):
     assert text.count(bundle.registry) == 1
     config = work / "registry.yml"
     config.write_text(text.replace(bundle.registry, str(storage)))
-    log = open(work / "registry.log", "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert proc.poll() is None, (work / "registry.log").read_text()
-            assert time.monotonic() < deadline, "docker-registry did not listen"
-            time.sleep(0.1)
+    with docker_registry(config, port):
         yield {"addr": f"127.0.0.1:{port}", "ca": ca, "other_ca": other_ca, "digest": digest,
                "work": work}  # fmt: skip
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 def test_curl_with_the_site_ca_and_only_with_it(tls_registry) -> None:

@@ -12,12 +12,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from registries import docker_registry
 
 from gpuprov.mirror.registry_storage import (
     RegistryStorageError,
@@ -93,22 +93,8 @@ def served(oci, tmp_path_factory):
             tls_key=None,
         )
     )
-    log = open(work / "registry.log", "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert proc.poll() is None, (work / "registry.log").read_text()
-            assert time.monotonic() < deadline, "docker-registry did not listen"
-            time.sleep(0.1)
+    with docker_registry(config, port):
         yield {"url": f"127.0.0.1:{port}", "storage": storage, "images": images, "work": work}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 def test_repository_names_are_what_a_registry_mirror_is_asked_for():
