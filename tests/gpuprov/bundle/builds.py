@@ -1,10 +1,15 @@
 """What the three `bundle build` tests (Debian, Ubuntu on recorded indexes, RHEL) share:
-building from an upstream fixture, reading the published apt index, and checking a
+serving an upstream on loopback, building from it, reading the published apt index, and checking a
 refused build left nothing behind."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from gpuprov.aptrepo.deb822 import parse_paragraphs
@@ -43,3 +48,22 @@ def assert_refused_cleanly(
     for reason in reasons:
         assert reason in done.stderr, done.stderr
     assert not out.exists() and not list(workdir.glob(".bundle.building-*"))
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
+        pass
+
+
+@contextmanager
+def serve(directory: Path) -> Iterator[str]:
+    """directory over HTTP on loopback; yields its URL."""
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(directory))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

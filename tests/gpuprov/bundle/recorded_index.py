@@ -16,14 +16,9 @@ keys (the real signatures cannot cover a re-served excerpt).
 
 from __future__ import annotations
 
-import functools
-import http.server
 import re
 import shutil
 import subprocess
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from gpuprov.aptrepo import SigningKey, publish_repo
@@ -97,25 +92,6 @@ def publish_flat(debs: list[Path], out: Path, key: SigningKey) -> None:
     (out / "Release").write_bytes(release)
     key.clearsign(out / "Release", out / "InRelease")
     key.detach_sign(out / "Release", out / "Release.gpg")
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
-        pass
-
-
-@contextmanager
-def serve(directory: Path) -> Iterator[str]:
-    """directory over HTTP on loopback; yields its URL."""
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(directory))
-    )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def package_names(text: str) -> set[str]:

@@ -9,8 +9,7 @@ cached under $GPUPROV_CACHE/bundle, so only the first run fetches (~20 MB of .de
 
 from __future__ import annotations
 
-import functools
-import http.server
+import contextlib
 import json
 import os
 import re
@@ -18,7 +17,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from gpuprov.bundle import layout
 from gpuprov.bundle.aptroot import ResolveError
 from gpuprov.testbed.rootfs import cache_dir, debian_mirror
 
-from .builds import assert_refused_cleanly, build, packages_index
+from .builds import assert_refused_cleanly, build, packages_index, serve
 
 pytestmark = pytest.mark.debian_archive
 
@@ -52,19 +50,6 @@ GPU_PACKAGES = [
     "containerd",
 ]
 MIRROR_PACKAGES = ["nginx", "docker-registry"]
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
-        pass
-
-
-def _serve(directory: Path) -> tuple[str, http.server.ThreadingHTTPServer]:
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(directory))
-    )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}", server
 
 
 def _free_port() -> int:
@@ -90,7 +75,8 @@ def site(tmp_path_factory):
         key=nvidia_key,
     )
     nvidia_keyring = nvidia_key.export_public(work / "nvidia.gpg")
-    nvidia_url, nvidia_server = _serve(work / "nvidia")
+    served = contextlib.ExitStack()
+    nvidia_url = served.enter_context(serve(work / "nvidia"))
 
     # A tiny image made offline, pushed to a registry on loopback.
     port = _free_port()
@@ -136,8 +122,7 @@ def site(tmp_path_factory):
         registry.terminate()
         registry.wait(timeout=10)
         reglog.close()
-        nvidia_server.shutdown()
-        nvidia_server.server_close()
+        served.close()
 
 
 def write_inventory(site: dict, path: Path, *, driver: str = DRIVER, base: str = "minimal") -> Path:

@@ -31,7 +31,7 @@ from gpuprov.inventory.bundle import AptSourceSpec
 from gpuprov.inventory.loader import load_inventory
 from gpuprov.testbed.rootfs import cache_dir
 
-from .builds import assert_refused_cleanly, build, packages_index
+from .builds import assert_refused_cleanly, build, packages_index, serve
 from .recorded_index import (
     NOBLE_HEADERS,
     NOBLE_MINBASE,
@@ -40,7 +40,6 @@ from .recorded_index import (
     publish_archive,
     publish_flat,
     read_stanzas,
-    serve,
 )
 
 for tool in ("apt-get", "apt-ftparchive", "gpg", "gpgv", "dpkg-deb"):
