@@ -166,9 +166,10 @@ def dnf_versionlock(
         return
     names = " ".join(shlex.quote(f"{n}-{v}") for n, v in sorted(packages.items()))
     globs = " ".join(shlex.quote(g) for g in DRIVER_NAME_GLOBS)
-    # The release's other packages, as the host has them after the install; versionlock
-    # adds what is not locked yet and leaves the rest.
+    # The named packages and the release's others, as the host has them after the
+    # install, once each (versionlock writes an entry per argument, duplicates too).
     yield (
-        f"dnf versionlock add {names} $(rpm -qa --qf '%{{NAME}}-%{{VERSION}}-%{{RELEASE}}\\n' "
-        f"{globs} | grep -F -e {shlex.quote(f'-{version}-')})"
+        f"dnf versionlock add $({{ printf '%s\\n' {names}; rpm -qa --qf "
+        f"'%{{NAME}}-%{{VERSION}}-%{{RELEASE}}\\n' {globs} | grep -F -e "
+        f"{shlex.quote(f'-{version}-')}; }} | sort -u)"
     )

@@ -102,8 +102,9 @@ def dnf_repo(
         raise ValueError(f"repository id {repo_id!r}: letters, digits, . _ -")
     key_paths = {f"{KEY_DIR}/{n}": data for n, data in keys.items()}
     repo = render_repo(repo_id, name, baseurl, list(key_paths))
+    files: dict[str, str | bytes] = {**key_paths, f"{REPO_DIR}/{repo_id}.repo": repo}
     changed = False
-    for path, content in (*key_paths.items(), (f"{REPO_DIR}/{repo_id}.repo", repo)):
+    for path, content in files.items():
         if current_digest(path, digests) != sha256(content):
             changed = True
             yield write_file_command(path, content, "644")

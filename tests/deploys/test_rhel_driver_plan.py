@@ -64,10 +64,11 @@ def test_fresh_host_installs_the_exact_release_with_the_plugin_then_locks_it() -
         f"nvidia-persistenced-{V}-{EL} python3-dnf-plugin-versionlock",
     ]
     assert lock.commands == [
-        f"dnf versionlock add kmod-nvidia-open-dkms-{V}-{EL} nvidia-driver-{V}-{EL} "
-        f"nvidia-fabric-manager-{V}-1 nvidia-persistenced-{V}-{EL} "
-        "$(rpm -qa --qf '%{NAME}-%{VERSION}-%{RELEASE}\\n' 'nvidia-*' 'libnvidia-*' "
-        f"'kmod-nvidia-*' | grep -F -e -{V}-)"
+        "dnf versionlock add $({ printf '%s\\n' "
+        f"kmod-nvidia-open-dkms-{V}-{EL} nvidia-driver-{V}-{EL} "
+        f"nvidia-fabric-manager-{V}-1 nvidia-persistenced-{V}-{EL}; "
+        "rpm -qa --qf '%{NAME}-%{VERSION}-%{RELEASE}\\n' 'nvidia-*' 'libnvidia-*' "
+        f"'kmod-nvidia-*' | grep -F -e -{V}-; }} | sort -u)"
     ]
     names = [o.name for o in ops]
     assert names.index(install.name) < names.index(lock.name)
