@@ -8,7 +8,10 @@ Runbook:
    from the site mirror; on NVSwitch systems fabric manager at the *same* version in the
    *same* transaction (it depends on the exact driver version; split, apt would have to
    remove one or the other). The previous branch's packages go in that transaction too.
-   Everything is held (apt-mark hold / dnf versionlock).
+   Everything is held (apt-mark hold / dnf versionlock). On RHEL the driver is a module
+   stream: the stream's profile and the exact packages in one `dnf install` (so the
+   stream's newer releases stay out), dnf's versionlock plugin in the same transaction,
+   then every package of the release locked (old locks deleted before the install).
 3. One controlled reboot when the loaded module differs from the installed version (or
    nouveau was loaded): waits for the host and reconnects; never the control node.
 4. nvidia-persistenced enabled and running.
@@ -20,7 +23,7 @@ from gpuprov.deploys.context import NodeContext
 from pyinfra.api import deploy
 
 from gpuprov import tables
-from gpuprov.operations.dnf import dnf_module_install, dnf_pinned_install, dnf_versionlock
+from gpuprov.operations.dnf import dnf_driver_install, dnf_versionlock
 from gpuprov.operations.service import service_running
 from gpuprov.operations.system import controlled_reboot
 
@@ -71,7 +74,9 @@ def reboot_reasons(ctx: NodeContext) -> list[str]:
 def driver(ctx: NodeContext) -> None:
     want = wanted_packages(ctx)
     installed = ctx.installed
-    ctx.driver_changing = any(installed.get(n) != v for n, v in want.items())
+    # dnf: the stream is no package; its main package stands for it.
+    exact = want if ctx.apt else dnf_pinned_driver(ctx, want)
+    ctx.driver_changing = any(installed.get(n) != v for n, v in exact.items())
     fm = ctx.pkgs.fabricmanager
     ctx.fabricmanager_changing = ctx.nvswitch and installed.get(fm) != want.get(fm)
     if ctx.apt:
@@ -94,30 +99,46 @@ def driver(ctx: NodeContext) -> None:
     ctx.reboot_reasons.extend(reboot_reasons(ctx))
 
 
+def dnf_pinned_driver(ctx: NodeContext, want: dict[str, str]) -> dict[str, str]:
+    """name -> exact version-release of the dnf driver transaction: the stream's main
+    package (named as its module) instead of the stream, fabric manager at the same
+    driver version."""
+    main = ctx.pkgs.driver_package or ctx.pkgs.driver.split(":")[0]
+    return {(main if n == ctx.pkgs.driver else n): v for n, v in want.items()}
+
+
 def _dnf_driver(ctx: NodeContext, want: dict[str, str]) -> None:
-    """RHEL/Rocky 9: the driver is a module stream; fabric manager and the lock are exact."""
+    """RHEL/Rocky 9: the driver is a module stream, installed at the pinned release (not
+    the stream's newest) with fabric manager in the same transaction, then locked."""
     stream = ctx.pkgs.driver  # "nvidia-driver:580-open"
     installed = ctx.installed
-    current = None
+    pinned = dnf_pinned_driver(ctx, want)
+    current = replaced = None
     kmod = installed.get(ctx.pkgs.kernel_module)
     if kmod:
         suffix = "open" if ctx.modules == "open" else "dkms"
         current = f"{kmod.split('.')[0]}-{suffix}"
-    dnf_module_install(
-        name=f"NVIDIA driver module {stream}",
+        replaced = kmod.split("-")[0]  # "580.95.05" of "580.95.05-1.el9"
+    lock = (ctx.pkgs.version_lock,) if ctx.pkgs.version_lock else ()
+    version = ctx.stack.driver.version
+    dnf_driver_install(
+        name=f"NVIDIA driver {version} (module {stream}, exact release)",
         stream=stream,
+        packages=pinned,
         profile="fm" if ctx.nvswitch else None,
+        extra=lock,
         current_stream=current,
-        installed=kmod is not None and not ctx.driver_changing,
-    )
-    exact = {n: v for n, v in want.items() if n == ctx.pkgs.fabricmanager}
-    dnf_pinned_install(
-        name="Fabric manager at the driver's exact version", packages=exact, installed=installed
+        installed=installed,
+        locked=ctx.state.locked,
+        replaced_version=replaced if replaced != version else None,
     )
     dnf_versionlock(
-        name="Lock the driver packages (dnf versionlock)",
-        packages={n: v for n, v in want.items() if n != ctx.pkgs.driver},
-        locked={n: installed[n] for n in want if n in installed and not ctx.driver_changing},
+        name=f"Lock the driver at {version} (dnf versionlock)",
+        packages=pinned,
+        version=version,
+        installed=installed,
+        locked=ctx.state.locked,
+        changing=ctx.driver_changing,
     )
 
 

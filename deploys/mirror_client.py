@@ -8,6 +8,12 @@ Runbook:
    `apt/<os-id>` repository, suite gpuprov) with Signed-By the bundle keyring
    (`cluster.mirror.keyring`) copied to /etc/apt/keyrings (never `trusted=yes`);
    `apt-get update` only when either file changed.
+   RHEL (dnf) hosts instead: /etc/yum.repos.d/gpuprov-mirror.repo (the bundle's
+   `rpm/<os-id>/` on the mirror's apt port), gpgcheck=1 and repo_gpgcheck=1, gpgkey= two
+   local files in /etc/pki/rpm-gpg: the bundle key (`cluster.mirror.keyring`, armored) and
+   the upstream RPM signing keys (`cluster.mirror.rpm_keys`); `dnf makecache` of that
+   repository only when a file changed. Either way the host's other sources and
+   repositories are left as they are (docs/deploys.md says why).
 3. Hugging Face clients: HF_ENDPOINT and HF_HUB_DISABLE_XET=1 (the mirror speaks the Hub
    HTTP API, not Xet) for login shells (profile.d), every PAM session (/etc/environment),
    user systemd sessions (environment.d) and every system service (system.conf.d
@@ -21,7 +27,9 @@ Runbook:
    as the mirror of docker.io, nvcr.io, ghcr.io); podman has no daemon to restart.
 
 Hand-written settings (`gpuprov_mirror_client`, group or host `vars:`): {"apt_url",
-"suite", "keyring" (path on the control node), "registry" ("host:port", optional),
+"suite", "keyring" (path on the control node), "rpm_url" and "rpm_keys" (RHEL hosts: the
+mirror's rpm/<os-id>/ URL, the upstream keys' path on the control node), "registry"
+("host:port", optional),
 "registry_scheme", "registry_ca" (a CA file on the host, for https), "hf_endpoint"
 (optional)}. Without them and without `cluster.mirror` the steps show as skipped.
 """
@@ -45,6 +53,7 @@ from gpuprov.operations.docker import (
 )
 from gpuprov.operations.envfile import environment_vars
 from gpuprov.operations.files import managed_file, sha256
+from gpuprov.operations.rpmrepo import KeyringError, armored_public_keys, dnf_repo
 from gpuprov.operations.system import skipped
 from gpuprov.paths import (
     CONTAINERD_CERTS,
@@ -52,6 +61,8 @@ from gpuprov.paths import (
     HF_ENV,
     HF_PROFILE,
     HF_SYSTEMD,
+    MIRROR_RPM_KEY,
+    MIRROR_RPM_UPSTREAM_KEYS,
     MIRROR_SOURCE_NAME,
     PODMAN_REGISTRY,
     REGISTRY_UPSTREAMS,
@@ -77,6 +88,7 @@ def settings_problem(mirror: dict) -> str | None:
     URLs end up in files that every login shell on the host reads."""
     checks = {
         "apt_url": lambda v: url_problem(v, ("http", "https", "file")),
+        "rpm_url": lambda v: url_problem(v, ("http", "https", "file")),
         "hf_endpoint": url_problem,
         "registry": host_port_problem,
         "registry_scheme": lambda v: None if v in ("http", "https") else "expected http or https",
@@ -128,6 +140,8 @@ def mirror_client(ctx: NodeContext) -> None:
             reason="no apt_url and keyring (set cluster.mirror.keyring to the bundle keyring: "
             "a repository is never used without one): apt sources left as they are",
         )
+    if not ctx.apt:
+        rpm_repository(ctx, mirror, where)
     hf = mirror.get("hf_endpoint")
     if hf:
         hf_environment(ctx, hf)
@@ -176,6 +190,46 @@ def mirror_client(ctx: NodeContext) -> None:
                 ),
                 digests=ctx.digests,
             )
+
+
+def rpm_keys(mirror: dict) -> dict[str, bytes]:
+    """The two key files the .repo names, armored, read from the control node; a file that
+    is missing or not a keyring refuses the host before anything is written."""
+    from gpuprov.engine.refusal import HostRefused
+
+    out = {}
+    for key, path in (("keyring", MIRROR_RPM_KEY), ("rpm_keys", MIRROR_RPM_UPSTREAM_KEYS)):
+        source = Path(mirror[key])
+        try:
+            out[path.rsplit("/", 1)[1]] = armored_public_keys(source.read_bytes(), str(source))
+        except (OSError, KeyringError) as exc:
+            raise HostRefused(
+                f"mirror {key}: {exc}", "give the bundle keyring and the upstream keys"
+            ) from None
+    return out
+
+
+def rpm_repository(ctx: NodeContext, mirror: dict, where: str) -> None:
+    """The site mirror as a dnf repository, trusted through local key files only: the
+    bundle key for repomd.xml (repo_gpgcheck), the upstream keys for each package
+    (gpgcheck). Keys fetched from the mirror over HTTP would be trusted because the
+    mirror sent them; never that."""
+    if not (mirror.get("rpm_url") and mirror.get("keyring") and mirror.get("rpm_keys")):
+        skipped(
+            name="dnf repository: the site mirror",
+            reason="no rpm_url, keyring and rpm_keys (set cluster.mirror.keyring to the bundle "
+            "keyring and cluster.mirror.rpm_keys to the upstream keys of the bundle's "
+            "rpm/<os-id>/keys/upstream.asc: a repository is never used without them): "
+            "dnf repositories left as they are",
+        )
+        return
+    dnf_repo(
+        name=f"dnf repository: the site mirror{where} (gpgcheck, repo_gpgcheck, local keys)",
+        repo_id=MIRROR_SOURCE_NAME,
+        baseurl=mirror["rpm_url"],
+        keys=rpm_keys(mirror),
+        digests=ctx.digests,
+    )
 
 
 def hf_environment(ctx: NodeContext, hf: str) -> None:

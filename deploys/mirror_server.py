@@ -15,7 +15,8 @@ Runbook (the mirror host has no internet; everything comes from the imported bun
    hash required); /opt/gpuprov/venv points at it.
 4. The registry's storage for this bundle: /srv/gpuprov/registry/<id>, hard links to the
    bundle's OCI blobs (gpuprov.mirror.registry_storage), written once per bundle.
-5. Configurations and units: nginx (its own instance, `gpuprov-apt.service`), docker-
+5. Configurations and units: nginx (its own instance, `gpuprov-apt.service`: the bundle's
+   apt/<os-id>/ at /<os-id>/, its rpm/<os-id>/ at /rpm/<os-id>/), docker-
    registry (`gpuprov-registry.service`, read-only storage: pull-only), `gpuprov mirror
    serve` (`gpuprov-models.service`). They name the bundle's directory itself (symlinks
    resolved), so a new import changes them and the services restart onto it; nothing
@@ -196,6 +197,7 @@ def nginx_conf(mirror: MirrorRef, bundle: BundlePaths, bind: str) -> str:
         "gpuprov-apt-nginx.conf.j2",
         listen=listen(bind, mirror.apt_port),
         root=bundle.apt,
+        bundle=bundle.dir,
         runtime=APT_RUNTIME,
     )
 

@@ -18,6 +18,10 @@ HF_SYSTEMD = "/etc/systemd/system.conf.d/gpuprov-mirror.conf"  # every system se
 MIRROR_SOURCE_NAME = "gpuprov-mirror"
 MIRROR_SOURCE = f"/etc/apt/sources.list.d/{MIRROR_SOURCE_NAME}.sources"
 MIRROR_KEYRING = f"/etc/apt/keyrings/{MIRROR_SOURCE_NAME}.gpg"
+# RHEL hosts: the mirror's RPM repository and the key files its gpgkey= names.
+MIRROR_REPO = f"/etc/yum.repos.d/{MIRROR_SOURCE_NAME}.repo"
+MIRROR_RPM_KEY = f"/etc/pki/rpm-gpg/RPM-GPG-KEY-{MIRROR_SOURCE_NAME}"  # the bundle key
+MIRROR_RPM_UPSTREAM_KEYS = f"/etc/pki/rpm-gpg/RPM-GPG-KEY-{MIRROR_SOURCE_NAME}-upstream"
 CONTAINERD_REGISTRY = "/etc/containerd/conf.d/90-gpuprov-registry.toml"
 CONTAINERD_CERTS = "/etc/containerd/certs.d"
 PODMAN_REGISTRY = "/etc/containers/registries.conf.d/50-gpuprov-mirror.conf"
@@ -33,6 +37,9 @@ MANAGED_PATHS = (
     HF_SYSTEMD,
     MIRROR_SOURCE,
     MIRROR_KEYRING,
+    MIRROR_REPO,
+    MIRROR_RPM_KEY,
+    MIRROR_RPM_UPSTREAM_KEYS,
     CONTAINERD_REGISTRY,
     PODMAN_REGISTRY,
     *(f"{CONTAINERD_CERTS}/{r}/hosts.toml" for r in REGISTRY_UPSTREAMS),

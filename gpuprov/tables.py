@@ -61,6 +61,10 @@ class PackageSet:
     fabricmanager_version: str  # must equal the driver version (service refuses otherwise)
     persistenced: str
     container_toolkit: str
+    # dnf: the stream's main package (pinned beside the stream) and the versionlock
+    # plugin's package; None for apt (the meta package is `driver`, apt-mark holds).
+    driver_package: str | None = None
+    version_lock: str | None = None
 
     def spec(self, name: str, version: str) -> str:
         """`name=version` for apt, `name-version` for dnf."""
@@ -210,6 +214,8 @@ def packages_for(os_id: str, branch: str, version: str, modules: Modules) -> Pac
         fabricmanager_version=fm["version"].format(**subst),
         persistenced=fam["persistenced"].format(**subst),
         container_toolkit=fam["container_toolkit"].format(**subst),
+        driver_package=fam.get("driver_package"),
+        version_lock=fam.get("version_lock"),
     )
 
 

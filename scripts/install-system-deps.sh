@@ -33,6 +33,7 @@ PACKAGES=(
   dnf                  # gpuprov bundle build for RHEL targets: dnf resolves in an installroot
   createrepo-c         # createrepo_c/modifyrepo_c: the bundle's RPM repository (and the stand-ins')
   rpm                  # rpmbuild/rpmsign: the RHEL stand-in packages of the bundle tests
+  dnf-plugins-core     # dnf versionlock: the RHEL driver hold, tested in an installroot
 )
 
 PACKAGES+=("$@")

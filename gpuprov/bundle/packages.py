@@ -158,6 +158,8 @@ def _gpu_host(pkgs: OsPackages, host: Host) -> None:
             pkgs.add(host.name, name.split(":")[0], version)
         else:
             pkgs.add(host.name, name, version)
+    if ps.version_lock:  # the driver deploy holds the driver with dnf's versionlock plugin
+        pkgs.add(host.name, ps.version_lock, None)
     for cuda in stack.cuda:
         pkgs.add(host.name, ps.cuda_toolkit(cuda), None)
     if stack.container_runtime != "none":

@@ -29,6 +29,7 @@ from gpuprov.parsers.system import (
     parse_mokutil_sb_state,
     parse_nvidia_module_version,
     parse_os_release,
+    parse_versionlock_list,
 )
 
 SCRIPT = resources.files("gpuprov.facts").joinpath("host_state.sh").read_text()
@@ -84,6 +85,7 @@ class HostStateData:
     nvswitch_devices: list[str] = field(default_factory=list)  # once the driver is in
     packages: dict[str, InstalledPackage] = field(default_factory=dict)
     held: set[str] = field(default_factory=set)
+    locked: dict[str, str] = field(default_factory=dict)  # dnf versionlock: name -> ver-rel
     root_free_bytes: int | None = None
     nvidia_smi: NvidiaSmiState = field(default_factory=lambda: NvidiaSmiState(present=False))
     services: dict[str, ServiceState] = field(default_factory=dict)
@@ -179,6 +181,7 @@ def parse_host_state(text: str) -> HostStateData:
     data.nvswitch_devices = guarded("nvswitch", lambda x: x.output.split()) or []
     data.packages = guarded("packages", lambda x: parse_dpkg_query(x.output)) or {}
     data.held = guarded("holds", lambda x: parse_apt_mark_showhold(x.output)) or set()
+    data.locked = guarded("versionlock", lambda x: parse_versionlock_list(x.output)) or {}
     data.root_free_bytes = guarded("df", lambda x: parse_df_free_bytes(x.output))
     data.dpkg = guarded("dpkg", lambda x: parse_dpkg_state(x.output))
     data.nvidia_smi = _nvidia_smi(s.get("nvidia-smi"))

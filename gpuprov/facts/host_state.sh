@@ -62,7 +62,8 @@ if have dpkg-query; then
 elif have rpm; then
     rpm -qa --qf '%{NAME}\t%{VERSION}-%{RELEASE}\tinstall ok installed\n' 'nvidia*' \
         'libnvidia*' 'cuda*' 'datacenter-gpu-manager*' 'docker*' 'containerd*' 'podman' \
-        'kernel-devel*' 'kernel-headers*' 'kmod-nvidia*' 'dkms' 2>/dev/null
+        'kernel-devel*' 'kernel-headers*' 'kmod-nvidia*' 'dkms' \
+        'python3-dnf-plugin-versionlock' 2>/dev/null
     end packages 0
 else end packages 127; fi
 
@@ -73,6 +74,14 @@ if have dpkg-query; then
     dpkg-query -W -f='${db:Status-Want} ${Package}\n' 2>/dev/null | awk '$1 == "hold" { print $2 }'
     end holds 0
 else end holds 127; fi
+
+# dnf's versionlock list (RHEL): the driver's hold, one NEVRA pattern a line (comments
+# and blank lines dropped, bounded).
+begin versionlock
+if [ -r /etc/dnf/plugins/versionlock.list ]; then
+    grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' /etc/dnf/plugins/versionlock.list | head -n 2000
+    end versionlock 0
+else end versionlock 127; fi
 
 run df df -Pk /
 

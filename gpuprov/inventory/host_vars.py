@@ -34,6 +34,7 @@ CONNECTION_KEY_RE = re.compile(
 )
 MIRROR_CLIENT_KEYS = (
     "apt_url", "suite", "keyring", "components", "registry", "registry_scheme", "hf_endpoint",
+    "rpm_url", "rpm_keys",
 )  # fmt: skip
 
 Check = Callable[[Any], str | None]
@@ -85,6 +86,8 @@ MIRROR_CLIENT_CHECKS: dict[str, Check] = {
     "registry_scheme": _string(_scheme),
     "suite": _string(_token),
     "keyring": _string(_path_on_control_node),
+    "rpm_url": _string(lambda v: url_problem(v, ("http", "https", "file"))),
+    "rpm_keys": _string(_path_on_control_node),
 }
 VALUE_CHECKS: dict[str, Check] = {
     "gpuprov_root": _string(_abs_path),

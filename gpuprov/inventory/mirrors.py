@@ -40,14 +40,31 @@ class MirrorChoice:
             "registry_scheme": self.ref.scheme,
             "hf_endpoint": self.base_url(self.ref.models_port),
         }
-        if os_id and self.ref.keyring is not None:
-            out |= {
-                "apt_url": f"{self.base_url(self.ref.apt_port)}/{os_id}",
-                "suite": APT_SUITE,
-                "components": list(APT_COMPONENTS),
-                "keyring": str(self.ref.keyring),
-            }
+        if not os_id or self.ref.keyring is None:
+            return out
+        out["keyring"] = str(self.ref.keyring)
+        if _manager(os_id) == "dnf":
+            # The bundle's rpm/<os-id>/, beside the apt repositories on the same port.
+            out["rpm_url"] = f"{self.base_url(self.ref.apt_port)}/rpm/{os_id}/"
+            if self.ref.rpm_keys is not None:
+                out["rpm_keys"] = str(self.ref.rpm_keys)
+            return out
+        out |= {
+            "apt_url": f"{self.base_url(self.ref.apt_port)}/{os_id}",
+            "suite": APT_SUITE,
+            "components": list(APT_COMPONENTS),
+        }
         return out
+
+
+def _manager(os_id: str) -> str:
+    """apt or dnf for a known OS; apt for one the tables lack (the apt path names it)."""
+    from gpuprov import tables
+
+    try:
+        return tables.package_manager(os_id)
+    except tables.TableError:
+        return "apt"
 
 
 def _url_host(address: str) -> str:

@@ -56,6 +56,10 @@ class MirrorRef:
     # The site's bundle public keyring (binary, on the control node): GPU hosts trust the
     # mirror's apt repositories through it (Signed-By) and `gpuprov verify` checks them by it.
     keyring: Path | None = None
+    # The upstream RPM signing keys (Red Hat's, NVIDIA's; armored or binary, on the control
+    # node): RHEL hosts check each package's own signature by them (gpgcheck=1). A copy of
+    # a verified bundle's rpm/<os-id>/keys/upstream.asc (docs/bundles.md).
+    rpm_keys: Path | None = None
     # Host.domains keys, nearest first: a GPU host uses the mirror host sharing the first of
     # these with it (same rack, else same row...), else the first mirror (docs/inventory.md).
     nearest: tuple[str, ...] = ("rack", "row", "room", "site")

@@ -13,7 +13,9 @@ from gpuprov.inventory.hook_template import template_problem
 from gpuprov.inventory.model import CommandGate, Host, MirrorRef, RolloutPolicy
 from gpuprov.inventory.reader import Missing, Reader, type_name
 
-MIRROR_KEYS = ("host", "apt_port", "registry_port", "models_port", "scheme", "keyring", "nearest")
+MIRROR_KEYS = (
+    "host", "apt_port", "registry_port", "models_port", "scheme", "keyring", "rpm_keys", "nearest",
+)  # fmt: skip
 DOMAIN_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
 ROLLOUT_KEYS = (
     "canary", "waves", "max_fail", "failure_domain", "max_per_domain",
@@ -58,14 +60,15 @@ def read_mirror(
     scheme = r.string(m, "scheme", "cluster.mirror", ("http", "https"))
     if scheme is not Missing:
         kw["scheme"] = scheme
-    if "keyring" in m:
-        from gpuprov.inventory.bundle import _file
+    for key in ("keyring", "rpm_keys"):
+        if key in m:
+            from gpuprov.inventory.bundle import _file
 
-        keyring = _file(
-            r, m, "keyring", "cluster.mirror.keyring", base or Path(r.file).absolute().parent
-        )
-        if keyring is not None:
-            kw["keyring"] = keyring
+            found = _file(
+                r, m, key, f"cluster.mirror.{key}", base or Path(r.file).absolute().parent
+            )
+            if found is not None:
+                kw[key] = found
     nearest = r.string_list(m, "nearest", "cluster.mirror")
     if nearest is not Missing:
         bad = [k for k in nearest if not DOMAIN_KEY_RE.fullmatch(k)]

@@ -103,6 +103,29 @@ def parse_apt_mark_showhold(text: str) -> set[str]:
     return names
 
 
+# One entry of dnf's versionlock.list as `dnf versionlock add` writes it:
+# "nvidia-driver-3:580.95.05-1.el9.*" (name-epoch:version-release.arch, arch a glob).
+VERSIONLOCK_RE = re.compile(
+    r"(?P<name>[A-Za-z0-9._+-]+?)-(?:(?P<epoch>[0-9]+):)?(?P<version>[A-Za-z0-9._+~^]+)"
+    r"-(?P<release>[A-Za-z0-9_+~^]+(?:\.[A-Za-z0-9_+~^]+)*?)\.(?P<arch>\*|[A-Za-z0-9_]+)"
+)
+
+
+def parse_versionlock_list(text: str) -> dict[str, str]:
+    """name -> "version-release" locked, from /etc/dnf/plugins/versionlock.list (comments
+    dropped by the fact). Exclude entries ("!name-...") lock nothing and are skipped."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        m = VERSIONLOCK_RE.fullmatch(line)
+        if m is None:
+            raise ParseError("versionlock.list", f"not a name-[epoch:]version-release.arch entry: {line[:80]!r}")  # fmt: skip
+        out[m["name"]] = f"{m['version']}-{m['release']}"
+    return out
+
+
 def parse_df_free_bytes(text: str) -> int:
     """Available bytes of the (first) filesystem in `df -Pk PATH` output."""
     lines = [line for line in text.splitlines() if line.strip()]

@@ -27,6 +27,7 @@ def host_state_output(
     cuda_link: str | None = None,
     cuda_alternative: tuple[str, str] | None = None,
     kernel: str = "6.1.0-26-amd64",
+    versionlock: list[str] | None = None,
 ) -> str:
     pkgs = "\n".join(
         f"{n}\t{v}\t{'hold' if n in held else 'install'} ok installed"
@@ -47,6 +48,8 @@ def host_state_output(
     out += section("nvswitch", "", 127)
     out += section("packages", pkgs)
     out += section("holds", "\n".join(held))
+    if versionlock is not None:  # lines of /etc/dnf/plugins/versionlock.list
+        out += section("versionlock", "\n".join(versionlock))
     out += section("df", "", 127)
     out += section("nvidia-smi", "", 127)
     out += section("services", svc_lines)

@@ -235,8 +235,10 @@ def test_ubuntu2404_570_fabricmanager_has_branch_in_its_name() -> None:
 def test_rhel9_module_stream_fabric_manager_and_versionlock() -> None:
     ops = plan(gpu_host(), host_state_output("rhel9"))
     cmds = commands(ops)
-    assert "dnf -y -q module install nvidia-driver:580-open/fm" in cmds
-    assert "dnf -y -q install --allowerasing nvidia-fabric-manager-580.95.05-1" in cmds
+    # tests/deploys/test_rhel_driver_plan.py: the whole transaction and its lock.
+    assert "dnf -y -q module enable nvidia-driver:580-open" in cmds
+    install = next(c for c in cmds if c.startswith("dnf -y -q install --allowerasing @"))
+    assert "nvidia-fabric-manager-580.95.05-1" in install.split()
     lock = next(c for c in cmds if c.startswith("dnf versionlock add"))
     assert "nvidia-fabric-manager-580.95.05-1" in lock.split()
     assert "dracut -f --regenerate-all" in cmds

@@ -99,8 +99,8 @@ def test_models_unit_listens_on_the_inventory_address_only(tmp_path):
 
 @pytest.fixture
 def nginx_site():
-    """A world-readable scratch tree (the unprivileged nginx must read it): an apt-like
-    tree, a directory, a symlink out of the tree."""
+    """A world-readable scratch bundle directory (the unprivileged nginx must read it):
+    an apt-like tree and an RPM-like tree, directories, symlinks out of each tree."""
     if shutil.which("nginx") is None or shutil.which("setpriv") is None:
         pytest.skip("nginx and setpriv needed (make system-deps)")
     top = Path(tempfile.mkdtemp(prefix="gpuprov-nginx-"))
@@ -111,6 +111,13 @@ def nginx_site():
         (root / "debian12/dists/gpuprov/InRelease").write_text("signed\n")
         (top / "secret").write_text("outside\n")
         (root / "debian12/escape").symlink_to(top / "secret")
+        rpm = top / "rpm/rhel9"
+        (rpm / "repodata").mkdir(parents=True)
+        (rpm / "repodata/repomd.xml").write_text("<repomd/>\n")
+        (rpm / "repodata/escape.xml").symlink_to(top / "secret")
+        (top / "rpm/escape").symlink_to(top / "secret")
+        (top / "keys").mkdir()
+        (top / "keys/bundle.asc").write_text("key\n")
         runtime = top / "run"
         runtime.mkdir()
         yield top, root, runtime
@@ -123,6 +130,7 @@ def test_nginx_serves_the_tree_on_the_inventory_address_only(nginx_site):
     port = free_port()
     text = nginx_conf(MirrorRef(host="m", apt_port=port), BUNDLE, ALIAS)
     text = text.replace(f"root {BUNDLE.apt};", f"root {root};")  # the scratch tree
+    text = text.replace(f"root {BUNDLE.dir};", f"root {top};")
     text = text.replace("/run/gpuprov-apt", str(runtime))
     text = text.replace(
         "access_log syslog:server=unix:/dev/log,nohostname,tag=gpuprov_apt combined",
@@ -151,6 +159,19 @@ def test_nginx_serves_the_tree_on_the_inventory_address_only(nginx_site):
         assert status(f"{base}/dists/") in (403, 404)  # no listing
         assert status(f"{base}/escape") in (403, 404)  # never follows a symlink (it exists)
         assert status(f"{base}/../secret") in (400, 404)
+        # The RPM repositories beside the apt ones, under the same limits.
+        rpm = f"http://{ALIAS}:{port}/rpm"
+        assert status(f"{rpm}/rhel9/repodata/repomd.xml") == 200
+        assert status(f"{rpm}/rhel9/repodata/repomd.xml", "HEAD") == 200
+        assert status(f"{rpm}/rhel9/repodata/repomd.xml", "POST") == 403
+        assert status(f"{rpm}/rhel9/repodata/") in (403, 404)  # no listing
+        assert status(f"{rpm}/rhel9/repodata/escape.xml") in (403, 404)  # no symlink
+        assert status(f"{rpm}/escape") in (403, 404)
+        assert status(f"{rpm}/../keys/bundle.asc") in (400, 404)
+        assert status(f"{rpm}/../secret") in (400, 404)
+        # Only rpm/ of the bundle directory is reachable, never its other parts.
+        assert status(f"http://{ALIAS}:{port}/keys/bundle.asc") == 404
+        assert status(f"http://{ALIAS}:{port}/rpmx/rhel9/repodata/repomd.xml") == 404
     finally:
         proc.terminate()
         proc.communicate(timeout=10)

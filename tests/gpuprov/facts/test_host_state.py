@@ -27,7 +27,8 @@ from gpuprov.parsers.system import parse_os_release
 
 SECTIONS = {
     "os-release", "kernel", "headers", "secureboot", "nouveau", "lspci", "nvidia-module",
-    "nvswitch", "packages", "holds", "df", "dpkg", "nvidia-smi", "services", "cdi", "cuda",
+    "nvswitch", "packages", "holds", "versionlock", "df", "dpkg", "nvidia-smi", "services",
+    "cdi", "cuda",
 }  # fmt: skip
 
 

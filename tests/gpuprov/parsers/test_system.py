@@ -15,6 +15,7 @@ from gpuprov.parsers.system import (
     parse_mokutil_sb_state,
     parse_nvidia_module_version,
     parse_os_release,
+    parse_versionlock_list,
 )
 
 UBUNTU_2204 = """PRETTY_NAME="Ubuntu 22.04.5 LTS"
@@ -127,3 +128,27 @@ def test_module_version():
     )
     with pytest.raises(ParseError):
         parse_nvidia_module_version("cat: /sys/module/nvidia/version: No such file or directory")
+
+
+def test_versionlock_list_as_the_plugin_writes_it():
+    """The lock list dnf-plugins-core's versionlock wrote after the driver deploy's
+    `dnf versionlock add` (tests/fixtures/dnf/README.md): name -> version-release, the
+    epoch dropped (HostState's rpm query gives none), the arch glob too."""
+    text = (Path(__file__).resolve().parents[2] / "fixtures/dnf/versionlock.list").read_text()
+    v = "580.95.05"
+    assert parse_versionlock_list(text) == {
+        "kmod-nvidia-open-dkms": f"{v}-1.el9",
+        "nvidia-driver": f"{v}-1.el9",
+        "nvidia-driver-libs": f"{v}-1.el9",
+        "nvidia-driver-cuda": f"{v}-1.el9",
+        "nvidia-driver-cuda-libs": f"{v}-1.el9",
+        "nvidia-kmod-common": f"{v}-1.el9",
+        "nvidia-persistenced": f"{v}-1.el9",
+        "nvidia-fabric-manager": f"{v}-1",
+    }
+
+
+def test_versionlock_excludes_lock_nothing_and_garbage_is_named():
+    assert parse_versionlock_list("!nvidia-driver-3:580.105.08-1.el9.*\n") == {}
+    with pytest.raises(ParseError, match="not a name-\\[epoch:\\]version-release.arch"):
+        parse_versionlock_list("nvidia-driver\n")

@@ -150,6 +150,7 @@ def start_services(
             "gpuprov-apt-nginx.conf.j2",
             listen=f"{address}:{s.apt_port}",
             root=bundle / "apt",
+            bundle=bundle,
             runtime=prefix,
         )
         syslog = "access_log syslog:server=unix:/dev/log,nohostname,tag=gpuprov_apt combined;"
