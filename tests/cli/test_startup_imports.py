@@ -29,6 +29,11 @@ NOT_BEFORE_CONNECT = {
     # uses pyinfra's server operations, and the control-node check its Command fact
     "pyinfra.operations.server": "imported by the operation that reboots",
     "pyinfra.facts.server": "imported by the reboot's control-node check",
+    # gpuprov.aptrepo's keys, publishing and verification (~17 ms): the deploys need only
+    # the client stanza (gpuprov/aptrepo/sources.py)
+    "gpuprov.aptrepo.keys": "loaded on first use (gpuprov/aptrepo/__init__.py)",
+    "gpuprov.aptrepo.publish": "loaded on first use (gpuprov/aptrepo/__init__.py)",
+    "gpuprov.aptrepo.verify": "loaded on first use (gpuprov/aptrepo/__init__.py)",
 }
 
 
