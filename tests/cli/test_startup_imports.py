@@ -34,6 +34,12 @@ NOT_BEFORE_CONNECT = {
     "gpuprov.aptrepo.keys": "loaded on first use (gpuprov/aptrepo/__init__.py)",
     "gpuprov.aptrepo.publish": "loaded on first use (gpuprov/aptrepo/__init__.py)",
     "gpuprov.aptrepo.verify": "loaded on first use (gpuprov/aptrepo/__init__.py)",
+    # readers of what this inventory does not have (~15 ms): an INI file, an Ansible-shaped
+    # YAML (and DeepOps' variables), a `bundle:` section (gpuprov/inventory/loader.py)
+    "gpuprov.inventory.ini": "imported for INI inventories only",
+    "gpuprov.inventory.ansible": "imported for Ansible-shaped inventories only",
+    "gpuprov.inventory.deepops": "imported for Ansible-shaped inventories only",
+    "gpuprov.inventory.bundle": "imported for inventories with a bundle: section only",
 }
 
 
