@@ -53,6 +53,7 @@ EAGER_BEFORE = (
     "gpuprov.aptrepo.verify",
     "gpuprov.inventory.ini",
     "gpuprov.inventory.ansible",
+    "gpuprov.inventory.deepops",
     "gpuprov.inventory.bundle",
 )
 BEFORE_CUTS = (
