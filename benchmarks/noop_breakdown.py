@@ -5,7 +5,9 @@
 
 Not part of `python -m benchmarks` (it may boot a VM). Converges the hosts, then runs
 `apply --yes -o json --timings` and `plan -o json --timings` ROUNDS times, interleaved,
-and prints each phase's median (docs/performance.md). Then, on the first host, the
+and prints each phase's median (docs/performance.md). Then `plan` from outside, wall and
+CPU, interleaved: as it runs now, with the modules the startup cuts left out imported
+again (EAGER_BEFORE), and with the interpreter's full teardown at exit. Then, on the first host, the
 HostState "services" section both ways, interleaved: ten `systemctl is-active|is-enabled`
 runs against one `systemctl show` (the cut; only a host running systemd can answer the
 latter). --capture DIR keeps that host's raw `systemctl show` output (a test fixture).
@@ -39,10 +41,41 @@ FULL_EXIT = (
 )
 
 
-def outside(cmd: list[str]) -> float:
+# What a no-op plan/apply imported before the startup cuts and no longer does (the
+# reboot's pyinfra server operations, gpuprov.aptrepo's publishing side, the readers of
+# INI / Ansible inventories and of a bundle: section): imported again, after the gevent
+# patch as before, they give "before" in the same run as "after".
+EAGER_BEFORE = (
+    "pyinfra.operations.server",
+    "pyinfra.facts.server",
+    "gpuprov.aptrepo.keys",
+    "gpuprov.aptrepo.publish",
+    "gpuprov.aptrepo.verify",
+    "gpuprov.inventory.ini",
+    "gpuprov.inventory.ansible",
+    "gpuprov.inventory.deepops",
+    "gpuprov.inventory.bundle",
+)
+BEFORE_CUTS = (
+    "import sys; from gpuprov.cli import _exit_now, _patch_gevent, gpuprov; "
+    "from gpuprov.engine import timings; timings.restart(); _patch_gevent(); "
+    f"import importlib; [importlib.import_module(m) for m in {EAGER_BEFORE!r}]; "
+    "from gpuprov.cli.app import run; sys.argv[0] = 'gpuprov'; _exit_now(run(gpuprov))"
+)
+
+
+def outside(cmd: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of the command, measured by this process: the CPU is the
+    child's user + system time, which the machine's load does not inflate."""
+    before = os.times()
     start = time.perf_counter()
     subprocess.run(cmd, capture_output=True, timeout=900, stdin=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
+    return wall, cpu
 
 
 def gpuprov(*args: str) -> dict:
@@ -106,11 +139,16 @@ def main() -> int:
             assert a["summary"]["status"] == "up-to-date", a["summary"]
             runs["apply"].append(a["timings"])
             runs["plan"].append(gpuprov("plan", str(inv), "-o", "json", "--timings")["timings"])
-        exits: dict[str, list[float]] = {"os._exit": [], "full teardown": []}
+        variants = {
+            "now": ["-m", "gpuprov.cli"],
+            "before the startup cuts": ["-c", BEFORE_CUTS],
+            "full teardown": ["-c", FULL_EXIT],
+        }
+        exits: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
         plan_args = ["plan", str(inv), "-o", "json"]
-        for _ in range(args.rounds):  # the exit cut, before/after, interleaved
-            exits["os._exit"].append(outside([sys.executable, "-m", "gpuprov.cli", *plan_args]))
-            exits["full teardown"].append(outside([sys.executable, "-c", FULL_EXIT, *plan_args]))
+        for _ in range(args.rounds):  # each cut, before/after, interleaved
+            for name, how in variants.items():
+                exits[name].append(outside([sys.executable, *how, *plan_args]))
         if args.vm:
             vm = lab.vms[0]
             ssh = ["ssh", *lab.ssh_options(), "-p", str(vm.ssh_port), "root@127.0.0.1"]
@@ -150,9 +188,16 @@ def main() -> int:
             print(f"  {name:<22} {seconds:7.3f} s  {100 * seconds / wall:4.0f}%")
         print(f"  {'wall':<22} {wall:7.3f} s")
         print(f"  fact round trip {trip:.3f} s, of which the script on the host {script:.3f} s")
-    fast, full = (statistics.median(exits[k]) for k in ("os._exit", "full teardown"))
-    print(f"gpuprov plan, wall from outside: ending with os._exit {fast:.3f} s, with the")
-    print(f"  interpreter's full teardown {full:.3f} s (cut: {full - fast:.3f} s)")
+    print("gpuprov plan from outside, medians (wall, CPU of the gpuprov process):")
+    for name, runs in exits.items():
+        wall = statistics.median(w for w, _ in runs)
+        cpu = statistics.median(c for _, c in runs)
+        print(f"  {name:<24} wall {wall:7.3f} s  CPU {cpu:6.3f} s")
+    (now_w, now_c), (cut_w, cut_c) = (
+        (statistics.median(w for w, _ in exits[k]), statistics.median(c for _, c in exits[k]))
+        for k in ("now", "before the startup cuts")
+    )
+    print(f"  startup cuts: wall -{cut_w - now_w:.3f} s, CPU -{cut_c - now_c:.3f} s")
     m_loop, m_show = statistics.median(loop), statistics.median(show)
     print(f"services section on the host: 10 systemctl runs {m_loop * 1000:.1f} ms", end="")
     if works:

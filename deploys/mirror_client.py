@@ -40,7 +40,6 @@ from pathlib import Path
 
 from gpuprov.deploys.context import MIRROR_DATA_KEY, NodeContext
 from pyinfra.api import deploy
-from pyinfra.operations import server
 
 from gpuprov.inventory.mirrors import MIRROR_CHOICE_KEY
 from gpuprov.operations.apt import deb822_source
@@ -265,6 +264,9 @@ def hf_environment(ctx: NodeContext, hf: str) -> None:
         # variables; running ones keep their environment until they restart, which we do
         # not force: restarting a site's inference services is the site's decision.
         # Without a running systemd (a chroot, a container) there is nothing to reload.
+        # (pyinfra.operations.server imported only here: docs/performance.md.)
+        from pyinfra.operations import server
+
         server.shell(
             name="systemd: read the new DefaultEnvironment (daemon-reload)",
             commands=["if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi"],

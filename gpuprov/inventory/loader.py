@@ -11,10 +11,8 @@ from typing import Any, cast
 from ruamel.yaml.comments import CommentedMap
 
 from gpuprov.errors import InputError, Location, Problem
-from gpuprov.inventory import ini, layers
+from gpuprov.inventory import layers
 from gpuprov.inventory.aliases import read_aliases
-from gpuprov.inventory.ansible import to_native
-from gpuprov.inventory.bundle import read_bundle
 from gpuprov.inventory.host_vars import check_vars
 from gpuprov.inventory.hostranges import expand_groups
 from gpuprov.inventory.model import (
@@ -28,6 +26,7 @@ from gpuprov.inventory.model import (
 )
 from gpuprov.inventory.policy import read_mirror, read_rollout
 from gpuprov.inventory.reader import Missing, Reader
+from gpuprov.inventory.source import is_ini, read_text
 from gpuprov.safe_values import address_problem
 
 ROOT_KEYS = ("cluster", "groups", "aliases")
@@ -86,8 +85,13 @@ def parse_yaml(path: Path, r: Reader) -> CommentedMap:
 def parse_any(path: Path, r: Reader) -> CommentedMap:
     """The tree of an inventory file: YAML, or an Ansible INI inventory (ini.py) read into
     the tree an Ansible YAML inventory gives."""
-    if ini.is_ini(path, ini.read_text(path, r)):
-        return ini.read_ini(path, r)
+    if is_ini(path, read_text(path, r)):
+        # The INI reader, the Ansible mapping and the bundle section's reader are imported
+        # only for inventories that need them: a YAML inventory's `plan` does not pay for
+        # them (docs/performance.md, tests/cli/test_startup_imports.py).
+        from gpuprov.inventory.ini import read_ini
+
+        return read_ini(path, r)
     return parse_yaml(path, r)
 
 
@@ -97,6 +101,8 @@ def load_inventory(path: Path | str) -> Cluster:
     r = Reader(path)
     root = parse_any(path, r)
     if "all" in root and "cluster" not in root and "groups" not in root:
+        from gpuprov.inventory.ansible import to_native
+
         root = to_native(root, r, default_name=path.stem)
     cluster = build(root, path, r)
     r.raise_if_problems()
@@ -165,7 +171,11 @@ def build(root: CommentedMap, path: Path, r: Reader) -> Cluster | None:
             members.append(host.name)
         groups[gname] = Group(gname, cast(HostRole, role), profile, tuple(members), gloc)
     mirror = read_mirror(r, cnode, hosts, base)
-    bundle = read_bundle(r, cnode, base)
+    bundle = None
+    if "bundle" in cnode:
+        from gpuprov.inventory.bundle import read_bundle
+
+        bundle = read_bundle(r, cnode, base)
     if rollout.hook_host is not None and rollout.hook_host not in hosts:
         r.error(r.value_loc(cnode["rollout"], "hook_host"),
                 f"rollout.hook_host {rollout.hook_host!r} is not a host of this inventory")  # fmt: skip

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gpuprov.errors import Location, Problem
-from gpuprov.inventory.bundle import BundleSpec
+
+if TYPE_CHECKING:  # the bundle section's reader is imported only for inventories with one
+    from gpuprov.inventory.bundle import BundleSpec
 
 ModuleFlavour = Literal["auto", "open", "proprietary"]
 ContainerRuntime = Literal["docker", "podman", "containerd", "none"]

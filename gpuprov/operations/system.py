@@ -9,8 +9,6 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.exceptions import OperationError
-from pyinfra.facts.server import Command
-from pyinfra.operations import server
 
 INITRAMFS = {
     "update-initramfs": "update-initramfs -u -k all",  # Debian, Ubuntu
@@ -56,6 +54,8 @@ def refuse_control_node(state, host) -> bool:  # noqa: F811 (pyinfra passes stat
 
     The parameters must be called `state` and `host`: pyinfra only passes them to a
     FunctionCommand whose signature names both."""
+    from pyinfra.facts.server import Command
+
     if is_local_connector(host):
         raise OperationError("refusing to reboot: this host runs through the local connector")
     remote = (host.get_fact(Command, "cat /etc/machine-id 2>/dev/null || true") or "").strip()
@@ -97,6 +97,11 @@ def controlled_reboot(
         raise OperationError(
             f"refusing to reboot: this host runs through the local connector ({'; '.join(reasons)})"
         )
+    # Imported here, not at the top: pyinfra.operations.server imports every package
+    # manager's and init system's operations and facts (~85 ms of CPU), and a converged
+    # host never reboots (docs/performance.md).
+    from pyinfra.operations import server
+
     yield FunctionCommand(refuse_control_node, (), {})
     yield from server.reboot._inner(delay=delay, interval=interval, reboot_timeout=reboot_timeout)
 
