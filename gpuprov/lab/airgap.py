@@ -325,12 +325,19 @@ def uncut(settings: LabSettings) -> bool:
     return True
 
 
-def management_addresses(settings: LabSettings, names: list[str]) -> list[str]:
-    """The management-network addresses of the named VMs (`vagrant ssh-config` HostName)."""
+def management_addresses(
+    settings: LabSettings, names: list[str], known: dict[str, str] | None = None
+) -> list[str]:
+    """The management-network addresses of the named VMs (`vagrant ssh-config` HostName).
+    `known`: name -> that HostName as the caller already read it (no second `vagrant`
+    call); checked the same way."""
     from gpuprov.lab.vagrant import parse_ssh_config, vagrant
 
-    out = vagrant(settings, "ssh-config", *names, timeout=300).stdout
-    hosts = parse_ssh_config(out)
+    if known is not None and all(n in known for n in names):
+        hosts = {n: {"hostname": known[n]} for n in names}
+    else:
+        out = vagrant(settings, "ssh-config", *names, timeout=300).stdout
+        hosts = parse_ssh_config(out)
     addrs = []
     for name in names:
         value = hosts.get(name, {}).get("hostname", "")
