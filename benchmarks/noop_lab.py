@@ -6,8 +6,9 @@ registry), ROUNDS interleaved `gpuprov apply --yes` and `gpuprov plan` with `--t
 json`: the phases' medians, then each host's connect, fact round trip and the script's own
 time on the host (a mirror host's script is not a GPU host's). Then, on every host, the
 NodeFacts script itself traced section by section (`bash -x`, each line stamped with
-bash's `$EPOCHREALTIME`: no process per stamp), and on the mirror host its units asked
-both ways (ten `systemctl is-active|is-enabled` runs against one `systemctl show`),
+bash's `$EPOCHREALTIME`: no process per stamp); the managed files' digests both ways (a
+process chain per file against one `sha256sum`), and on the mirror host its units both
+ways (ten `systemctl is-active|is-enabled` runs against one `systemctl show`), each
 interleaved. `--capture DIR` keeps the mirror's raw `systemctl` answers (test fixtures).
 
 Converges nothing and boots nothing: without a running, converged lab it says why and
@@ -156,6 +157,33 @@ def mirror_units_both_ways(ssh: list[str], sudo: bool, rounds: int) -> tuple[flo
     return statistics.median(before), statistics.median(after)
 
 
+# The managed files' digests as DeployExtras read them before the cut: three processes
+# per file (a subshell, sha256sum, cut).
+PER_FILE_DIGESTS = (
+    'for f in {paths}; do if [ -f "$f" ]; then '
+    'printf "file %s %s\\n" "$(sha256sum < "$f" | cut -d" " -f1)" "$f"; '
+    'else printf "file - %s\\n" "$f"; fi; done'
+)
+
+
+def digests_both_ways(ssh: list[str], sudo: bool, host, rounds: int) -> tuple[float, float]:
+    """Medians (s): the host's managed files digested one process chain per file (before)
+    and by one `sha256sum` (now), interleaved."""
+    import shlex
+
+    from gpuprov.facts.files import digests_command
+    from gpuprov.paths import MANAGED_PATHS, MIRROR_MANAGED_PATHS
+
+    paths = tuple(MANAGED_PATHS) + (MIRROR_MANAGED_PATHS if host.role == "mirror" else ())
+    before_cmd = PER_FILE_DIGESTS.format(paths=" ".join(shlex.quote(x) for x in paths))
+    now_cmd = f"( {digests_command(paths)} )"
+    before, after = [], []
+    for _ in range(rounds):
+        before.append(timed(ssh, before_cmd, sudo=sudo))
+        after.append(timed(ssh, now_cmd, sudo=sudo))
+    return statistics.median(before), statistics.median(after)
+
+
 def capture_mirror_units(ssh: list[str], sudo: bool, out: Path) -> None:
     from gpuprov.paths import MIRROR_UNITS, PACKAGED_UNITS
 
@@ -224,6 +252,9 @@ def lab_main(inventory: Path | None, rounds: int, capture: Path | None) -> int:
         top = sorted(sections.items(), key=lambda kv: -kv[1])
         print(f"  {host.name} ({host.role}): {total:.3f} s traced; " + ", ".join(
             f"{k} {v:.3f}" for k, v in top if v >= 0.005))  # fmt: skip
+        per_file, one = digests_both_ways(ssh, sudo, host, max(rounds, 5))
+        print(f"  {host.name} managed files' digests: a process chain per file "
+              f"{per_file:.3f} s, one sha256sum {one:.3f} s ({per_file / one:.1f}x)")  # fmt: skip
         if host.role == "mirror":
             loop, show = mirror_units_both_ways(ssh, sudo, max(rounds, 5))
             print(f"  {host.name} units: unit by unit {loop:.3f} s, one systemctl show "
