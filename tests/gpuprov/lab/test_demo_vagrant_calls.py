@@ -90,18 +90,3 @@ def test_management_addresses_from_what_the_inventory_step_read(
     # Not known (a caller without the inventory step): Vagrant is asked.
     assert airgap.management_addresses(s, ["gpu01"]) == ["192.168.121.142"]
     assert calls(fake_vagrant) == ["ssh-config gpu01"]
-
-
-def test_commands_together_show_each_output_whole_in_order(tmp_path: Path) -> None:
-    """The dry run's `plan` and `apply --dry-run` run at once: each command's output is
-    shown whole under its own `$ gpuprov ...` line, in the order given (the real CLI)."""
-    said: list[str] = []
-    demo = Demo(settings(tmp_path), out=said.append)
-    missing = str(tmp_path / "none.yaml")
-    version, check = demo.gpuprov_together(("--version",), ("inventory", "check", missing))
-    assert version.returncode == 0 and check.returncode == 2, (version, check)
-    first = said.index("    $ gpuprov --version")
-    second = said.index(f"    $ gpuprov inventory check {missing}")
-    assert said[first + 1 : second] == [f"      {ln}" for ln in version.stdout.splitlines()]
-    assert said[second + 1 :] == [f"      {ln}" for ln in check.stdout.splitlines()]
-    assert "none.yaml" in check.stdout
