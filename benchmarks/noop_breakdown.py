@@ -2,15 +2,21 @@
 
     python -m benchmarks.noop_breakdown              (light hosts: 3, 5 rounds)
     python -m benchmarks.noop_breakdown --vm         (one test-bed VM: systemd, ~5 min boot)
+    python -m benchmarks.noop_breakdown --lab        (the running, converged `make demo` lab)
 
-Not part of `python -m benchmarks` (it may boot a VM). Converges the hosts, then runs
-`apply --yes -o json --timings` and `plan -o json --timings` ROUNDS times, interleaved,
-and prints each phase's median (docs/performance.md). Then `plan` from outside, wall and
-CPU, interleaved: as it runs now, with the modules the startup cuts left out imported
-again (EAGER_BEFORE), and with the interpreter's full teardown at exit. Then, on the first host, the
-HostState "services" section both ways, interleaved: ten `systemctl is-active|is-enabled`
-runs against one `systemctl show` (the cut; only a host running systemd can answer the
-latter). --capture DIR keeps that host's raw `systemctl show` output (a test fixture).
+Not part of `python -m benchmarks` (it may boot a VM, or needs a running lab). Converges
+the hosts, then runs `apply --yes -o json --timings` and `plan -o json --timings` ROUNDS
+times, interleaved, and prints each phase's median (docs/performance.md). Then `plan` from
+outside, wall and CPU, interleaved: as it runs now, with the modules the startup cuts left
+out imported again (EAGER_BEFORE), and with the interpreter's full teardown at exit. Then,
+on the first host, the HostState "services" section both ways, interleaved: ten
+`systemctl is-active|is-enabled` runs against one `systemctl show` (the cut; only a host
+running systemd can answer the latter). --capture DIR keeps that host's raw `systemctl
+show` output (a test fixture).
+
+--lab (benchmarks/noop_lab.py) takes the full GPU stack where it runs: the Vagrant lab's
+mirror01 and GPU hosts, systemd, every role converged by `make demo`. It converges
+nothing: it refuses, saying why, when the lab is not running or not converged.
 """
 
 from __future__ import annotations
@@ -113,7 +119,14 @@ def main() -> int:
     ap.add_argument("--hosts", type=int, default=3, help="light hosts (default 3)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--capture", type=Path, help="keep the raw `systemctl show` output here")
+    ap.add_argument("--lab", action="store_true", help="the running, converged Vagrant lab")
+    ap.add_argument("--inventory", type=Path, help="--lab: the lab's inventory (default: "
+                    "inventories/vagrant.yaml)")  # fmt: skip
     args = ap.parse_args()
+    if args.lab:
+        from benchmarks.noop_lab import lab_main
+
+        return lab_main(args.inventory, args.rounds, args.capture)
     if args.vm:
         from gpuprov.testbed.vms import VMLab
 

@@ -18,7 +18,8 @@ def report() -> dict[str, Any]:
 
 def show_timings(app: App, doc: dict[str, Any]) -> None:
     """The phases with their share of the wall, then the fact round trip's spread over
-    the hosts: on the control node vs the script's own time on the host."""
+    the hosts: on the control node vs the script's own time on the host; then each host's
+    connect, round trip and script."""
     wall = doc["wall"] or 1e-9
     table = Table(title="timings", header_style="bold")
     for col in ("phase", "seconds", "share"):
@@ -41,3 +42,7 @@ def show_timings(app: App, doc: dict[str, Any]) -> None:
                 f"median {script['median']:.3f} s, max {script['max']:.3f} s"
             )
         app.err.print(line)
+    for name, each in doc.get("hosts", {}).items():
+        parts = [f"{key.replace('_', ' ')} {each[key]:.3f} s"
+                 for key in ("connect", "round_trip", "script") if key in each]  # fmt: skip
+        app.err.print(f"  {name}: {', '.join(parts)}", markup=False, highlight=False)

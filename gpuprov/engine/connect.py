@@ -11,13 +11,14 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpuprov.engine import fd_limit
+from gpuprov.engine import fd_limit, timings
 from gpuprov.engine.ssh_config import cluster_ssh_config
 from gpuprov.errors import ConnectError, InputError
 from gpuprov.inventory.model import Cluster, Host
@@ -276,8 +277,11 @@ def connect_hosts(session: Session) -> dict[str, ConnectResult]:
     # pyinfra memoizes known_hosts per process; `hosts trust` may have just written it.
     get_host_keys.cache.clear()
 
+    started: dict[str, float] = {}
+
     def one(name: str) -> ConnectResult:
         host = state.inventory.get_host(name)
+        started[name] = time.perf_counter()
         try:
             host.connect(show_errors=False, raise_exceptions=True)
         except PyinfraConnectError as exc:
@@ -291,6 +295,7 @@ def connect_hosts(session: Session) -> dict[str, ConnectResult]:
                 text = f"Host key for {exc.__context__.hostname} does not match"
             kind, line = describe_error(session.cluster, session.hosts[name], text)
             return ConnectResult(name, False, kind, line)
+        timings.current().connects[name] = time.perf_counter() - started[name]
         return ConnectResult(name, True)
 
     # pyinfra's state context is process-global: hold it across the parallel section.

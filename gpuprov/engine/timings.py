@@ -54,6 +54,7 @@ class Timings:
     last: float
     phases: dict[str, float] = field(default_factory=dict)
     facts: dict[str, FactTiming] = field(default_factory=dict)
+    connects: dict[str, float] = field(default_factory=dict)  # host -> its SSH connect, s
 
     @classmethod
     def from_process_start(cls) -> Timings:
@@ -69,7 +70,9 @@ class Timings:
         self.last = now
 
     def to_dict(self) -> dict[str, Any]:
-        """{"wall", "phases" (in order, "other" last: since the last mark), "facts"}."""
+        """{"wall", "phases" (in order, "other" last: since the last mark), "facts",
+        "hosts" (each host's connect, round trip and script: a mirror host's script
+        differs from a GPU host's, and a median hides which host the time is on)}."""
         self.mark("other")
         phases = {name: round(s, 4) for name, s in self.phases.items()}
         doc: dict[str, Any] = {"wall": round(self.last - self.origin, 4), "phases": phases}
@@ -79,6 +82,15 @@ class Timings:
             doc["facts"] = {"hosts": len(self.facts), "round_trip": _spread(trips)}
             if scripts:
                 doc["facts"]["script"] = _spread(scripts)
+        hosts: dict[str, dict[str, float]] = {}
+        for name, seconds in self.connects.items():
+            hosts.setdefault(name, {})["connect"] = round(seconds, 4)
+        for name, fact in self.facts.items():
+            hosts.setdefault(name, {})["round_trip"] = round(fact.round_trip, 4)
+            if fact.script is not None:
+                hosts[name]["script"] = round(fact.script, 4)
+        if hosts:
+            doc["hosts"] = hosts
         return doc
 
 

@@ -9,6 +9,7 @@ bundle, stick, imported bundle, running VMs, converged hosts), so a second run i
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -35,6 +36,11 @@ class Demo:
         self.usb_image = settings.dir / "usb.img"
         self.usb = settings.dir / "usb"
         self.keyring = settings.dir / "bundle.gpg"
+        # What `vagrant` said earlier in this run (each call is seconds of Ruby and libvirt):
+        # the VMs' states (up -> inventory) and each VM's ssh-config HostName (inventory ->
+        # air gap). Nothing changes them between those steps.
+        self.states: dict[str, str] | None = None
+        self.ssh_hosts: dict[str, str] | None = None
 
     @contextlib.contextmanager
     def step(self, title: str) -> Iterator[None]:
@@ -100,9 +106,13 @@ class Demo:
 
     def up(self) -> None:
         with self.step(f"vagrant up: mirror01 + {self.s.gpus} GPU host(s) (log: {self.log})"):
-            states = machine_states(self.s)
+            states = self.states = machine_states(self.s)
             if all(states.get(n) == "running" for n in self.s.machine_names()):
+                # `vagrant up` of running machines only says so (provisioners run on the
+                # first up alone), after seconds of Ruby and libvirt calls.
                 self.out("    all running already")
+                return
+            self.states = None  # `up` changed them
             vagrant(self.s, "up", "--provider", self.s.provider, log=self.log, timeout=3600)
 
     def inventory_step(self) -> None:
@@ -110,7 +120,8 @@ class Demo:
 
         with self.step("inventory from `vagrant ssh-config`, host keys by ssh-keyscan"):
             airgap.bundle_key(self.s.dir)  # the mirror's keyring, for `gpuprov verify`
-            path, hosts = write_inventory(self.s, self.inventory)
+            path, hosts = write_inventory(self.s, self.inventory, states=self.states)
+            self.ssh_hosts = {h.name: h.ssh_address for h in hosts}
             for h in hosts:
                 self.out(f"    {h.name}: {h.lab_address} key {h.host_key[:30]}...")
             self.out(f"    wrote {path}")
@@ -281,7 +292,7 @@ def cut_and_prove(demo: Demo, gpus: list[str]) -> list[str]:
     from gpuprov.lab.inventory import mirror_address
 
     cluster = load_inventory(demo.inventory)
-    mgmt = airgap.management_addresses(demo.s, gpus)
+    mgmt = airgap.management_addresses(demo.s, gpus, demo.ssh_hosts)
     lab_addrs = [cluster.hosts[n].address for n in gpus]
     airgap.cut(demo.s, lab_addrs + mgmt, [mirror_address(demo.s)])
     lines = [f"nftables table inet {airgap.table_name(demo.s)} on this machine drops "
@@ -298,8 +309,10 @@ def cut_and_prove(demo: Demo, gpus: list[str]) -> list[str]:
         lines.append(f"mirror01 (not cut) reaches the control node's listener {lab_url}")
         script = airgap.probe_script(mirror_address(demo.s), lab_url, mgmt_url)
         failed = []
-        for name in gpus:
-            proc = demo.on_host(name, script, timeout=300)
+        # Every GPU host at once: the proof is timeouts, the same wait on each host.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            runs = list(pool.map(lambda n: demo.on_host(n, script, timeout=300), gpus))
+        for name, proc in zip(gpus, runs, strict=True):
             for probe in airgap.parse_probes(proc.stdout):
                 mark = "ok  " if probe.ok else "FAIL"
                 lines.append(f"{name}: {mark} {probe.what} ({probe.detail})")

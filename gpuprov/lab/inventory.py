@@ -195,13 +195,15 @@ def write_inventory(
     inventory: Path,
     known_hosts: Path | None = None,
     driver: str | None = None,
+    states: dict[str, str] | None = None,
 ) -> tuple[Path, list[LabHost]]:
     """Probe the running VMs, record their host keys, write and validate the inventory
-    (the lab's bundle key is made first when there is none: the inventory names it)."""
+    (the lab's bundle key is made first when there is none: the inventory names it).
+    `states`: the VMs' states as the caller just read them (`discover`)."""
     from gpuprov.lab.airgap import bundle_key
 
     known_hosts = known_hosts or settings.dir / "known_hosts"
-    hosts = discover(settings)
+    hosts = discover(settings, states)
     record_host_keys(hosts, known_hosts)
     if not keyring_path(settings).is_file():
         bundle_key(settings.dir)

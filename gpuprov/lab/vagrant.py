@@ -256,9 +256,10 @@ def record_host_keys(hosts: list[LabHost], known_hosts: Path) -> None:
     os.replace(tmp, known_hosts)
 
 
-def discover(settings: LabSettings) -> list[LabHost]:
-    """The lab's running VMs, each probed once (in parallel)."""
-    states = machine_states(settings)
+def discover(settings: LabSettings, states: dict[str, str] | None = None) -> list[LabHost]:
+    """The lab's running VMs, each probed once (in parallel). `states`: `machine_states`
+    as the caller just read it (each `vagrant` call is seconds of Ruby and libvirt)."""
+    states = machine_states(settings) if states is None else states
     running = [n for n in settings.machine_names() if states.get(n) == "running"]
     if not running:
         raise LabError("no lab VM is running: bring the lab up first (`make demo`)")

@@ -65,6 +65,11 @@ def check(doc: dict, outside: float) -> None:
     assert facts["hosts"] == 2
     assert 0 < facts["script"]["median"] <= facts["round_trip"]["median"]
     assert facts["round_trip"]["max"] <= phases["facts"] + 0.01
+    hosts = doc["hosts"]  # each host apart: its connect within the parallel phase
+    assert len(hosts) == 2, hosts
+    for each in hosts.values():
+        assert 0 < each["connect"] <= phases["connect"] + 0.01, doc
+        assert 0 < each["script"] <= each["round_trip"] <= phases["facts"] + 0.01, doc
 
 
 @pytest.mark.parametrize("command", ["apply", "plan"])
@@ -88,6 +93,10 @@ def test_table_on_stderr_and_none_without_the_flag(inv: Path) -> None:
     for word in ("connect", "facts", "evaluate", "wall", "fact round trip over 2 hosts"):
         assert word in proc.stderr, proc.stderr
     assert "the script on the host" in proc.stderr
+    names = YAML().load(inv.read_text())["groups"]["gpu"]["hosts"]
+    for name in names:  # one line per host
+        assert any(line.strip().startswith(f"{name}: connect ") and "script" in line
+                   for line in proc.stderr.splitlines()), proc.stderr  # fmt: skip
     plain = gpuprov("apply", str(inv), "--yes", "-o", "json")
     assert "timings" not in json.loads(plain.stdout)
     assert "fact round trip" not in gpuprov("plan", str(inv)).stderr

@@ -38,6 +38,20 @@ def test_fact_spread_over_hosts() -> None:
     assert facts["script"] == {"min": 0.1, "median": 0.15, "max": 0.2}
 
 
+def test_each_host_apart() -> None:
+    """A mirror host's script is not a GPU host's: each host's connect, round trip and
+    script are reported by name; a host that did not answer the fact has its connect only."""
+    t = Timings.from_process_start()
+    t.connects = {"mirror01": 1.5, "gpu01": 2.0, "gpu02": 0.5}
+    t.facts = {"mirror01": FactTiming(3.0, 2.5), "gpu01": FactTiming(4.0, None)}
+    assert t.to_dict()["hosts"] == {
+        "mirror01": {"connect": 1.5, "round_trip": 3.0, "script": 2.5},
+        "gpu01": {"connect": 2.0, "round_trip": 4.0},
+        "gpu02": {"connect": 0.5},
+    }
+    assert "hosts" not in Timings.from_process_start().to_dict()
+
+
 def test_process_age_counts_the_interpreter_start() -> None:
     """A child that sleeps before asking: its age includes the sleep (10 ms ticks)."""
     code = (

@@ -59,3 +59,36 @@ def test_file_digest_facts(tmp_path: Path) -> None:
     assert FileState().process(sh(FileState().command(path=str(tmp_path / "no")))) is None
     both = FileDigests().process(sh(FileDigests().command(paths=[str(f), str(tmp_path / "no")])))
     assert both == {str(f): want, str(tmp_path / "no"): None}
+
+
+def test_deploy_extras_digests_by_one_sha256sum(tmp_path: Path) -> None:
+    """Every managed file's digest from one `sha256sum` run: a process per file was most
+    of a GPU host's NodeFacts script under software emulation (docs/performance.md)."""
+    import os
+    import shutil
+
+    real = shutil.which("sha256sum")
+    assert real
+    bindir, log = tmp_path / "bin", tmp_path / "calls"
+    bindir.mkdir()
+    (bindir / "sha256sum").write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec {real} "$@"\n')
+    (bindir / "sha256sum").chmod(0o755)
+    files = [tmp_path / f"{name}.conf" for name in ("a", "b", "c")]
+    for f in files:
+        f.write_text(f"{f.name}\n")
+    paths = (str(files[0]), str(tmp_path / "none.conf"), str(files[1]), str(files[2]))
+    fact = DeployExtras()
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    out = subprocess.run(["dash", "-c", fact.command(paths=paths)], capture_output=True,
+                         text=True, check=True, env=env).stdout  # fmt: skip
+    assert fact.process(out.splitlines())["digests"] == {
+        **{str(f): hashlib.sha256(f"{f.name}\n".encode()).hexdigest() for f in files},
+        str(tmp_path / "none.conf"): None,
+    }
+    assert len(log.read_text().splitlines()) == 1, log.read_text()
+    # none present: sha256sum is not run at all (it would read stdin)
+    log.unlink()
+    out = subprocess.run(["dash", "-c", fact.command(paths=(str(tmp_path / "none.conf"),))],
+                         capture_output=True, text=True, check=True, env=env).stdout  # fmt: skip
+    assert fact.process(out.splitlines())["digests"] == {str(tmp_path / "none.conf"): None}
+    assert not log.exists()
