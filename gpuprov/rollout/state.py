@@ -263,6 +263,26 @@ class RolloutLock:
         self.release()
 
 
+OPEN_WAIT_S = 30.0  # how long opening the state waits for another process switching it to WAL
+
+
+def _set_wal(db: sqlite3.Connection) -> None:
+    """`PRAGMA journal_mode=WAL`, retried while another process holds the database: the
+    switch takes an exclusive lock and SQLite answers "database is locked" at once, without
+    its busy timeout, when a second process opens a new state file at the same moment (two
+    applies started together: the loser was told to move the state away instead of being
+    named the holder of the rollout lock). Bounded by OPEN_WAIT_S."""
+    deadline = time.monotonic() + OPEN_WAIT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 class StateStore:
     """The rollout history of one inventory (or of whatever `--state` names)."""
 
@@ -276,7 +296,7 @@ class StateStore:
             self.path, isolation_level=None, check_same_thread=False, timeout=30
         )
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
+        _set_wal(self.db)
         # WAL + NORMAL: a commit is in the WAL (OS page cache) when execute() returns, so a
         # killed process loses nothing; only a power cut may drop the last few transitions,
         # which at worst re-runs a host on resume (deploys are idempotent). FULL would fsync

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -214,3 +216,37 @@ def test_opening_the_store_keeps_sqlite_locks(tmp_path: Path):
                 assert side.stat().st_mode & 0o777 == 0o600, suffix
     finally:
         store.close()
+
+
+def _open_at(state: str, inventory: str, start: float, out: multiprocessing.Queue) -> None:
+    while time.time() < start:  # both processes open at the same instant
+        pass
+    try:
+        StateStore.for_inventory(Path(inventory), Path(state)).close()
+        out.put("ok")
+    except sqlite3.Error as exc:
+        out.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_two_processes_opening_a_new_state_at_once_both_succeed(tmp_path: Path):
+    # Two applies let go together (tests/cli/test_apply_state_lighthosts.py) open a state
+    # file neither has made yet; the switch to WAL answered "database is locked" to one of
+    # them about half the time, before the rollout lock could name the other.
+    ctx = multiprocessing.get_context("fork")
+    failures = []
+    for trial in range(20):
+        inventory = tmp_path / f"inv{trial}.yaml"
+        inventory.write_text("cluster: {}\n")
+        state, out = tmp_path / f"state{trial}.db", ctx.Queue()
+        start = time.time() + 0.3
+        procs = [
+            ctx.Process(target=_open_at, args=(str(state), str(inventory), start, out))
+            for _ in range(2)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+        results = [out.get(timeout=5) for _ in procs]
+        failures += [r for r in results if r != "ok"]
+    assert not failures, failures
