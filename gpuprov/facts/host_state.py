@@ -32,7 +32,10 @@ from gpuprov.parsers.system import (
     parse_versionlock_list,
 )
 
-SCRIPT = resources.files("gpuprov.facts").joinpath("host_state.sh").read_text()
+_FACTS = resources.files("gpuprov.facts")
+# unit_states.sh defines the units' states function, shared with the mirror host's section.
+UNIT_STATES_SH = _FACTS.joinpath("unit_states.sh").read_text()
+SCRIPT = UNIT_STATES_SH + _FACTS.joinpath("host_state.sh").read_text()
 MISSING = 127
 VERSION_MISMATCH = "Driver/library version mismatch"
 _BEGIN = re.compile(r"^@@gpuprov:begin (?P<name>[a-z-]+)$")

@@ -101,29 +101,11 @@ else end dpkg 127; fi
 
 run nvidia-smi nvidia-smi -q -x
 
-# "UNIT ACTIVE ENABLED" per unit ("-": unknown). One `systemctl show` asks systemd for all
-# five in one D-Bus call (ten systemctl runs cost ~10x that on a real host); it prints one
-# block per unit, in the order asked, blank-line separated. Without a running systemd
-# (a chroot, the test bed's light hosts) `show` fails and is-enabled still reads the unit
-# files: one unit at a time then, as is-enabled stops at the first unknown unit.
-_units="nvidia-persistenced nvidia-fabricmanager nvidia-dcgm containerd docker"
+# "UNIT ACTIVE ENABLED" per unit ("-": unknown): unit_states (unit_states.sh, which
+# host_state.py puts before this script), one `systemctl show` for all five.
 begin services
 if have systemctl; then
-    # shellcheck disable=SC2086 # $_units: five fixed words
-    if _show=$(systemctl show -p ActiveState -p UnitFileState $(printf '%s.service ' $_units) 2>/dev/null) \
-        && [ -n "$_show" ]; then
-        printf '%s\n\n' "$_show" | awk -v units="$_units" '
-            BEGIN { n = split(units, name, " "); i = 0 }
-            /^ActiveState=/ { a = substr($0, 13) }
-            /^UnitFileState=/ { e = substr($0, 15) }
-            /^$/ { if (a != "" || e != "") { i++; printf "%s %s %s\n", name[i], (a == "" ? "-" : a), (e == "" ? "-" : e) }; a = ""; e = "" }'
-    else
-        for _u in $_units; do
-            _a=$(systemctl is-active "$_u.service" 2>/dev/null)
-            _e=$(systemctl is-enabled "$_u.service" 2>/dev/null)
-            printf '%s %s %s\n' "$_u" "${_a:--}" "${_e:--}"
-        done
-    fi
+    unit_states "" nvidia-persistenced nvidia-fabricmanager nvidia-dcgm containerd docker
     end services 0
 else end services 127; fi
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from gpuprov.facts.host_state import UNIT_STATES_SH
 from gpuprov.paths import (
     MIRROR_BUNDLE_ROOT,
     MIRROR_PACKAGES,
@@ -33,33 +34,13 @@ PIP_WHEEL_RE = re.compile(r"pip-[0-9][0-9A-Za-z.]{0,40}-py3-none-any\.whl")
 UNIT_STATE_RE = re.compile(r"[a-z-]{1,32}")
 
 
-# "unit NAME ACTIVE ENABLED" per unit ("-": unknown). One `systemctl show` for all units,
-# one block per unit in the order asked (as HostState's services section): ten
-# `systemctl is-active|is-enabled` runs, each its own D-Bus connection, cost seconds on a
-# loaded or emulated host. Without a running systemd (a light host) `show` fails and the
-# units are asked one by one (is-enabled stops at the first unknown unit).
-UNIT_STATES = """_units="{units}"
-if _show=$(systemctl show -p ActiveState -p UnitFileState $(printf '%s.service ' $_units) \\
-        2>/dev/null) && [ -n "$_show" ]; then
-    printf '%s\\n\\n' "$_show" | awk -v units="$_units" '
-        BEGIN {{ n = split(units, name, " "); i = 0 }}
-        /^ActiveState=/ {{ a = substr($0, 13) }}
-        /^UnitFileState=/ {{ e = substr($0, 15) }}
-        /^$/ {{ if (a != "" || e != "") {{ i++; printf "unit %s %s %s\\n", name[i],
-            (a == "" ? "-" : a), (e == "" ? "-" : e) }}; a = ""; e = "" }}'
-else
-    for _u in $_units; do
-        _a=$(systemctl is-active "$_u.service" 2>/dev/null)
-        _e=$(systemctl is-enabled "$_u.service" 2>/dev/null)
-        printf 'unit %s %s %s\\n' "$_u" "${{_a:--}}" "${{_e:--}}"
-    done
-fi"""
-
-
+# "unit NAME ACTIVE ENABLED" per unit ("-": unknown): the shared unit_states function
+# (gpuprov/facts/unit_states.sh, HostState's too), one `systemctl show` for all units.
 def command() -> str:
     """The section's shell (POSIX sh, never fails; every path a constant of paths.py)."""
     units = " ".join(u.removesuffix(".service") for u in (*MIRROR_UNITS, *PACKAGED_UNITS))
-    return f"""R={MIRROR_BUNDLE_ROOT}
+    return f"""{UNIT_STATES_SH}
+R={MIRROR_BUNDLE_ROOT}
 _c=$(readlink "$R/current" 2>/dev/null); printf 'current %s\\n' "$_c"
 _b=
 case "$_c" in bundles/*) [ -f "$R/$_c/manifest.json" ] && _b="$R/$_c" ;; esac
@@ -80,7 +61,7 @@ fi
 printf 'venv %s\\n' "$(readlink {MIRROR_VENV_ROOT}/venv 2>/dev/null)"
 getent passwd {MIRROR_USER} >/dev/null 2>&1 && printf 'user yes\\n'
 dpkg-query -W -f='pkg ${{Package}} ${{db:Status-Status}}\\n' {" ".join(MIRROR_PACKAGES)} 2>/dev/null
-{UNIT_STATES.format(units=units)}
+unit_states "unit " {units}
 for _d in {MIRROR_REGISTRY_ROOT}/*/docker; do
     [ -d "$_d" ] && _d=${{_d%/docker}} && printf 'registry %s\\n' "${{_d##*/}}"
 done
