@@ -13,7 +13,7 @@ from pyinfra.facts.deb import DebPackages
 from gpuprov.aptrepo.sources import deb822_source as render_deb822
 from gpuprov.facts.apt import AptHolds
 from gpuprov.operations.debversion import compare, sort_key
-from gpuprov.operations.files import current_digest, sha256, write_file_command
+from gpuprov.operations.files import changed_file_writes
 
 APT_GET = (
     "DEBIAN_FRONTEND=noninteractive apt-get -q -y "
@@ -133,14 +133,11 @@ def deb822_source(
     keyring_path = f"/etc/apt/keyrings/{source_name}.gpg"
     source_path = f"/etc/apt/sources.list.d/{source_name}.sources"
     stanza = render_deb822(url, suite, components or ["main"], keyring_path)
-    changed = False
-    for path, content in ((keyring_path, keyring), (source_path, stanza)):
-        if current_digest(path, digests) != sha256(content):
-            changed = True
-            yield write_file_command(path, content, "644")
-    if not changed:
+    writes = changed_file_writes(((keyring_path, keyring), (source_path, stanza)), digests)
+    if not writes:
         host.noop(f"apt source {source_name} ({url} {suite}) is up to date")
         return
+    yield from writes
     yield "apt-get -q update"
 
 

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import posixpath
 import shlex
+from collections.abc import Iterable
 
 from pyinfra import host
 from pyinfra.api import operation
@@ -45,6 +46,21 @@ def write_file_command(path: str, content: str | bytes, mode: str = "644") -> st
         f"mkdir -p {shlex.quote(posixpath.dirname(path) or '/')} && "
         f"printf %s {encoded} | base64 -d > {tmp} && chmod {mode} {tmp} && mv -f {tmp} {q}"
     )
+
+
+def changed_file_writes(
+    files: Iterable[tuple[str, str | bytes]],
+    digests: dict[str, str | None] | None,
+    mode: str = "644",
+) -> list[str]:
+    """write_file_command for each (path, content) whose content the host does not hold:
+    the files of one source (an apt source and its keyring, a dnf .repo and its keys), so
+    the caller refreshes the package index only when one of them changed."""
+    return [
+        write_file_command(path, content, mode)
+        for path, content in files
+        if current_digest(path, digests) != sha256(content)
+    ]
 
 
 @operation()

@@ -11,7 +11,7 @@ import shlex
 from pyinfra import host
 from pyinfra.api import operation
 
-from gpuprov.operations.files import current_digest, sha256, write_file_command
+from gpuprov.operations.files import changed_file_writes
 from gpuprov.rendering import render
 
 REPO_DIR = "/etc/yum.repos.d"
@@ -103,14 +103,11 @@ def dnf_repo(
     key_paths = {f"{KEY_DIR}/{n}": data for n, data in keys.items()}
     repo = render_repo(repo_id, name, baseurl, list(key_paths))
     files: dict[str, str | bytes] = {**key_paths, f"{REPO_DIR}/{repo_id}.repo": repo}
-    changed = False
-    for path, content in files.items():
-        if current_digest(path, digests) != sha256(content):
-            changed = True
-            yield write_file_command(path, content, "644")
-    if not changed:
+    writes = changed_file_writes(files.items(), digests)
+    if not writes:
         host.noop(f"dnf repository {repo_id} ({baseurl}) is up to date")
         return
+    yield from writes
     # Reads and verifies this repository's metadata now (the equivalent of apt-get update
     # after a source changed); the host's other repositories are not asked.
     yield f"dnf -y -q makecache --repo={shlex.quote(repo_id)}"
